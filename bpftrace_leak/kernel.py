@@ -1,0 +1,123 @@
+"""Facts about the running kernel, read from tracefs, /proc and /sys.
+
+Tracepoint layouts differ between kernels (kmem_cache_alloc gained ``name``
+between 6.14 and 6.18; percpu_alloc_percpu gained ``call_site`` and
+``bytes_alloc`` in 5.19; the vmalloc events appeared in 6.2), so everything
+here is read from the running kernel, never assumed.
+"""
+
+import os
+import re
+import subprocess
+
+from .errors import KleakError
+
+__all__ = [
+    "TRACEFS",
+    "ALLOC_EVENTS",
+    "FREE_RAW_EVENTS",
+    "ensure_tracefs",
+    "event_fields",
+    "gfp_bit",
+    "kernel_release",
+]
+
+TRACEFS = "/sys/kernel/tracing"
+
+#: perf-event tracepoints probes.c attaches when the kernel has them
+ALLOC_EVENTS = (
+    "kmem/kmalloc",
+    "kmem/kmem_cache_alloc",
+    "kmem/mm_page_alloc",
+    "kmem/mm_page_free",
+    "kmem/mm_page_free_batched",
+    "percpu/percpu_alloc_percpu",
+    "percpu/percpu_free_percpu",
+    "vmalloc/alloc_vmap_area",
+    "vmalloc/free_vmap_area_noflush",
+)
+
+#: slab free events, attached as raw tracepoints (see probes.c)
+FREE_RAW_EVENTS = ("kmem/kfree", "kmem/kmem_cache_free")
+
+#: interrupt entry and exit, raw, to keep allocations in interrupts off targets
+IRQ_RAW_EVENTS = ("irq/softirq_entry", "irq/softirq_exit", "irq/irq_handler_entry", "irq/irq_handler_exit")
+
+#: the events without which slab tracking means nothing
+REQUIRED_EVENTS = ("kmem/kmalloc", "kmem/kfree", "kmem/kmem_cache_alloc", "kmem/kmem_cache_free")
+
+
+def kernel_release() -> str:
+    return os.uname().release
+
+
+def ensure_tracefs(mount: bool = True) -> str:
+    """Return the tracefs mount point, mounting it at /sys/kernel/tracing if absent.
+
+    BCC reads tracepoint formats from there; a root shell on a minimal system
+    often has neither tracefs nor debugfs mounted.
+    """
+    if os.path.isdir(os.path.join(TRACEFS, "events")):
+        return TRACEFS
+    if mount:
+        res = subprocess.run(
+            ["mount", "-t", "tracefs", "tracefs", TRACEFS], capture_output=True, text=True
+        )
+        if res.returncode == 0 and os.path.isdir(os.path.join(TRACEFS, "events")):
+            return TRACEFS
+    raise KleakError(
+        f"tracefs is not mounted at {TRACEFS} (mount -t tracefs tracefs {TRACEFS})"
+    )
+
+
+def parse_format(text: str) -> dict[str, str]:
+    """Parse a tracefs ``format`` file into {field name: C type}, common_* excluded."""
+    fields = {}
+    for ctype in re.findall(r"field:([^;]+);", text):
+        ctype = ctype.strip()
+        m = re.match(r"(.*?)\s*\b(\w+)(\[\d*\])?$", ctype)
+        if not m:
+            continue
+        name = m.group(2)
+        if not name.startswith("common_"):
+            fields[name] = ctype
+    return fields
+
+
+def event_fields(event: str, tracefs: str = TRACEFS) -> dict[str, str] | None:
+    """Fields of tracepoint ``system/event``, or None when the kernel lacks it."""
+    try:
+        with open(os.path.join(tracefs, "events", event, "format")) as f:
+            return parse_format(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def parse_gfp_bit(print_fmt: str, flag: str) -> int | None:
+    """Find a GFP flag's value in a tracepoint's ``print fmt`` flag table.
+
+    6.x spells entries ``{( unsigned long)(( gfp_t)((((1UL))) << (20))), "__GFP_HARDWALL"}``,
+    older kernels ``{(unsigned long)(( gfp_t)0x100000u), "__GFP_HARDWALL"}``; the bit
+    numbers themselves moved (e.g. when ___GFP_* became an enum in 6.8).
+    """
+    m = re.search(r"\{([^{}]*?),\s*\"" + re.escape(flag) + r"\"\s*\}", print_fmt)
+    if not m:
+        return None
+    expr = m.group(1)
+    shift = re.search(r"<<\s*\(?\s*(\d+)\s*\)?", expr)
+    if shift:
+        return 1 << int(shift.group(1))
+    hexval = re.search(r"0x([0-9a-fA-F]+)", expr)
+    if hexval:
+        return int(hexval.group(1), 16)
+    return None
+
+
+def gfp_bit(flag: str, tracefs: str = TRACEFS) -> int | None:
+    """Value of GFP ``flag`` in the running kernel, from kmem/mm_page_alloc's format."""
+    try:
+        with open(os.path.join(tracefs, "events", "kmem", "mm_page_alloc", "format")) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    return parse_gfp_bit(text, flag)

@@ -1,0 +1,66 @@
+/*
+ * Record layouts and limits shared by probes.c and the Python side.
+ *
+ * This file is the one definition: probes.c includes it, layout.py parses its
+ * enums and defines, and the map key/value ctypes come from BCC compiling it.
+ * Keep it to enums, defines and plain structs so that both readers agree.
+ */
+#ifndef KLEAKTRACE_LAYOUT_H
+#define KLEAKTRACE_LAYOUT_H
+
+#define CACHE_NAME_LEN 32
+#define COMM_LEN 16
+
+/* What an outstanding allocation is; the report's "kind". */
+enum kind {
+	KIND_KMALLOC = 0,
+	KIND_SLAB = 1,
+	KIND_PAGE = 2,
+	KIND_PERCPU = 3,
+	KIND_VMALLOC = 4,
+	KIND_USER_PAGE = 5,
+	NR_KINDS = 6,
+};
+
+/*
+ * Address spaces: slab pointers, PFNs, percpu pointers and vmap addresses are
+ * separate, so a PFN never frees a slab pointer. kmalloc and kmem_cache share
+ * one space because kfree() frees kmem_cache objects too.
+ */
+enum space {
+	SPACE_SLAB = 0,
+	SPACE_PAGE = 1,
+	SPACE_PERCPU = 2,
+	SPACE_VMALLOC = 3,
+};
+
+/* Per-CPU event counters, summed by the Python side. */
+enum counter {
+	CNT_ALLOCS = 0,		/* allocations recorded */
+	CNT_FREES = 1,		/* frees that retired a recorded allocation */
+	CNT_MISSED_FREES = 2,	/* address handed out again while still recorded */
+	CNT_DROPPED = 3,	/* live map full: allocation not recorded */
+	CNT_STACK_ERRORS = 4,	/* get_stackid failed: stack table full or collision */
+	CNT_FAILED_ALLOCS = 5,	/* NULL / ERR_PTR results, never recorded */
+	CNT_IRQ_SKIPPED = 6,	/* target filter on: allocation made in interrupt context */
+	NR_COUNTERS = 7,
+};
+
+struct live_key {
+	u64 addr;
+	u32 space;
+	u32 pad;
+};
+
+struct live_obj {
+	u64 ts_ns;		/* bpf_ktime_get_ns() at allocation (CLOCK_MONOTONIC) */
+	u64 bytes;
+	u64 call_site;
+	u32 tgid;
+	s32 stack_id;		/* negative: no stack, fall back to call_site */
+	u32 kind;
+	char comm[COMM_LEN];
+	char cache[CACHE_NAME_LEN];
+};
+
+#endif

@@ -1,0 +1,59 @@
+"""Constants shared with probes.c, read from layout.h so they are defined once.
+
+The map key and value ctypes are not retyped here either: BCC derives them
+from the same header when it compiles probes.c (``bpf["live"].Leaf``).
+"""
+
+import os
+import re
+
+__all__ = ["HEADER", "KINDS", "SPACES", "COUNTERS", "DEFINES", "KIND_NAMES", "parse_header"]
+
+HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layout.h")
+
+
+def parse_header(text: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Parse ``enum NAME { A = 0, B, ... };`` blocks and integer ``#define``s.
+
+    Returns ({enum name: {member: value}}, {define: value}).
+    """
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    enums: dict[str, dict[str, int]] = {}
+    for name, body in re.findall(r"enum\s+(\w+)\s*\{(.*?)\}\s*;", text, flags=re.S):
+        members: dict[str, int] = {}
+        nxt = 0
+        for item in body.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if "=" in item:
+                member, value = (s.strip() for s in item.split("=", 1))
+                nxt = int(value, 0)
+            else:
+                member = item
+            members[member] = nxt
+            nxt += 1
+        enums[name] = members
+    defines = {
+        name: int(value, 0)
+        for name, value in re.findall(r"^#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)\s*$", text, flags=re.M)
+    }
+    return enums, defines
+
+
+with open(HEADER) as _f:
+    _ENUMS, DEFINES = parse_header(_f.read())
+
+KINDS = _ENUMS["kind"]
+SPACES = _ENUMS["space"]
+COUNTERS = _ENUMS["counter"]
+
+#: report names of the kinds, as the JSON schema spells them
+KIND_NAMES = {
+    KINDS["KIND_KMALLOC"]: "kmalloc",
+    KINDS["KIND_SLAB"]: "slab",
+    KINDS["KIND_PAGE"]: "page",
+    KINDS["KIND_PERCPU"]: "percpu",
+    KINDS["KIND_VMALLOC"]: "vmalloc",
+    KINDS["KIND_USER_PAGE"]: "user-page",
+}

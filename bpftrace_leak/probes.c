@@ -1,0 +1,318 @@
+/*
+ * kleaktrace kernel side: keeps every outstanding allocation in `live`.
+ *
+ * Allocations come from perf-event tracepoints: BCC builds their argument
+ * structs from the running kernel's tracefs format files, so field offsets
+ * are never taken from (possibly mismatched) headers. Fields that some
+ * kernels lack are guarded by HAVE_FIELD_* macros that tracer.py defines from
+ * those same format files.
+ *
+ * Frees come from raw tracepoints, several identical copies per event. A BPF
+ * program does not run while the same program is already running on that CPU
+ * (perf-event programs: while *any* of them is), so an RCU softirq freeing
+ * sockets inside a running probe would lose its frees and leave phantom
+ * leaks (iovisor/bcc#3005). A nested free finds a copy that is not running;
+ * a free is an idempotent delete, so running it twice is harmless.
+ *
+ * Compile-time knobs (set by tracer.py): MAX_OBJECTS, STACK_SLOTS,
+ * MAX_TARGETS, PAGE_BYTES, FILTER_TARGETS, TRACE_CHILDREN, USER_PAGE_GFP,
+ * INCLUDE_USER_PAGES, HAVE_TP_<system>_<event>, HAVE_FIELD_<event>_<field>.
+ */
+#include <uapi/linux/ptrace.h>
+#include "layout.h"
+
+#define EEXIST_ 17	/* errno values; the uapi header differs between trees */
+#define E2BIG_ 7
+
+BPF_HASH(live, struct live_key, struct live_obj, MAX_OBJECTS);
+BPF_STACK_TRACE(stacks, STACK_SLOTS);
+BPF_PERCPU_ARRAY(counters, u64, NR_COUNTERS);
+BPF_HASH(targets, u32, u8, MAX_TARGETS);
+/*
+ * Interrupt nesting depth per CPU, kept by the irq_* raw programs below. The
+ * tracepoint record cannot tell: while a perf-event BPF program runs, the
+ * record's common header holds a pt_regs pointer, not common_flags.
+ */
+BPF_PERCPU_ARRAY(irq_depth, s32, 1);
+
+static __always_inline void count(u32 which)
+{
+	u64 *c = counters.lookup(&which);
+	/* atomic: a raw-tracepoint free can interrupt an alloc probe on this CPU */
+	if (c)
+		__sync_fetch_and_add(c, 1);
+}
+
+static __always_inline int failed_ptr(u64 addr)
+{
+	/* NULL and ERR_PTR() results (iovisor/bcc#3085) */
+	return addr == 0 || addr >= (u64)-4095;
+}
+
+/*
+ * Decide whether the current allocation belongs to a target. Allocations
+ * made in interrupt context run on behalf of nobody in particular, so with a
+ * target filter they are not charged to whatever task they interrupted.
+ */
+static __always_inline int wanted(void *args)
+{
+#ifdef FILTER_TARGETS
+	int zero = 0;
+	s32 *depth = irq_depth.lookup(&zero);
+	if (depth && *depth > 0) {
+		count(CNT_IRQ_SKIPPED);
+		return 0;
+	}
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return targets.lookup(&tgid) != NULL;
+#else
+	return 1;
+#endif
+}
+
+/*
+ * An untraced allocation at an address we still hold means its free was never
+ * seen (a skipped or bulk free): retire the stale record now.
+ */
+static __always_inline void retire_reused(struct live_key *key)
+{
+	if (live.delete(key) == 0)
+		count(CNT_MISSED_FREES);
+}
+
+static __always_inline void record(void *args, struct live_key *key,
+				   struct live_obj *obj)
+{
+	obj->ts_ns = bpf_ktime_get_ns();
+	obj->tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&obj->comm, sizeof(obj->comm));
+	obj->stack_id = stacks.get_stackid(args, 0);
+	if (obj->stack_id < 0)
+		count(CNT_STACK_ERRORS);
+
+	int ret = live.insert(key, obj);
+	if (ret == -EEXIST_) {
+		count(CNT_MISSED_FREES);
+		live.update(key, obj);
+	} else if (ret != 0) {
+		count(CNT_DROPPED);
+		return;
+	}
+	count(CNT_ALLOCS);
+}
+
+static __always_inline int forget(u32 space, u64 addr)
+{
+	struct live_key key = {.addr = addr, .space = space};
+	if (live.delete(&key) == 0)
+		count(CNT_FREES);
+	return 0;
+}
+
+/* ---- slab: kmalloc and kmem_cache_alloc ---------------------------------- */
+
+#ifdef HAVE_TP_kmem_kmalloc
+TRACEPOINT_PROBE(kmem, kmalloc)
+{
+	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_SLAB};
+	if (failed_ptr(key.addr)) {
+		count(CNT_FAILED_ALLOCS);
+		return 0;
+	}
+	if (!wanted(args)) {
+		retire_reused(&key);
+		return 0;
+	}
+	struct live_obj obj = {.kind = KIND_KMALLOC};
+	obj.bytes = args->bytes_alloc;
+	obj.call_site = args->call_site;
+	record(args, &key, &obj);
+	return 0;
+}
+#endif
+
+#ifdef HAVE_TP_kmem_kmem_cache_alloc
+TRACEPOINT_PROBE(kmem, kmem_cache_alloc)
+{
+	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_SLAB};
+	if (failed_ptr(key.addr)) {
+		count(CNT_FAILED_ALLOCS);
+		return 0;
+	}
+	if (!wanted(args)) {
+		retire_reused(&key);
+		return 0;
+	}
+	struct live_obj obj = {.kind = KIND_SLAB};
+	obj.bytes = args->bytes_alloc;
+	obj.call_site = args->call_site;
+#ifdef HAVE_FIELD_kmem_cache_alloc_name
+	/* `name` was added to kmem_cache_alloc between 6.14 and 6.18 */
+	TP_DATA_LOC_READ_STR(&obj.cache, name, sizeof(obj.cache));
+#endif
+	record(args, &key, &obj);
+	return 0;
+}
+#endif
+
+/* ---- pages ---------------------------------------------------------------- */
+
+#ifdef HAVE_TP_kmem_mm_page_alloc
+TRACEPOINT_PROBE(kmem, mm_page_alloc)
+{
+	struct live_key key = {.addr = args->pfn, .space = SPACE_PAGE};
+	if (key.addr == (u64)-1) {	/* the event reports a failed allocation as pfn -1 */
+		count(CNT_FAILED_ALLOCS);
+		return 0;
+	}
+	/* GFP_USER and its relatives set __GFP_HARDWALL: anonymous, page-cache and
+	 * pipe pages of the process, not kernel objects */
+	u32 kind = (args->gfp_flags & USER_PAGE_GFP) ? KIND_USER_PAGE : KIND_PAGE;
+#ifndef INCLUDE_USER_PAGES
+	if (kind == KIND_USER_PAGE) {
+		retire_reused(&key);
+		return 0;
+	}
+#endif
+	if (!wanted(args)) {
+		retire_reused(&key);
+		return 0;
+	}
+	struct live_obj obj = {.kind = kind};
+	obj.bytes = (u64)PAGE_BYTES << args->order;
+	record(args, &key, &obj);
+	return 0;
+}
+#endif
+
+#ifdef HAVE_TP_kmem_mm_page_free
+TRACEPOINT_PROBE(kmem, mm_page_free)
+{
+	return forget(SPACE_PAGE, args->pfn);
+}
+#endif
+
+#ifdef HAVE_TP_kmem_mm_page_free_batched
+TRACEPOINT_PROBE(kmem, mm_page_free_batched)
+{
+	return forget(SPACE_PAGE, args->pfn);
+}
+#endif
+
+/* ---- percpu --------------------------------------------------------------- */
+
+#ifdef HAVE_TP_percpu_percpu_alloc_percpu
+TRACEPOINT_PROBE(percpu, percpu_alloc_percpu)
+{
+	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_PERCPU};
+	if (failed_ptr(key.addr)) {
+		count(CNT_FAILED_ALLOCS);
+		return 0;
+	}
+	if (!wanted(args)) {
+		retire_reused(&key);
+		return 0;
+	}
+	struct live_obj obj = {.kind = KIND_PERCPU};
+	/* call_site and bytes_alloc were added in 5.19 (commit dee6876db0a7) */
+#ifdef HAVE_FIELD_percpu_alloc_percpu_bytes_alloc
+	obj.bytes = args->bytes_alloc;
+#else
+	obj.bytes = args->size;
+#endif
+#ifdef HAVE_FIELD_percpu_alloc_percpu_call_site
+	obj.call_site = args->call_site;
+#endif
+	record(args, &key, &obj);
+	return 0;
+}
+#endif
+
+#ifdef HAVE_TP_percpu_percpu_free_percpu
+TRACEPOINT_PROBE(percpu, percpu_free_percpu)
+{
+	return forget(SPACE_PERCPU, (u64)args->ptr);
+}
+#endif
+
+/* ---- vmalloc (per vmap area; the events exist from 6.2) -------------------- */
+
+#ifdef HAVE_TP_vmalloc_alloc_vmap_area
+TRACEPOINT_PROBE(vmalloc, alloc_vmap_area)
+{
+	struct live_key key = {.addr = args->addr, .space = SPACE_VMALLOC};
+	if (args->failed || key.addr == 0) {
+		count(CNT_FAILED_ALLOCS);
+		return 0;
+	}
+	if (!wanted(args)) {
+		retire_reused(&key);
+		return 0;
+	}
+	struct live_obj obj = {.kind = KIND_VMALLOC};
+	obj.bytes = args->size;
+	record(args, &key, &obj);
+	return 0;
+}
+#endif
+
+#ifdef HAVE_TP_vmalloc_free_vmap_area_noflush
+TRACEPOINT_PROBE(vmalloc, free_vmap_area_noflush)
+{
+	return forget(SPACE_VMALLOC, args->va_start);
+}
+#endif
+
+/* ---- children ------------------------------------------------------------- */
+
+#ifdef TRACE_CHILDREN
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+	/* the forking task is current; parent_pid is its thread id, not its tgid */
+	u32 parent = bpf_get_current_pid_tgid() >> 32;
+	if (targets.lookup(&parent)) {
+		u32 child = args->child_pid;
+		u8 one = 1;
+		targets.update(&child, &one);
+	}
+	return 0;
+}
+#endif
+
+/*
+ * ---- slab frees, raw tracepoints ------------------------------------------
+ * kfree(call_site, ptr) and kmem_cache_free(call_site, ptr, s | name): the
+ * pointer is args[1] in every kernel from 4.x to 6.18.
+ */
+#define SLAB_FREE_COPY(event, n)                                               \
+	int free_##event##_##n(struct bpf_raw_tracepoint_args *ctx)           \
+	{                                                                      \
+		return forget(SPACE_SLAB, ctx->args[1]);                       \
+	}
+
+SLAB_FREE_COPY(kfree, 0)
+SLAB_FREE_COPY(kfree, 1)
+SLAB_FREE_COPY(kfree, 2)
+SLAB_FREE_COPY(kmem_cache_free, 0)
+SLAB_FREE_COPY(kmem_cache_free, 1)
+SLAB_FREE_COPY(kmem_cache_free, 2)
+
+/*
+ * ---- interrupt context, for the target filter --------------------------------
+ * One program per event: a program shared by two events would skip the inner
+ * one when a hardirq arrives while it runs for a softirq, and the depth would
+ * drift. Exit never takes the depth below zero (attached mid-softirq).
+ */
+static __always_inline int irq_step(int delta)
+{
+	int zero = 0;
+	s32 *depth = irq_depth.lookup(&zero);
+	if (depth && (delta > 0 || *depth > 0))
+		*depth += delta;
+	return 0;
+}
+
+int irq_softirq_entry(struct bpf_raw_tracepoint_args *ctx) { return irq_step(1); }
+int irq_softirq_exit(struct bpf_raw_tracepoint_args *ctx) { return irq_step(-1); }
+int irq_irq_handler_entry(struct bpf_raw_tracepoint_args *ctx) { return irq_step(1); }
+int irq_irq_handler_exit(struct bpf_raw_tracepoint_args *ctx) { return irq_step(-1); }

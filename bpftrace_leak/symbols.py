@@ -1,0 +1,97 @@
+"""Kernel stack symbolization and the trimming of allocator-internal frames.
+
+A stack taken in a kmem tracepoint starts inside the tracing and allocator
+machinery (perf_trace_kmalloc, kmem_cache_alloc_noprof, ___slab_alloc ...).
+Those frames are identical for every leak; the report starts at the first
+frame that is not the allocator, innermost first, as ``func+0xoff``.
+"""
+
+import re
+
+__all__ = ["base_name", "is_allocator_frame", "trim_allocator_frames", "backs_other_kind", "Symbolizer"]
+
+# Function-name prefixes of the tracing path and of the allocators' insides.
+# Memory-profiling kernels (6.10+, CONFIG_MEM_ALLOC_PROFILING) rename the
+# allocators to *_noprof; base_name() strips that and compiler suffixes.
+_ALLOCATOR_PREFIXES = (
+    "perf_trace_", "trace_event_raw_event_", "__traceiter_", "__bpf_trace_", "bpf_trace_run",
+    "trace_call_bpf", "perf_tp_event", "bpf_prog_",
+    "kmem_cache_alloc", "__kmem_cache_alloc", "kmalloc", "__kmalloc", "___kmalloc",
+    "slab_alloc", "__slab_alloc", "___slab_alloc", "slab_post_alloc_hook",
+    "kvmalloc", "__kvmalloc", "kvzalloc", "krealloc", "__krealloc", "kvrealloc",
+    "kmemdup", "kstrdup", "kstrndup", "kmemdup_nul", "kzalloc", "kcalloc", "kmalloc_array",
+    "__alloc_pages", "alloc_pages", "__alloc_frozen_pages", "alloc_frozen_pages",
+    "get_page_from_freelist", "__get_free_pages", "get_zeroed_page", "folio_alloc",
+    "__folio_alloc", "alloc_pages_mpol", "alloc_slab_page", "post_alloc_hook",
+    "pcpu_alloc", "__alloc_percpu", "alloc_percpu",
+    "alloc_vmap_area", "__get_vm_area_node", "__vmalloc_node", "vmalloc", "vzalloc",
+    "__vmalloc", "vmalloc_node", "vzalloc_node",
+)
+
+# Page allocations made on behalf of slab, percpu or vmalloc are already
+# counted as those objects: a page group through these frames is not reported.
+_BACKING_FRAMES = frozenset({
+    "allocate_slab", "new_slab", "alloc_slab_page", "___kmalloc_large_node",
+    "__kmalloc_large_node", "kmalloc_large", "kmalloc_large_node",
+    "pcpu_populate_chunk", "pcpu_alloc_pages", "vm_area_alloc_pages", "__vmalloc_area_node",
+    "refill_sheaf", "__refill_sheaf",
+})
+
+_SUFFIX = re.compile(r"(\.(constprop|isra|part|cold|llvm)\.?\d*)+$")
+
+
+def base_name(frame: str) -> str:
+    """``kmem_cache_alloc_noprof.constprop.0+0x1a`` -> ``kmem_cache_alloc``."""
+    name = frame.split("+", 1)[0]
+    name = _SUFFIX.sub("", name)
+    if name.endswith("_noprof"):
+        name = name[: -len("_noprof")]
+    return name
+
+
+def is_allocator_frame(frame: str) -> bool:
+    return base_name(frame).startswith(_ALLOCATOR_PREFIXES)
+
+
+def trim_allocator_frames(frames: list[str]) -> list[str]:
+    """Drop the leading (innermost) allocator frames; never return an empty stack."""
+    for i, frame in enumerate(frames):
+        if not is_allocator_frame(frame):
+            return frames[i:]
+    return frames[-1:] if frames else frames
+
+
+def backs_other_kind(frames: list[str]) -> bool:
+    """True when a page stack is slab, percpu or vmalloc filling its own backing store."""
+    return any(base_name(f) in _BACKING_FRAMES for f in frames)
+
+
+class Symbolizer:
+    """Turns BPF stack ids into frame lists, caching by address.
+
+    ``stacks`` is the BCC StackTrace table, ``ksym`` BCC's ``BPF.ksym``.
+    """
+
+    def __init__(self, stacks, ksym):
+        self._stacks = stacks
+        self._ksym = ksym
+        self._names: dict[int, str] = {}
+
+    def name(self, addr: int) -> str:
+        name = self._names.get(addr)
+        if name is None:
+            raw = self._ksym(addr, show_module=True, show_offset=True)
+            name = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            if name.startswith("[unknown]"):
+                name = f"0x{addr:x}"
+            elif name.endswith(" [kernel]"):  # keep " [module]" only for modules
+                name = name[: -len(" [kernel]")]
+            self._names[addr] = name
+        return name
+
+    def raw_frames(self, stack_id: int) -> list[str]:
+        """All frames of ``stack_id``, innermost first; [] when the stack is gone."""
+        try:
+            return [self.name(a) for a in self._stacks.walk(stack_id)]
+        except KeyError:
+            return []

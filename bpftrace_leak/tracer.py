@@ -1,0 +1,269 @@
+"""A tracing session: compile probes.c, attach it, read the live map, detach.
+
+The session is a context manager; leaving it (normally, on an exception, on
+Ctrl-C or on the SIGTERM handler cli.py installs) detaches every program.
+"""
+
+import ctypes
+import os
+import time
+from dataclasses import dataclass
+
+from . import kernel, layout
+from .errors import KleakError
+from .groups import Obj, kmalloc_cache_name
+from .headers import find_headers
+from .progstats import recursion_misses
+
+__all__ = ["Options", "Snapshot", "Tracer", "check_privileges"]
+
+PROBES_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes.c")
+
+# probes.c defines this many copies of each raw free program
+_FREE_COPIES_COMPILED = 3
+
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+
+
+@dataclass
+class Options:
+    targets: list[int]  # tgids; empty: system-wide
+    children: bool = False
+    user_pages: bool = False
+    max_objects: int = 1_000_000
+    stack_slots: int = 16384
+    max_targets: int = 10240
+    free_copies: int = 2
+    kernel_headers: str | None = None
+
+
+@dataclass
+class Snapshot:
+    """What the kernel side holds at one instant."""
+
+    now_ns: int  # CLOCK_MONOTONIC, same clock as bpf_ktime_get_ns()
+    objects: list[Obj]
+    counters: dict[str, int]  # layout.COUNTERS names without CNT_, lower case
+    skipped_frees: int
+
+
+def check_privileges() -> None:
+    """Raise unless we may load tracing BPF programs (root, or CAP_BPF + CAP_PERFMON)."""
+    if os.geteuid() == 0:
+        return
+    try:
+        with open("/proc/self/status") as f:
+            caps = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration):
+        caps = 0
+    has = lambda bit: bool(caps & (1 << bit))  # noqa: E731
+    if has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and has(_CAP_PERFMON)):
+        return
+    raise KleakError("kleaktrace needs root (or CAP_BPF and CAP_PERFMON): run it with sudo")
+
+
+def _import_bcc():
+    try:
+        import bcc  # noqa: F401
+        from bcc import BPF
+        from bcc.libbcc import lib
+    except ImportError:
+        raise KleakError(
+            "BCC's Python module is missing (apt-get install python3-bpfcc, "
+            "and run kleaktrace with the system python3)"
+        ) from None
+    return BPF, lib
+
+
+class Tracer:
+    """One attached set of probes. Use as ``with Tracer(opts) as t: t.snapshot()``."""
+
+    def __init__(self, opts: Options, warn=None):
+        self.opts = opts
+        self.warn = warn or (lambda m: None)
+        self.bpf = None
+        self._raw_fds: list[int] = []
+        self._free_progs: dict[str, list[int]] = {}  # raw event -> prog fds of its copies
+        self.attached: list[str] = []
+        self.missing: list[str] = []
+        self.started_ns = 0
+
+    # -- set-up --------------------------------------------------------------
+
+    def _cflags(self) -> list[str]:
+        o = self.opts
+        flags = [
+            f"-I{os.path.dirname(PROBES_C)}",
+            f"-DMAX_OBJECTS={o.max_objects}",
+            f"-DSTACK_SLOTS={o.stack_slots}",
+            f"-DMAX_TARGETS={o.max_targets}",
+            f"-DPAGE_BYTES={os.sysconf('SC_PAGE_SIZE')}",
+        ]
+        if o.targets:
+            flags.append("-DFILTER_TARGETS")
+        if o.children:
+            flags.append("-DTRACE_CHILDREN")
+        if o.user_pages:
+            flags.append("-DINCLUDE_USER_PAGES")
+        hardwall = kernel.gfp_bit("__GFP_HARDWALL")
+        if hardwall is None:
+            self.warn("cannot find __GFP_HARDWALL in mm_page_alloc's format: user pages not told apart")
+            hardwall = 0
+        flags.append(f"-DUSER_PAGE_GFP={hardwall:#x}")
+        for event in kernel.ALLOC_EVENTS:
+            fields = kernel.event_fields(event)
+            if fields is None:
+                self.missing.append(event)
+                continue
+            system, name = event.split("/")
+            flags.append(f"-DHAVE_TP_{system}_{name}")
+            self.attached.append(event)
+            for fname in fields:
+                flags.append(f"-DHAVE_FIELD_{name}_{fname}")
+        if self.opts.children:
+            if kernel.event_fields("sched/sched_process_fork") is None:
+                raise KleakError("--children needs the sched:sched_process_fork tracepoint, absent here")
+        return flags
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def start(self) -> None:
+        check_privileges()
+        BPF, lib = _import_bcc()
+        kernel.ensure_tracefs()
+        for event in kernel.REQUIRED_EVENTS:
+            if kernel.event_fields(event) is None:
+                raise KleakError(f"tracepoint {event.replace('/', ':')} is missing from this kernel")
+        headers = find_headers(self.opts.kernel_headers, warn=self.warn)
+        if headers:
+            os.environ["BCC_KERNEL_SOURCE"] = headers
+        cflags = self._cflags()
+        try:
+            self.bpf = BPF(src_file=PROBES_C.encode(), cflags=cflags)
+        except Exception as e:  # BCC raises bare Exception for compile and load errors
+            raise KleakError(f"cannot load the BPF programs: {str(e).strip().splitlines()[-1]}") from None
+        try:
+            self._attach_raw_frees(BPF, lib)
+            if self.opts.targets:
+                self._attach_irq_depth(BPF, lib)
+            targets = self.bpf["targets"]
+            for pid in self.opts.targets:
+                self.add_target(pid)
+            del targets
+        except BaseException:
+            self.close()
+            raise
+        self.started_ns = time.monotonic_ns()
+
+    def _attach_raw_frees(self, BPF, lib) -> None:
+        copies = max(1, min(self.opts.free_copies, _FREE_COPIES_COMPILED))
+        for event in kernel.FREE_RAW_EVENTS:
+            name = event.split("/")[1]
+            fds = []
+            for n in range(copies):
+                fds.append(self._attach_raw(BPF, lib, f"free_{name}_{n}", name))
+            self._free_progs[event] = fds
+            self.attached.append(event)
+
+    def _attach_raw(self, BPF, lib, fn_name: str, event: str) -> int:
+        fn = self.bpf.load_func(fn_name, BPF.RAW_TRACEPOINT)
+        # bcc's attach_raw_tracepoint() refuses a second program on one event
+        link = lib.bpf_attach_raw_tracepoint(fn.fd, event.encode())
+        if link < 0:
+            raise KleakError(f"cannot attach raw tracepoint {event}: {os.strerror(ctypes.get_errno() or 1)}")
+        self._raw_fds.append(link)
+        return fn.fd
+
+    def _attach_irq_depth(self, BPF, lib) -> None:
+        for event in kernel.IRQ_RAW_EVENTS:
+            name = event.split("/")[1]
+            if kernel.event_fields(event) is None:
+                self.warn(f"{event.replace('/', ':')} missing: allocations in interrupts may be charged to targets")
+                continue
+            self._attach_raw(BPF, lib, f"irq_{name}", name)
+
+    def add_target(self, pid: int) -> None:
+        self.bpf["targets"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+
+    def close(self) -> None:
+        """Detach everything; safe to call twice."""
+        for fd in self._raw_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._raw_fds = []
+        if self.bpf is not None:
+            bpf, self.bpf = self.bpf, None
+            bpf.cleanup()
+
+    # -- reading -------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        table = self.bpf["counters"]
+        out = {}
+        for name, idx in layout.COUNTERS.items():
+            if name.startswith("NR_"):
+                continue
+            out[name[len("CNT_"):].lower()] = sum(table[ctypes.c_int(idx)])
+        return out
+
+    def skipped_frees(self) -> int:
+        """Upper bound on free events no program saw.
+
+        A raw free event is lost only when every copy skipped it, so its loss
+        is at most the smallest miss count among the copies. The perf-event
+        free programs run alone: each of their misses is a lost free.
+        """
+        total = 0
+        for fds in self._free_progs.values():
+            total += min(recursion_misses(fd) for fd in fds)
+        for event in ("kmem/mm_page_free", "kmem/mm_page_free_batched",
+                      "percpu/percpu_free_percpu", "vmalloc/free_vmap_area_noflush"):
+            if event in self.attached:
+                fn = self.bpf.funcs.get(("tracepoint__" + event.replace("/", "__")).encode())
+                if fn is not None:
+                    total += recursion_misses(fn.fd)
+        return total
+
+    def _live_items(self):
+        table = self.bpf["live"]
+        try:
+            return list(table.items_lookup_batch())
+        except Exception:  # kernels before 5.6 have no batched lookup
+            return list(table.items())
+
+    def snapshot(self) -> Snapshot:
+        items = self._live_items()
+        now = time.monotonic_ns()
+        objs = []
+        kmalloc, slab = layout.KINDS["KIND_KMALLOC"], layout.KINDS["KIND_SLAB"]
+        for _key, v in items:
+            kind = v.kind
+            if kind == kmalloc:
+                cache = kmalloc_cache_name(v.bytes)
+            elif kind == slab:
+                cache = v.cache.decode(errors="replace") or None
+            else:
+                cache = None
+            objs.append(Obj(
+                kind=layout.KIND_NAMES.get(kind, str(kind)),
+                cache=cache,
+                bytes=v.bytes,
+                ts_ns=v.ts_ns,
+                tgid=v.tgid,
+                comm=v.comm.decode(errors="replace"),
+                stack_id=v.stack_id,
+                call_site=v.call_site,
+            ))
+        return Snapshot(now, objs, self.counters(), self.skipped_frees())
+
+    def symbolizer(self):
+        from .symbols import Symbolizer
+        return Symbolizer(self.bpf["stacks"], self.bpf.ksym)
