@@ -46,6 +46,14 @@ enum counter {
 	NR_COUNTERS = 7,
 };
 
+/* Raw-tracepoint slab free events, each attached as up to FREE_COPIES copies. */
+enum free_event {
+	FREE_EV_KFREE = 0,
+	FREE_EV_KMEM_CACHE_FREE = 1,
+	NR_FREE_EVENTS = 2,
+};
+#define FREE_COPIES 3
+
 struct live_key {
 	u64 addr;
 	u32 space;

@@ -284,18 +284,53 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
  * kfree(call_site, ptr) and kmem_cache_free(call_site, ptr, s | name): the
  * pointer is args[1] in every kernel from 4.x to 6.18.
  */
-#define SLAB_FREE_COPY(event, n)                                               \
+/*
+ * Which copies are running on this CPU (free_running[event][copy]) and how
+ * many of copy 0's skipped events a later copy handled (free_covered[event]).
+ * Copy k runs an event first when copies 0..k-1 all skipped it, i.e. are all
+ * mid-run on this CPU; then copy 0's miss was covered. The kernel's
+ * recursion_misses of copy 0 minus free_covered is what no copy saw.
+ */
+BPF_PERCPU_ARRAY(free_running, u32, NR_FREE_EVENTS * FREE_COPIES);
+BPF_PERCPU_ARRAY(free_covered, u64, NR_FREE_EVENTS);
+
+static __always_inline u32 copy_running(int event, int copy)
+{
+	int idx = event * FREE_COPIES + copy;
+	u32 *r = free_running.lookup(&idx);
+	return r ? *r : 0;
+}
+
+static __always_inline int free_copy(int event, int copy, u64 addr)
+{
+	int idx = event * FREE_COPIES + copy;
+	u32 *me = free_running.lookup(&idx);
+	if (copy > 0 && copy_running(event, 0) &&
+	    (copy < 2 || copy_running(event, 1))) {
+		u64 *covered = free_covered.lookup(&event);
+		if (covered)
+			*covered += 1;
+	}
+	if (me)
+		*me = 1;
+	forget(SPACE_SLAB, addr);
+	if (me)
+		*me = 0;
+	return 0;
+}
+
+#define SLAB_FREE_COPY(event, idx, n)                                          \
 	int free_##event##_##n(struct bpf_raw_tracepoint_args *ctx)           \
 	{                                                                      \
-		return forget(SPACE_SLAB, ctx->args[1]);                       \
+		return free_copy(idx, n, ctx->args[1]);                        \
 	}
 
-SLAB_FREE_COPY(kfree, 0)
-SLAB_FREE_COPY(kfree, 1)
-SLAB_FREE_COPY(kfree, 2)
-SLAB_FREE_COPY(kmem_cache_free, 0)
-SLAB_FREE_COPY(kmem_cache_free, 1)
-SLAB_FREE_COPY(kmem_cache_free, 2)
+SLAB_FREE_COPY(kfree, FREE_EV_KFREE, 0)
+SLAB_FREE_COPY(kfree, FREE_EV_KFREE, 1)
+SLAB_FREE_COPY(kfree, FREE_EV_KFREE, 2)
+SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 0)
+SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 1)
+SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 2)
 
 /*
  * ---- interrupt context, for the target filter --------------------------------

@@ -8,7 +8,7 @@ frame that is not the allocator, innermost first, as ``func+0xoff``.
 
 import re
 
-__all__ = ["base_name", "is_allocator_frame", "trim_allocator_frames", "backs_other_kind", "Symbolizer"]
+__all__ = ["base_name", "is_allocator_frame", "trim_allocator_frames", "backs_other_kind", "is_user_page_stack", "Symbolizer"]
 
 # Function-name prefixes of the tracing path and of the allocators' insides.
 # Memory-profiling kernels (6.10+, CONFIG_MEM_ALLOC_PROFILING) rename the
@@ -35,6 +35,15 @@ _BACKING_FRAMES = frozenset({
     "__kmalloc_large_node", "kmalloc_large", "kmalloc_large_node",
     "pcpu_populate_chunk", "pcpu_alloc_pages", "vm_area_alloc_pages", "__vmalloc_area_node",
     "refill_sheaf", "__refill_sheaf",
+})
+
+# Page-cache and anonymous-memory paths whose gfp lacks __GFP_HARDWALL
+# (block-device metadata, ext4's "unmovable" buffer heads): still user-side
+# memory the kernel reclaims, not kernel objects.
+_USER_PAGE_FRAMES = frozenset({
+    "__filemap_get_folio", "filemap_alloc_folio", "page_cache_ra_unbounded", "page_cache_ra_order",
+    "do_anonymous_page", "alloc_anon_folio", "do_cow_fault", "wp_page_copy", "shmem_alloc_folio",
+    "folio_prealloc", "vma_alloc_folio", "alloc_swap_folio", "__read_swap_cache_async",
 })
 
 _SUFFIX = re.compile(r"(\.(constprop|isra|part|cold|llvm)\.?\d*)+$")
@@ -64,6 +73,11 @@ def trim_allocator_frames(frames: list[str]) -> list[str]:
 def backs_other_kind(frames: list[str]) -> bool:
     """True when a page stack is slab, percpu or vmalloc filling its own backing store."""
     return any(base_name(f) in _BACKING_FRAMES for f in frames)
+
+
+def is_user_page_stack(frames: list[str]) -> bool:
+    """True when a page was allocated for the page cache or anonymous memory."""
+    return any(base_name(f) in _USER_PAGE_FRAMES for f in frames)
 
 
 class Symbolizer:

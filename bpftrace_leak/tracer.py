@@ -19,8 +19,6 @@ __all__ = ["Options", "Snapshot", "Tracer", "check_privileges"]
 
 PROBES_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes.c")
 
-# probes.c defines this many copies of each raw free program
-_FREE_COPIES_COMPILED = 3
 
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 
@@ -162,7 +160,7 @@ class Tracer:
         self.started_ns = time.monotonic_ns()
 
     def _attach_raw_frees(self, BPF, lib) -> None:
-        copies = max(1, min(self.opts.free_copies, _FREE_COPIES_COMPILED))
+        copies = max(1, min(self.opts.free_copies, layout.DEFINES["FREE_COPIES"]))
         for event in kernel.FREE_RAW_EVENTS:
             name = event.split("/")[1]
             fds = []
@@ -215,15 +213,17 @@ class Tracer:
         return out
 
     def skipped_frees(self) -> int:
-        """Upper bound on free events no program saw.
+        """Free events no program saw (an upper bound, see probes.c's free_copy).
 
-        A raw free event is lost only when every copy skipped it, so its loss
-        is at most the smallest miss count among the copies. The perf-event
-        free programs run alone: each of their misses is a lost free.
+        A raw free event is lost when every copy skipped it: copy 0's misses
+        less those a later copy covered. The perf-event free programs run
+        alone: each of their misses is a lost free.
         """
         total = 0
-        for fds in self._free_progs.values():
-            total += min(recursion_misses(fd) for fd in fds)
+        covered = self.bpf["free_covered"]
+        for event, fds in self._free_progs.items():
+            idx = layout.FREE_EVENTS["FREE_EV_" + event.split("/")[1].upper()]
+            total += max(0, recursion_misses(fds[0]) - sum(covered[ctypes.c_int(idx)]))
         for event in ("kmem/mm_page_free", "kmem/mm_page_free_batched",
                       "percpu/percpu_free_percpu", "vmalloc/free_vmap_area_noflush"):
             if event in self.attached:

@@ -1,0 +1,146 @@
+"""Command line: parses arguments and dispatches; no BPF and no formatting here.
+
+    kleaktrace [-p PID]... [-c CMD] [options] [INTERVAL [COUNT]]
+    kleaktrace demo | doctor
+"""
+
+import re
+import sys
+
+import click
+
+from .errors import KleakError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_SCALE = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Duration(click.ParamType):
+    """``500ms``, ``30s``, ``5m``, ``8h``; a bare number is in ``default_unit``."""
+
+    name = "duration"
+
+    def __init__(self, default_unit: str = "s"):
+        self.default_unit = default_unit
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value) * _SCALE[self.default_unit]
+        m = _DURATION.match(str(value))
+        if not m:
+            self.fail(f"{value!r} is not a duration (like 500ms, 30s, 5m, 8h)", param, ctx)
+        return float(m.group(1)) * _SCALE[m.group(2) or self.default_unit]
+
+
+class _DefaultGroup(click.Group):
+    """A group whose default command is ``trace``, so ``kleaktrace -p 1 5`` works."""
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["trace"] + list(args)
+        return super().parse_args(ctx, args)
+
+
+def _trace_options(f):
+    options = [
+        click.option("-p", "--pid", "pids", type=int, multiple=True, help="Trace this process (repeatable)."),
+        click.option("-c", "--command", help="Run CMD and trace it; probes attach before it starts."),
+        click.option("--children", is_flag=True, help="Also trace processes the targets fork."),
+        click.option("-o", "--min-age", "min_age", type=Duration("ms"), default="1000ms", show_default=True,
+                     help="Report only allocations at least this old (bare number: ms)."),
+        click.option("--duration", type=Duration("s"), help="End the session after this long (30s, 5m, 8h)."),
+        click.option("-T", "--top", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="Show this many groups."),
+        click.option("--cache", "cache_glob", metavar="GLOB", help="Only slab caches matching GLOB."),
+        click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True),
+        click.option("--user-pages", is_flag=True,
+                     help="Also track the targets' own anonymous and page-cache pages (kind user-page)."),
+        click.option("--kernel-headers", type=click.Path(file_okay=False), metavar="DIR",
+                     help="Kernel header tree for BCC (default: the running kernel's, else the newest installed)."),
+        click.option("--max-objects", type=click.IntRange(min=1024), default=1_000_000, show_default=True,
+                     help="Capacity of the live-object map."),
+        click.option("--stack-slots", type=click.IntRange(min=64), default=16384, show_default=True,
+                     help="Capacity of the stack table."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _config(**kw):
+    from .live import LiveConfig
+    return LiveConfig(
+        pids=list(kw.get("pids") or ()), command=kw.get("command"), children=kw.get("children", False),
+        min_age_ms=int(round(kw["min_age"] * 1000)), duration_s=kw.get("duration"),
+        top=kw["top"], cache_glob=kw.get("cache_glob"), fmt=kw["fmt"], user_pages=kw["user_pages"],
+        kernel_headers=kw.get("kernel_headers"), max_objects=kw["max_objects"], stack_slots=kw["stack_slots"],
+        interval_s=kw.get("interval"), count=kw.get("count"),
+    )
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kleaktrace")
+def main():
+    """Find kernel memory leaks on a running system.
+
+    Without a sub-command, traces (see `kleaktrace trace --help`).
+    """
+
+
+@main.command()
+@_trace_options
+@click.argument("interval", type=Duration("s"), required=False)
+@click.argument("count", type=click.IntRange(min=1), required=False)
+def trace(**kw):
+    """Trace kernel allocations and report those outstanding.
+
+    INTERVAL prints a report every INTERVAL seconds, COUNT times; without
+    it one report is printed when the session ends (--duration, Ctrl-C,
+    SIGTERM, or all targets exited).
+    """
+    from . import live
+    if kw["pids"] and kw["command"]:
+        raise KleakError("-p and -c cannot be combined", status=2)
+    if kw["children"] and not (kw["pids"] or kw["command"]):
+        raise KleakError("--children needs -p or -c", status=2)
+    sys.exit(live.run(_config(**kw)))
+
+
+@main.command()
+@_trace_options
+@click.option("--sockets", type=click.IntRange(min=0), default=300, show_default=True)
+@click.option("--files", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--churn", type=click.IntRange(min=0), default=20000, show_default=True)
+def demo(sockets, files, churn, **kw):
+    """Trace the bundled workload that leaks a known number of objects."""
+    from .demo import run_demo
+    sys.exit(run_demo(_config(**kw), churn=churn, sockets=sockets, files=files))
+
+
+@main.command()
+def doctor():
+    """Say what this kernel and host support, and what to do about what is missing."""
+    from .doctor import run_doctor
+    sys.exit(run_doctor())
+
+
+def entry():
+    """Console-script entry: KleakError becomes one line on stderr, never a traceback."""
+    try:
+        main(standalone_mode=False)
+    except KleakError as e:
+        print(f"kleaktrace: {e}", file=sys.stderr)
+        sys.exit(e.status)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        print(f"kleaktrace: {e.format_message()}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,91 @@
+"""``kleaktrace doctor``: what this kernel and host support, one line each.
+
+Each line starts with ok, warn or FAIL and says what to do. The exit status
+is 1 when allocation tracing cannot run at all.
+"""
+
+import os
+import sys
+
+from . import kernel
+from .errors import KleakError
+
+__all__ = ["checks", "run_doctor"]
+
+
+def _kprobes() -> tuple[str, str]:
+    if not os.path.exists(os.path.join(kernel.TRACEFS, "kprobe_events")):
+        return "warn", "kprobes: not built into this kernel (CONFIG_KPROBE_EVENTS); refcount tracking needs kprobes or fentry"
+    try:
+        with open(os.path.join(kernel.TRACEFS, "available_filter_functions")) as f:
+            funcs = {line.split()[0] for line in f if line.strip()}
+    except OSError:
+        funcs = set()
+    want = [fn for fn in ("dput", "path_get", "path_put", "mntget", "mntput") if fn in funcs]
+    return "ok", f"kprobes: available; traceable: {', '.join(want) or 'none of dput/path_get/path_put'}"
+
+
+def _fentry() -> tuple[str, str]:
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "warn", "fentry: no kernel BTF (/sys/kernel/btf/vmlinux); needs CONFIG_DEBUG_INFO_BTF"
+    try:
+        from bcc import BPF
+        BPF(text="KFUNC_PROBE(dput) { return 0; }").cleanup()
+    except ImportError:
+        return "warn", "fentry: untested, BCC missing"
+    except Exception as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        return "warn", f"fentry: cannot attach to dput ({reason}); refcount tracking falls back to kprobes"
+    return "ok", "fentry: attaches (dput)"
+
+
+def checks() -> list[tuple[str, str]]:
+    """[(status, line)] with status ok / warn / FAIL."""
+    out = []
+    if os.geteuid() == 0:
+        out.append(("ok", "privileges: root"))
+    else:
+        out.append(("FAIL", "privileges: not root; run with sudo (or grant CAP_BPF and CAP_PERFMON)"))
+    try:
+        import bcc  # noqa: F401
+        out.append(("ok", "BCC: python3-bpfcc importable"))
+    except ImportError:
+        out.append(("FAIL", "BCC: missing; apt-get install python3-bpfcc bpfcc-tools"))
+    try:
+        out.append(("ok", f"tracefs: mounted at {kernel.ensure_tracefs()}"))
+    except KleakError as e:
+        out.append(("FAIL", f"{e}"))
+        return out
+    for event in kernel.ALLOC_EVENTS + kernel.FREE_RAW_EVENTS + kernel.IRQ_RAW_EVENTS:
+        present = kernel.event_fields(event) is not None
+        if present:
+            out.append(("ok", f"tracepoint {event.replace('/', ':')}"))
+        elif event in kernel.REQUIRED_EVENTS:
+            out.append(("FAIL", f"tracepoint {event.replace('/', ':')}: missing; slab tracking impossible"))
+        else:
+            out.append(("warn", f"tracepoint {event.replace('/', ':')}: missing; that kind is not tracked"))
+    btf = os.path.exists("/sys/kernel/btf/vmlinux")
+    out.append(("ok" if btf else "warn", "BTF: /sys/kernel/btf/vmlinux " + ("present" if btf else "absent")))
+    try:
+        from .headers import find_headers
+        notes = []
+        tree = find_headers(warn=notes.append)
+        if tree:
+            os.environ["BCC_KERNEL_SOURCE"] = tree  # for the fentry probe below
+        if tree is None:
+            out.append(("ok", f"headers: /lib/modules/{kernel.kernel_release()}/build"))
+        else:
+            out.append(("warn" if notes else "ok", f"headers: {tree}" + (f" ({notes[0]})" if notes else "")))
+    except KleakError as e:
+        out.append(("FAIL", f"headers: {e}"))
+    out.append(_kprobes())
+    out.append(_fentry())
+    return out
+
+
+def run_doctor(out=None) -> int:
+    out = out or sys.stdout
+    results = checks()
+    for status, line in results:
+        out.write(f"{status:<4} {line}\n")
+    return 1 if any(s == "FAIL" for s, _ in results) else 0

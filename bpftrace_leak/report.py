@@ -1,0 +1,93 @@
+"""Builds the report, the stable ``kleaktrace.report/1`` document, from a snapshot.
+
+Rendering it as text or JSON is reporter.py's job; this module decides what
+is in it: aged groups, symbolized and trimmed stacks, totals and warnings.
+"""
+
+from .groups import Group, age_and_group, filter_caches
+from .symbols import backs_other_kind, is_user_page_stack, trim_allocator_frames
+
+__all__ = ["SCHEMA", "build_report", "group_stacks"]
+
+SCHEMA = "kleaktrace.report/1"
+
+_PAGE_KINDS = ("page", "user-page")
+
+
+def group_stacks(groups: list[Group], raw_frames, site_name, user_pages: bool = False) -> list[Group]:
+    """Give each group its trimmed stack and merge groups whose stacks then match.
+
+    ``raw_frames(stack_id)`` returns all frames innermost first,
+    ``site_name(addr)`` one symbol. Page groups that are slab, percpu or
+    vmalloc refilling their backing store are dropped: those objects are
+    counted under their own kind. Page groups allocated for the page cache or
+    anonymous memory become ``user-page``, kept only when ``user_pages``.
+    """
+    merged: dict[tuple, Group] = {}
+    for g in groups:
+        how, value = g.stack_key
+        if how == "id":
+            raw = raw_frames(value) or ["[stack lost]"]
+        else:
+            raw = [site_name(value) if value else "[unknown]", "[stack not recorded]"]
+        if g.kind in _PAGE_KINDS and backs_other_kind(raw):
+            continue
+        if g.kind == "page" and is_user_page_stack(raw):
+            g.kind = "user-page"
+        if g.kind == "user-page" and not user_pages:
+            continue
+        g.stack = trim_allocator_frames(raw)
+        key = (g.kind, g.cache, tuple(g.stack))
+        if key in merged:
+            merged[key].merge(g)
+        else:
+            merged[key] = g
+    return list(merged.values())
+
+
+def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s: float,
+                 min_age_ms: int, targets: list[int], top: int | None = None,
+                 cache_glob: str | None = None, aliases: dict | None = None,
+                 user_pages: bool = False) -> dict:
+    """The report as a JSON-ready dict, groups sorted by bytes, largest first."""
+    groups = age_and_group(snapshot.objects, snapshot.now_ns, min_age_ms * 1_000_000)
+    groups = filter_caches(groups, cache_glob, aliases)
+    groups = group_stacks(groups, symbolizer.raw_frames, symbolizer.name, user_pages)
+    groups.sort(key=lambda g: (-g.bytes, -g.objects, g.kind, g.cache or ""))
+    c = snapshot.counters
+    totals = {
+        "objects": sum(g.objects for g in groups),
+        "bytes": sum(g.bytes for g in groups),
+        "allocs": c.get("allocs", 0),
+        "frees": c.get("frees", 0),
+        "missed_frees": c.get("missed_frees", 0),
+        "dropped": c.get("dropped", 0),
+        "skipped_frees": snapshot.skipped_frees,
+        "stack_errors": c.get("stack_errors", 0),
+        "failed_allocs": c.get("failed_allocs", 0),
+    }
+    shown = groups[:top] if top else groups
+    aliases = aliases or {}
+    return {
+        "schema": SCHEMA,
+        "kernel": kernel,
+        "started": started,
+        "duration_s": round(duration_s, 3),
+        "min_age_ms": min_age_ms,
+        "targets": sorted(targets),
+        "totals": totals,
+        "groups": [
+            {
+                "kind": g.kind,
+                "cache": g.cache,
+                "cache_aliases": sorted(aliases.get(g.cache, ())) if g.cache else [],
+                "objects": g.objects,
+                "bytes": g.bytes,
+                "oldest_ms": g.oldest_ns // 1_000_000,
+                "pids": sorted(g.pids),
+                "comms": sorted(g.comms),
+                "stack": g.stack,
+            }
+            for g in shown
+        ],
+    }

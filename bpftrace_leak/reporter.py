@@ -1,0 +1,74 @@
+"""Renders a ``kleaktrace.report/1`` document as text or JSON."""
+
+import json
+
+__all__ = ["render", "render_text", "render_json", "warnings", "human_bytes"]
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def warnings(report: dict) -> list[str]:
+    """What makes the counts less than exact, one sentence each."""
+    t = report["totals"]
+    out = []
+    if t.get("skipped_frees"):
+        out.append(
+            f"the kernel skipped up to {t['skipped_frees']:,} free events (BPF recursion): "
+            f"up to that many reported objects may be phantoms"
+        )
+    if t.get("missed_frees"):
+        out.append(
+            f"{t['missed_frees']:,} addresses were handed out again while still recorded: "
+            "their frees were not seen, the stale records were retired"
+        )
+    if t.get("dropped"):
+        out.append(f"{t['dropped']:,} allocations not recorded: live map full (raise --max-objects)")
+    if t.get("stack_errors"):
+        out.append(f"{t['stack_errors']:,} stacks not recorded: stack table full (raise --stack-slots)")
+    return out
+
+
+def render_text(report: dict) -> str:
+    t = report["totals"]
+    who = ", ".join(map(str, report["targets"])) if report["targets"] else "all processes"
+    lines = [
+        f"kleaktrace: {len(report['groups'])} groups shown, {t['objects']:,} objects, "
+        f"{human_bytes(t['bytes'])} outstanding for at least {report['min_age_ms']} ms "
+        f"[{who}; kernel {report['kernel']}; {report['duration_s']:.1f} s]",
+        f"  allocs {t['allocs']:,}  frees {t['frees']:,}  missed frees {t['missed_frees']:,}  "
+        f"dropped {t['dropped']:,}  skipped frees {t.get('skipped_frees', 0):,}",
+    ]
+    for i, g in enumerate(report["groups"], 1):
+        cache = g["cache"] or "-"
+        if g.get("cache_aliases"):
+            cache += f" (merged: {', '.join(g['cache_aliases'])})"
+        procs = ", ".join(
+            f"{p}" for p in g["pids"][:8]
+        ) + (" ..." if len(g["pids"]) > 8 else "")
+        lines.append("")
+        lines.append(
+            f"[{i}] {g['kind']} {cache}: {g['objects']:,} objects, {human_bytes(g['bytes'])}, "
+            f"oldest {g['oldest_ms'] / 1000:.1f} s, pids {procs} ({', '.join(g['comms'][:4])})"
+        )
+        lines.extend(f"      {frame}" for frame in g["stack"])
+    if not report["groups"]:
+        lines.append("")
+        lines.append("no outstanding allocations older than the minimum age")
+    for w in warnings(report):
+        lines.append(f"warning: {w}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: dict) -> str:
+    """One report per line (JSON Lines), so periodic reports stream."""
+    return json.dumps(report, separators=(",", ":")) + "\n"
+
+
+def render(report: dict, fmt: str) -> str:
+    return render_json(report) if fmt == "json" else render_text(report)
