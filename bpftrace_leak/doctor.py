@@ -28,13 +28,15 @@ def _kprobes() -> tuple[str, str]:
 def _fentry() -> tuple[str, str]:
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return "warn", "fentry: no kernel BTF (/sys/kernel/btf/vmlinux); needs CONFIG_DEBUG_INFO_BTF"
+    from .tracer import bcc_failure, captured_stderr
     try:
         from bcc import BPF
-        BPF(text="KFUNC_PROBE(dput) { return 0; }").cleanup()
+        with captured_stderr() as log:
+            BPF(text="KFUNC_PROBE(dput) { return 0; }").cleanup()
     except ImportError:
         return "warn", "fentry: untested, BCC missing"
     except Exception as e:
-        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        reason = bcc_failure(e, "".join(log))
         return "warn", f"fentry: cannot attach to dput ({reason}); refcount tracking falls back to kprobes"
     return "ok", "fentry: attaches (dput)"
 

@@ -23,6 +23,9 @@ __all__ = [
 ]
 
 TRACEFS = "/sys/kernel/tracing"
+# where event formats are read; overridable so tests can present a kernel
+# that lacks a tracepoint (BCC itself always reads the real tracefs)
+EVENTS_DIR = os.environ.get("KLEAKTRACE_EVENTS_DIR", os.path.join(TRACEFS, "events"))
 
 #: perf-event tracepoints probes.c attaches when the kernel has them
 ALLOC_EVENTS = (
@@ -84,10 +87,10 @@ def parse_format(text: str) -> dict[str, str]:
     return fields
 
 
-def event_fields(event: str, tracefs: str = TRACEFS) -> dict[str, str] | None:
+def event_fields(event: str, events_dir: str | None = None) -> dict[str, str] | None:
     """Fields of tracepoint ``system/event``, or None when the kernel lacks it."""
     try:
-        with open(os.path.join(tracefs, "events", event, "format")) as f:
+        with open(os.path.join(events_dir or EVENTS_DIR, event, "format")) as f:
             return parse_format(f.read())
     except FileNotFoundError:
         return None
@@ -113,10 +116,10 @@ def parse_gfp_bit(print_fmt: str, flag: str) -> int | None:
     return None
 
 
-def gfp_bit(flag: str, tracefs: str = TRACEFS) -> int | None:
+def gfp_bit(flag: str, events_dir: str | None = None) -> int | None:
     """Value of GFP ``flag`` in the running kernel, from kmem/mm_page_alloc's format."""
     try:
-        with open(os.path.join(tracefs, "events", "kmem", "mm_page_alloc", "format")) as f:
+        with open(os.path.join(events_dir or EVENTS_DIR, "kmem", "mm_page_alloc", "format")) as f:
             text = f.read()
     except FileNotFoundError:
         return None

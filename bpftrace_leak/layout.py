@@ -36,7 +36,7 @@ def parse_header(text: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
         enums[name] = members
     defines = {
         name: int(value, 0)
-        for name, value in re.findall(r"^#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)\s*$", text, flags=re.M)
+        for name, value in re.findall(r"^\s*#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)\s*$", text, flags=re.M)
     }
     return enums, defines
 

@@ -4,8 +4,11 @@ The session is a context manager; leaving it (normally, on an exception, on
 Ctrl-C or on the SIGTERM handler cli.py installs) detaches every program.
 """
 
+import contextlib
 import ctypes
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -71,6 +74,40 @@ def _import_bcc():
             "and run kleaktrace with the system python3)"
         ) from None
     return BPF, lib
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what C code writes to fds 1 and 2 (BCC's compiler and verifier
+    output; it prints some of its complaints on stdout).
+
+    Yields a list that holds the captured text once the block ends.
+    """
+    sink: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            sink.append(tmp.read().decode(errors="replace"))
+
+
+def bcc_failure(exc: Exception, log: str) -> str:
+    """One line from BCC's exception and its compiler/verifier log."""
+    detail = next((ln.strip() for ln in log.splitlines() if "error:" in ln), "")
+    if not detail:
+        detail = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "")
+    head = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return f"{head}: {detail}" if detail and detail not in head else head
 
 
 class Tracer:
@@ -143,9 +180,10 @@ class Tracer:
             os.environ["BCC_KERNEL_SOURCE"] = headers
         cflags = self._cflags()
         try:
-            self.bpf = BPF(src_file=PROBES_C.encode(), cflags=cflags)
+            with captured_stderr() as log:
+                self.bpf = BPF(src_file=PROBES_C.encode(), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception for compile and load errors
-            raise KleakError(f"cannot load the BPF programs: {str(e).strip().splitlines()[-1]}") from None
+            raise KleakError(f"cannot load the BPF programs: {bcc_failure(e, ''.join(log))}") from None
         try:
             self._attach_raw_frees(BPF, lib)
             if self.opts.targets:

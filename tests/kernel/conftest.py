@@ -1,0 +1,140 @@
+"""Harness for kernel tests: the real CLI, real BPF, a workload with known leaks."""
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/kernel" in str(item.fspath):
+            item.add_marker(pytest.mark.kernel)
+            if os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(reason="kernel tests load BPF: run as root"))
+
+
+class Lines:
+    """Collects a pipe's lines in a thread so a test can wait for one."""
+
+    def __init__(self, pipe):
+        self.lines: list[str] = []
+        self._q: queue.Queue = queue.Queue()
+        self._t = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
+        self._t.start()
+
+    def _pump(self, pipe):
+        for line in pipe:
+            self.lines.append(line)
+            self._q.put(line)
+        self._q.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._q.get(timeout=max(0.01, end - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line with {text!r} in {timeout}s; got {self.lines!r}") from None
+            if line is None:
+                raise AssertionError(f"stream ended without {text!r}; got {self.lines!r}")
+            if text in line:
+                return line
+
+    def join(self, timeout=30):
+        self._t.join(timeout)
+        return "".join(self.lines)
+
+
+class Tracer:
+    """``kleaktrace ARGS`` as a subprocess; ``start()`` returns once probes are live."""
+
+    def __init__(self, *args, env=None):
+        self.args = [sys.executable, "-m", "bpftrace_leak.cli", *map(str, args)]
+        self.env = dict(os.environ, **(env or {}))
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.out = Lines(self.proc.stdout)
+        self.err = Lines(self.proc.stderr)
+        self.err.wait_for("Hit Ctrl-C to end")
+        return self
+
+    def stop(self, sig=signal.SIGINT, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout=60):
+        self.proc.wait(timeout)
+        self.stdout = self.out.join()
+        self.stderr = self.err.join()
+        return self.proc.returncode
+
+    def reports(self):
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+
+class Workload:
+    """bpftrace_leak.workload, held at --wait until ``go()``, holding its leak until ``end()``."""
+
+    def __init__(self, churn=20000, sockets=300, files=200, fork=False):
+        self.sockets, self.files = sockets, files
+        cmd = [sys.executable, "-m", "bpftrace_leak.workload", "--churn", str(churn), "--sockets",
+               str(sockets), "--files", str(files), "--wait", "--until-eof"] + (["--fork"] if fork else [])
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+        self.out = Lines(self.proc.stdout)
+
+    def go(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def leaked(self, timeout=120):
+        line = self.out.wait_for("leaked", timeout)
+        return int(line.split()[-1])  # the pid that holds the leak
+
+    def end(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def workloads():
+    made = []
+
+    def make(**kw):
+        w = Workload(**kw)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.end()
+
+
+def count(report, cache=None, kind=None):
+    return sum(g["objects"] for g in report["groups"]
+               if (cache is None or g["cache"] == cache) and (kind is None or g["kind"] == kind))
+
+
+def bpf_prog_count():
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if line and line[0].isdigit())

@@ -1,0 +1,100 @@
+"""Session shapes (-c, system-wide, INTERVAL COUNT, --cache, target exit) and bad input."""
+
+import json
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, Tracer, count
+
+CLI = [sys.executable, "-m", "bpftrace_leak.cli"]
+WORKLOAD = f"{sys.executable} -m bpftrace_leak.workload"
+
+
+def run(*args, user=None, env=None, timeout=120):
+    cmd = CLI + [str(a) for a in args]
+    if user:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + cmd
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_command_traced_from_its_first_allocation():
+    # the leak happens right after exec, before any -p could have been given
+    res = run("-c", f"{WORKLOAD} --churn 0 --sockets 40 --files 3 --hold 6",
+              "--duration", "4", "--format", "json", "--top", "100")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert any(line.startswith("leaked 40 3") for line in lines)  # the command's output passes through
+    report = json.loads([line for line in lines if line.startswith("{")][-1])
+    assert count(report, "sock_inode_cache") == 80, (report["totals"], res.stderr)
+    # plus a struct file for each library the new program mmapped: -c sees its exec too
+    assert count(report, "filp") >= 83
+
+
+def test_exited_target_still_gets_its_report(workloads):
+    w = workloads(churn=2000, sockets=20, files=0)
+    t = Tracer("-p", w.pid, "--format", "json", "--min-age", "0").start()
+    w.go()
+    w.leaked()
+    w.end()  # its sockets close on exit: nothing of it stays outstanding
+    assert t.wait(timeout=30) == 0, t.stderr  # the session ends by itself
+    assert "targets exited" in t.stderr
+    report = t.reports()[-1]
+    assert count(report, "sock_inode_cache") == 0
+    assert report["totals"]["frees"] >= 4000
+
+
+def test_system_wide_interval_count_and_cache_filter(workloads):
+    w = workloads(churn=0, sockets=25, files=0)
+    t = Tracer("--format", "json", "--cache", "sock_inode*", "--top", "1000", "--min-age", "200ms", "1", "3")
+    t.start()
+    w.go()
+    holder = w.leaked()
+    assert t.wait(timeout=60) == 0, t.stderr  # ends after COUNT reports
+    reports = t.reports()
+    assert len(reports) == 3 and reports[-1]["targets"] == []
+    assert {g["cache"] for r in reports for g in r["groups"]} <= {"sock_inode_cache"}
+    mine = [g for g in reports[-1]["groups"] if holder in g["pids"]]
+    assert sum(g["objects"] for g in mine) == 50
+
+
+def test_text_report_names_the_leak(workloads):
+    w = workloads(churn=0, sockets=10, files=0)
+    t = Tracer("-p", w.pid, "--min-age", "100ms").start()
+    w.go()
+    w.leaked()
+    time.sleep(0.5)
+    assert t.stop() == 0, t.stderr
+    assert "slab sock_inode_cache: 10 objects" in t.stdout
+    assert "sock_alloc_inode+0x" in t.stdout
+
+
+def one_line_error(res, status, text):
+    assert res.returncode == status, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kleaktrace: ") and text in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_inputs_one_line_errors(tmp_path):
+    one_line_error(run("-p", "999999999"), 2, "no process with PID 999999999")
+    one_line_error(run("--cache", "no_such_cache_*", "--duration", "1"), 2, "no slab cache")
+    one_line_error(run("-c", "/no/such/command"), 2, "command not found")
+    one_line_error(run("-p", "1", "--min-age", "soon"), 2, "not a duration")
+    one_line_error(run("-p", "1", "--duration", "1", user=65534), 1, "needs root")
+    (tmp_path / "include").mkdir()
+    one_line_error(run("-p", "1", "--duration", "1", "--kernel-headers", tmp_path), 1,
+                   "cannot load the BPF programs")
+    events = tmp_path / "events"
+    (events / "kmem" / "kmalloc").mkdir(parents=True)
+    (events / "kmem" / "kmalloc" / "format").write_text("format:\n")
+    one_line_error(run("-p", "1", "--duration", "1", env={"KLEAKTRACE_EVENTS_DIR": str(events), "PATH": "/usr/bin:/bin"}),
+                   1, "tracepoint kmem:kfree is missing")
+
+
+def test_doctor_reports_this_host():
+    res = run("doctor")
+    assert res.returncode == 0, res.stdout
+    assert "ok   tracepoint kmem:kmem_cache_alloc" in res.stdout
+    # this host has neither kprobes nor a usable fentry: doctor says so
+    assert any(line.startswith(("ok   kprobes", "warn kprobes")) for line in res.stdout.splitlines())

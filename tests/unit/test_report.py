@@ -1,0 +1,88 @@
+import json
+
+from bpftrace_leak.groups import Obj
+from bpftrace_leak.report import SCHEMA, build_report
+from bpftrace_leak.reporter import render_json, render_text, warnings
+from bpftrace_leak.tracer import Snapshot
+
+S = 1_000_000_000
+STACKS = {
+    1: ["kmem_cache_alloc_noprof+0x230", "alloc_empty_file+0x3c", "path_openat+0x40"],
+    2: ["kmem_cache_alloc_noprof+0x230", "alloc_empty_file+0x3c", "path_openat+0x40"],  # same after trim
+    3: ["kmem_cache_alloc_lru_noprof+0x235", "sock_alloc_inode+0x1e", "__sys_socketpair+0xd5"],
+    4: ["__alloc_pages_noprof+0x1", "allocate_slab+0x9", "___slab_alloc+0x3"],
+    5: ["__alloc_pages_noprof+0x1", "filemap_alloc_folio_noprof+0x9", "ext4_da_write_begin+0x2"],
+    6: ["__alloc_pages_noprof+0x1", "pipe_write+0x99"],
+}
+
+
+class FakeSymbolizer:
+    """Stands in for BCC's stack table: report building is pure logic."""
+
+    def raw_frames(self, sid):
+        return STACKS.get(sid, [])
+
+    def name(self, addr):
+        return f"site_{addr:x}+0x0"
+
+
+def o(kind, cache, size, stack, ts=0, tgid=7):
+    return Obj(kind=kind, cache=cache, bytes=size, ts_ns=ts, tgid=tgid, comm="w", stack_id=stack, call_site=0x99)
+
+
+def snapshot(objs, **counters):
+    skipped = counters.pop("skipped", 0)
+    base = {"allocs": 10, "frees": 4, "missed_frees": 0, "dropped": 0, "stack_errors": 0, "failed_allocs": 0}
+    base.update(counters)
+    return Snapshot(now_ns=10 * S, objects=objs, counters=base, skipped_frees=skipped)
+
+
+def report(objs, **kw):
+    args = dict(kernel="6.18", started="2026-11-25T00:00:00+00:00", duration_s=3.0, min_age_ms=1000, targets=[7])
+    args.update(kw)
+    counters = args.pop("counters", {})
+    return build_report(snapshot(objs, **counters), FakeSymbolizer(), **args)
+
+
+def test_groups_merge_after_trim_and_sort_by_bytes():
+    r = report([o("slab", "filp", 192, 1), o("slab", "filp", 192, 2), o("slab", "sock_inode_cache", 832, 3)])
+    assert [(g["cache"], g["objects"], g["bytes"]) for g in r["groups"]] == [
+        ("sock_inode_cache", 1, 832), ("filp", 2, 384)]
+    assert r["groups"][1]["stack"] == ["alloc_empty_file+0x3c", "path_openat+0x40"]
+    assert r["totals"]["objects"] == 3 and r["totals"]["bytes"] == 1216
+
+
+def test_slab_backing_pages_dropped_and_page_cache_is_user_page():
+    objs = [o("page", None, 4096, 4), o("page", None, 4096, 5), o("page", None, 4096, 6)]
+    r = report(objs)
+    assert [(g["kind"], g["stack"][0]) for g in r["groups"]] == [("page", "pipe_write+0x99")]
+    r = report(objs, user_pages=True)
+    assert sorted(g["kind"] for g in r["groups"]) == ["page", "user-page"]
+
+
+def test_top_limits_groups_not_totals():
+    objs = [o("slab", "filp", 192, 1), o("slab", "sock_inode_cache", 832, 3)]
+    r = report(objs, top=1)
+    assert len(r["groups"]) == 1 and r["totals"]["objects"] == 2
+
+
+def test_json_schema_fields():
+    r = json.loads(render_json(report([o("slab", "filp", 192, 1)])))
+    assert r["schema"] == SCHEMA
+    assert set(r) >= {"schema", "kernel", "started", "duration_s", "min_age_ms", "targets", "totals", "groups"}
+    assert set(r["totals"]) >= {"objects", "bytes", "allocs", "frees", "missed_frees", "dropped", "skipped_frees"}
+    g = r["groups"][0]
+    assert set(g) >= {"kind", "cache", "objects", "bytes", "oldest_ms", "pids", "comms", "stack"}
+    assert g["oldest_ms"] == 10_000 and g["pids"] == [7]
+
+
+def test_text_warns_on_drops_missed_and_skipped_frees():
+    clean = report([o("slab", "filp", 192, 1)])
+    assert warnings(clean) == []
+    assert "warning" not in render_text(clean)
+    r = report([o("slab", "filp", 192, 1)], counters={"dropped": 5, "missed_frees": 3, "skipped": 2})
+    text = render_text(r)
+    assert "5 allocations not recorded" in text
+    assert "3 addresses were handed out again" in text
+    assert "up to 2 free events" in text
+    assert "[1] slab filp: 1 objects, 192 B" in text
