@@ -61,6 +61,9 @@ def _trace_options(f):
                      help="Capacity of the live-object map."),
         click.option("--stack-slots", type=click.IntRange(min=64), default=16384, show_default=True,
                      help="Capacity of the stack table."),
+        # copies of each raw free program (README: Accuracy); 1 shows what a
+        # single program loses, for tests and benchmarks
+        click.option("--free-copies", type=click.IntRange(1, 3), default=2, hidden=True),
     ]
     for opt in reversed(options):
         f = opt(f)
@@ -74,7 +77,7 @@ def _config(**kw):
         min_age_ms=int(round(kw["min_age"] * 1000)), duration_s=kw.get("duration"),
         top=kw["top"], cache_glob=kw.get("cache_glob"), fmt=kw["fmt"], user_pages=kw["user_pages"],
         kernel_headers=kw.get("kernel_headers"), max_objects=kw["max_objects"], stack_slots=kw["stack_slots"],
-        interval_s=kw.get("interval"), count=kw.get("count"),
+        interval_s=kw.get("interval"), count=kw.get("count"), free_copies=kw["free_copies"],
     )
 
 

@@ -43,8 +43,9 @@ ALLOC_EVENTS = (
 #: slab free events, attached as raw tracepoints (see probes.c)
 FREE_RAW_EVENTS = ("kmem/kfree", "kmem/kmem_cache_free")
 
-#: interrupt entry and exit, raw, to keep allocations in interrupts off targets
-IRQ_RAW_EVENTS = ("irq/softirq_entry", "irq/softirq_exit", "irq/irq_handler_entry", "irq/irq_handler_exit")
+#: interrupt exit and entry, raw, to keep allocations in interrupts off targets;
+#: exits first, so that no CPU sees an entry whose exit is not yet attached
+IRQ_RAW_EVENTS = ("irq/softirq_exit", "irq/irq_handler_exit", "irq/softirq_entry", "irq/irq_handler_entry")
 
 #: the events without which slab tracking means nothing
 REQUIRED_EVENTS = ("kmem/kmalloc", "kmem/kfree", "kmem/kmem_cache_alloc", "kmem/kmem_cache_free")

@@ -43,6 +43,7 @@ class LiveConfig:
     kernel_headers: str | None = None
     max_objects: int = 1_000_000
     stack_slots: int = 16384
+    free_copies: int = 2
     settle_s: float = 1.0  # after the targets exit, for their RCU-deferred frees
 
 
@@ -73,7 +74,7 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
     watched = list(targets)
     opts = Options(targets=targets, children=cfg.children, user_pages=cfg.user_pages,
                    max_objects=cfg.max_objects, stack_slots=cfg.stack_slots,
-                   kernel_headers=cfg.kernel_headers)
+                   kernel_headers=cfg.kernel_headers, free_copies=cfg.free_copies)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     tracer = Tracer(opts, warn=_warn)
     try:

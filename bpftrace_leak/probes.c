@@ -29,11 +29,17 @@ BPF_STACK_TRACE(stacks, STACK_SLOTS);
 BPF_PERCPU_ARRAY(counters, u64, NR_COUNTERS);
 BPF_HASH(targets, u32, u8, MAX_TARGETS);
 /*
- * Interrupt nesting depth per CPU, kept by the irq_* raw programs below. The
- * tracepoint record cannot tell: while a perf-event BPF program runs, the
- * record's common header holds a pt_regs pointer, not common_flags.
+ * Per CPU: [IRQ_SOFT] inside a softirq handler, [IRQ_HARD] inside a hardirq
+ * handler, kept by the irq_* raw programs below. The tracepoint record cannot
+ * tell: while a perf-event BPF program runs, the record's common header holds
+ * a pt_regs pointer, not common_flags. Flags, not a depth: softirqs do not
+ * nest on a CPU and handlers run with interrupts off, and a flag set or
+ * cleared twice heals itself where a counter would stay off by one for ever
+ * (an entry seen without its exit when attaching mid-softirq).
  */
-BPF_PERCPU_ARRAY(irq_depth, s32, 1);
+#define IRQ_SOFT 0
+#define IRQ_HARD 1
+BPF_PERCPU_ARRAY(irq_state, u32, 2);
 
 static __always_inline void count(u32 which)
 {
@@ -57,9 +63,10 @@ static __always_inline int failed_ptr(u64 addr)
 static __always_inline int wanted(void *args)
 {
 #ifdef FILTER_TARGETS
-	int zero = 0;
-	s32 *depth = irq_depth.lookup(&zero);
-	if (depth && *depth > 0) {
+	int soft = IRQ_SOFT, hard = IRQ_HARD;
+	u32 *in_soft = irq_state.lookup(&soft);
+	u32 *in_hard = irq_state.lookup(&hard);
+	if ((in_soft && *in_soft) || (in_hard && *in_hard)) {
 		count(CNT_IRQ_SKIPPED);
 		return 0;
 	}
@@ -335,19 +342,17 @@ SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 2)
 /*
  * ---- interrupt context, for the target filter --------------------------------
  * One program per event: a program shared by two events would skip the inner
- * one when a hardirq arrives while it runs for a softirq, and the depth would
- * drift. Exit never takes the depth below zero (attached mid-softirq).
+ * one when a hardirq arrives while it runs for a softirq.
  */
-static __always_inline int irq_step(int delta)
+static __always_inline int irq_set(int which, u32 value)
 {
-	int zero = 0;
-	s32 *depth = irq_depth.lookup(&zero);
-	if (depth && (delta > 0 || *depth > 0))
-		*depth += delta;
+	u32 *state = irq_state.lookup(&which);
+	if (state)
+		*state = value;
 	return 0;
 }
 
-int irq_softirq_entry(struct bpf_raw_tracepoint_args *ctx) { return irq_step(1); }
-int irq_softirq_exit(struct bpf_raw_tracepoint_args *ctx) { return irq_step(-1); }
-int irq_irq_handler_entry(struct bpf_raw_tracepoint_args *ctx) { return irq_step(1); }
-int irq_irq_handler_exit(struct bpf_raw_tracepoint_args *ctx) { return irq_step(-1); }
+int irq_softirq_entry(struct bpf_raw_tracepoint_args *ctx) { return irq_set(IRQ_SOFT, 1); }
+int irq_softirq_exit(struct bpf_raw_tracepoint_args *ctx) { return irq_set(IRQ_SOFT, 0); }
+int irq_irq_handler_entry(struct bpf_raw_tracepoint_args *ctx) { return irq_set(IRQ_HARD, 1); }
+int irq_irq_handler_exit(struct bpf_raw_tracepoint_args *ctx) { return irq_set(IRQ_HARD, 0); }

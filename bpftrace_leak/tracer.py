@@ -187,7 +187,7 @@ class Tracer:
         try:
             self._attach_raw_frees(BPF, lib)
             if self.opts.targets:
-                self._attach_irq_depth(BPF, lib)
+                self._attach_irq_state(BPF, lib)
             targets = self.bpf["targets"]
             for pid in self.opts.targets:
                 self.add_target(pid)
@@ -216,7 +216,7 @@ class Tracer:
         self._raw_fds.append(link)
         return fn.fd
 
-    def _attach_irq_depth(self, BPF, lib) -> None:
+    def _attach_irq_state(self, BPF, lib) -> None:
         for event in kernel.IRQ_RAW_EVENTS:
             name = event.split("/")[1]
             if kernel.event_fields(event) is None:
