@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""False leaks on the ground-truth workload: kleaktrace against bcc's memleak.
+
+The workload churns 20,000 socketpair/open cycles (all freed, sockets through
+RCU), then keeps N socketpairs: exactly 2N socket inodes stay outstanding.
+Each tool runs system-wide, in turns, for several rounds; the script prints
+the socket inodes each one reports from the socketpair path and how many of
+them are phantoms.
+
+    sudo .venv/bin/python bench/false_leaks.py [--rounds 3] [--sockets 300]
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bpftrace_leak.headers import find_headers  # noqa: E402
+
+
+def workload(sockets, churn):
+    w = subprocess.Popen([sys.executable, "-m", "bpftrace_leak.workload", "--churn", str(churn),
+                          "--sockets", str(sockets), "--files", "0", "--wait", "--until-eof"],
+                         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return w
+
+
+def run_leak(w):
+    w.stdin.write("go\n")
+    w.stdin.flush()
+    line = w.stdout.readline()
+    assert line.startswith("leaked"), line
+
+
+def finish(w):
+    w.stdin.close()
+    w.wait()
+
+
+def pump(proc, lines, marker=None, seen=None):
+    for line in proc.stdout:
+        lines.append(line)
+        if marker and marker in line and seen is not None:
+            seen.append(time.monotonic())
+
+
+def kleaktrace_round(sockets, churn, extra=()):
+    w = workload(sockets, churn)
+    t = subprocess.Popen([sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--top", "100000",
+                          *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in t.stderr:
+        if "Hit Ctrl-C" in line:
+            break
+    run_leak(w)
+    time.sleep(2.0)
+    t.send_signal(signal.SIGINT)
+    out, _ = t.communicate()
+    finish(w)
+    report = json.loads(out.strip().splitlines()[-1])
+    return sum(g["objects"] for g in report["groups"]
+               if g["cache"] == "sock_inode_cache" and any("__sys_socketpair" in f for f in g["stack"]))
+
+
+def memleak_round(sockets, churn, extra=()):
+    w = workload(sockets, churn)
+    m = subprocess.Popen(["memleak-bpfcc", "-o", "1000", "-T", "100000", *extra, "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, headers = [], []
+    reader = threading.Thread(target=pump, args=(m, lines, "stacks with outstanding", headers), daemon=True)
+    reader.start()
+    while not any("Attaching" in line for line in lines):
+        time.sleep(0.1)
+    run_leak(w)
+    leaked_at = time.monotonic()
+    # wait for a report that started 2 s after the leak, and for the next to start (so it is complete)
+    while len([h for h in headers if h > leaked_at + 2.0]) < 2:
+        time.sleep(0.1)
+    m.send_signal(signal.SIGINT)
+    m.wait()
+    reader.join(5)
+    finish(w)
+    text = "".join(lines)
+    blocks = re.split(r"^\[\d\d:\d\d:\d\d\] Top \d+ stacks with outstanding allocations:\n", text, flags=re.M)
+    # the second-to-last header's block is complete
+    block = blocks[-2]
+    total = 0
+    for size, allocs, stack in re.findall(r"\t(\d+) bytes in (\d+) allocations from stack\n((?:\t\t.*\n)+)", block):
+        if "sock_alloc_inode" in stack and "__sys_socketpair" in stack:
+            total += int(allocs)
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sockets", type=int, default=300)
+    ap.add_argument("--churn", type=int, default=20000)
+    args = ap.parse_args()
+    tree = find_headers(warn=lambda m: None)
+    if tree:
+        os.environ["BCC_KERNEL_SOURCE"] = tree  # memleak needs it as much as we do
+    truth = 2 * args.sockets
+    tools = {
+        "kleaktrace": lambda: kleaktrace_round(args.sockets, args.churn),
+        "kleaktrace --free-copies 1": lambda: kleaktrace_round(args.sockets, args.churn, ("--free-copies", "1")),
+        "memleak-bpfcc": lambda: memleak_round(args.sockets, args.churn),
+        "memleak-bpfcc --wa-missing-free": lambda: memleak_round(args.sockets, args.churn, ("--wa-missing-free",)),
+    }
+    results = {name: [] for name in tools}
+    for r in range(args.rounds):
+        for name, fn in tools.items():  # interleaved: every tool sees the same machine state
+            results[name].append(fn())
+            print(f"round {r + 1}: {name}: {results[name][-1]}", file=sys.stderr, flush=True)
+    print(f"socket inodes reported from the socketpair path; truth {truth} "
+          f"(churn {args.churn:,}, {args.rounds} rounds, system-wide)")
+    print(f"{'tool':36} {'reported per round':28} {'median false leaks':>18}")
+    for name, counts in results.items():
+        false = statistics.median(c - truth for c in counts)
+        print(f"{name:36} {' '.join(map(str, counts)):28} {false:>18}")
+
+
+if __name__ == "__main__":
+    main()
