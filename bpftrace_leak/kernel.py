@@ -20,6 +20,8 @@ __all__ = [
     "event_fields",
     "gfp_bit",
     "kernel_release",
+    "kprobes_available",
+    "traceable_functions",
 ]
 
 TRACEFS = "/sys/kernel/tracing"
@@ -47,8 +49,33 @@ FREE_RAW_EVENTS = ("kmem/kfree", "kmem/kmem_cache_free")
 #: exits first, so that no CPU sees an entry whose exit is not yet attached
 IRQ_RAW_EVENTS = ("irq/softirq_exit", "irq/irq_handler_exit", "irq/softirq_entry", "irq/irq_handler_entry")
 
+#: functions that free without a per-object tracepoint, kprobed where possible
+BULK_FREE_FUNCTIONS = ("kmem_cache_free_bulk",)
+
 #: the events without which slab tracking means nothing
 REQUIRED_EVENTS = ("kmem/kmalloc", "kmem/kfree", "kmem/kmem_cache_alloc", "kmem/kmem_cache_free")
+
+
+def kprobes_available() -> bool:
+    """True when the kernel can attach kprobes (CONFIG_KPROBE_EVENTS)."""
+    return os.path.exists(os.path.join(TRACEFS, "kprobe_events"))
+
+
+def traceable_functions(names) -> set[str]:
+    """Which of ``names`` ftrace (and so kprobes) can attach to, suffixed
+    variants like ``name.constprop.0`` included."""
+    wanted = set(names)
+    found = set()
+    try:
+        with open(os.path.join(TRACEFS, "available_filter_functions")) as f:
+            for line in f:
+                fn = line.split()[0] if line.strip() else ""
+                base = fn.split(".", 1)[0]
+                if base in wanted:
+                    found.add(base)
+    except OSError:
+        pass
+    return found
 
 
 def kernel_release() -> str:

@@ -97,6 +97,8 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
         print(f"kleaktrace: tracing {who} with {len(tracer.attached)} events"
               + (f" (kernel lacks: {', '.join(tracer.missing)})" if tracer.missing else "")
               + "... Hit Ctrl-C to end.", file=sys.stderr, flush=True)
+        for note in tracer.notes:
+            print(f"kleaktrace: note: {note}", file=sys.stderr, flush=True)
         if on_attached:
             on_attached(tracer)
         if held:

@@ -340,6 +340,32 @@ SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 1)
 SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 2)
 
 /*
+ * ---- bulk frees, kprobe (attached only where the kernel has kprobes) ---------
+ * kmem_cache_free_bulk(s, size, p) frees p[0..size) with no per-object event;
+ * kfree_bulk() is an inline call to it, and that is how batched kfree_rcu()
+ * frees (kfree_rcu_work, 5.x to 6.x). Without this, every kfree_rcu'd object
+ * is a phantom leak. KVFREE_BULK_MAX_ENTR is about 510 on 4 KiB pages; other
+ * callers pass fewer.
+ */
+#define BULK_MAX 1024
+
+int free_bulk(struct pt_regs *ctx)
+{
+	u64 size = PT_REGS_PARM2(ctx);
+	void **p = (void **)PT_REGS_PARM3(ctx);
+
+	for (int i = 0; i < BULK_MAX; i++) {
+		if (i >= size)
+			break;
+		void *obj = NULL;
+		bpf_probe_read_kernel(&obj, sizeof(obj), &p[i]);
+		if (obj)
+			forget(SPACE_SLAB, (u64)obj);
+	}
+	return 0;
+}
+
+/*
  * ---- interrupt context, for the target filter --------------------------------
  * One program per event: a program shared by two events would skip the inner
  * one when a hardirq arrives while it runs for a softirq.

@@ -121,6 +121,8 @@ class Tracer:
         self._free_progs: dict[str, list[int]] = {}  # raw event -> prog fds of its copies
         self.attached: list[str] = []
         self.missing: list[str] = []
+        self.notes: list[str] = []  # what this kernel keeps from being seen, said once
+        self._bulk_kprobe = False
         self.started_ns = 0
 
     # -- set-up --------------------------------------------------------------
@@ -186,6 +188,7 @@ class Tracer:
             raise KleakError(f"cannot load the BPF programs: {bcc_failure(e, ''.join(log))}") from None
         try:
             self._attach_raw_frees(BPF, lib)
+            self._attach_bulk_frees()
             if self.opts.targets:
                 self._attach_irq_state(BPF, lib)
             targets = self.bpf["targets"]
@@ -206,6 +209,29 @@ class Tracer:
                 fds.append(self._attach_raw(BPF, lib, f"free_{name}_{n}", name))
             self._free_progs[event] = fds
             self.attached.append(event)
+
+    def _attach_bulk_frees(self) -> None:
+        funcs = kernel.BULK_FREE_FUNCTIONS
+        reason = None
+        if not kernel.kprobes_available():
+            reason = "this kernel has no kprobes"
+        else:
+            missing = set(funcs) - kernel.traceable_functions(funcs)
+            if missing:
+                reason = f"{', '.join(sorted(missing))} cannot be probed"
+        if reason is None:
+            try:
+                with captured_stderr():
+                    for fn in funcs:
+                        self.bpf.attach_kprobe(event=fn, fn_name="free_bulk")
+                        self.attached.append(f"kprobe/{fn}")
+                self._bulk_kprobe = True
+                return
+            except Exception as e:
+                reason = f"kprobe refused ({str(e).strip().splitlines()[-1] if str(e).strip() else e})"
+        self.notes.append(
+            f"bulk frees not seen ({reason}): objects freed by kmem_cache_free_bulk, "
+            "e.g. batched kfree_rcu, stay outstanding until their address is reused")
 
     def _attach_raw(self, BPF, lib, fn_name: str, event: str) -> int:
         fn = self.bpf.load_func(fn_name, BPF.RAW_TRACEPOINT)
@@ -268,6 +294,8 @@ class Tracer:
                 fn = self.bpf.funcs.get(("tracepoint__" + event.replace("/", "__")).encode())
                 if fn is not None:
                     total += recursion_misses(fn.fd)
+        if self._bulk_kprobe:
+            total += recursion_misses(self.bpf.funcs[b"free_bulk"].fd)
         return total
 
     def _live_items(self):

@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kleaklab: deliberate kernel leaks, and decoys that look like leaks but are
+ * not, for kleaktrace's lab. Each scenario is a file under /proc/kleaklab;
+ * writing a number K to it runs the scenario K times in the writer's context,
+ * so the expected leak is exact and charged to the writing process.
+ *
+ *   kmalloc      leak kmalloc(64), kmalloc(512), kmalloc(3000)      3K objects
+ *   cache        leak one object of the module's own cache          K objects
+ *   socket       leak a kernel UDP socket (sock_create_kern)        K sock_inode_cache
+ *   percpu       leak alloc_percpu(32 bytes)                        K percpu objects
+ *   pathref      the field case: path_get on a copy of an open file's path, the file
+ *                is closed, the copy is cleared as 3.x __fput did, then path_put on
+ *                it: +1 reference on dentry and vfsmount that is never dropped.
+ *                Write "FD" (one fd of the writer) per call.
+ *   decoy_park   park K kmalloc objects; writing 0 frees every parked object
+ *   decoy_rcu    K objects freed through call_rcu, K through kfree_rcu
+ *   decoy_ref    balanced path_get/path_put on the writer's fd FD
+ */
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/net.h>
+#include <linux/path.h>
+#include <linux/percpu.h>
+#include <linux/proc_fs.h>
+#include <linux/rcupdate.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <net/net_namespace.h>
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Deliberate kernel leaks and decoys for the kleaktrace lab");
+
+struct kleaklab_obj {
+	struct list_head node;
+	struct rcu_head rcu;
+	char payload[200];
+};
+
+static struct kmem_cache *kleaklab_cache;
+static LIST_HEAD(parked);
+static DEFINE_MUTEX(parked_lock);
+static struct proc_dir_entry *dir;
+/* Leaked on purpose; kept only so the compiler cannot drop the allocations. */
+static void *volatile sink;
+
+/* A constructor keeps SLUB from merging this cache into another one. */
+static void kleaklab_ctor(void *p)
+{
+	memset(p, 0, sizeof(struct kleaklab_obj));
+}
+
+static noinline int kleaklab_leak_kmalloc(void)
+{
+	sink = kmalloc(64, GFP_KERNEL);
+	sink = kmalloc(512, GFP_KERNEL);
+	sink = kmalloc(3000, GFP_KERNEL);
+	return sink ? 0 : -ENOMEM;
+}
+
+static noinline int kleaklab_leak_cache(void)
+{
+	sink = kmem_cache_alloc(kleaklab_cache, GFP_KERNEL);
+	return sink ? 0 : -ENOMEM;
+}
+
+static noinline int kleaklab_leak_socket(void)
+{
+	struct socket *sock;
+
+	return sock_create_kern(&init_net, AF_INET, SOCK_DGRAM, IPPROTO_UDP, &sock);
+}
+
+static noinline int kleaklab_leak_percpu(void)
+{
+	sink = (void *)__alloc_percpu(32, 8);
+	return sink ? 0 : -ENOMEM;
+}
+
+/*
+ * The field case, reproduced deterministically: today's __fput no longer
+ * NULLs f_path, so the module keeps its own copy and clears it the way old
+ * kernels did before putting it.
+ */
+static noinline int kleaklab_pathref(int fd)
+{
+	struct file *file = fget(fd);
+	struct path copy;
+
+	if (!file)
+		return -EBADF;
+	copy = file->f_path;
+	path_get(&copy);
+	fput(file);
+	/* ... the process closes fd; 3.x __fput set f_path.{dentry,mnt} = NULL ... */
+	copy.dentry = NULL;
+	copy.mnt = NULL;
+	path_put(&copy);	/* dput(NULL), mntput(NULL): nothing dropped */
+	return 0;
+}
+
+static noinline int kleaklab_decoy_ref(int fd)
+{
+	struct file *file = fget(fd);
+	struct path copy;
+
+	if (!file)
+		return -EBADF;
+	copy = file->f_path;
+	path_get(&copy);
+	path_put(&copy);
+	fput(file);
+	return 0;
+}
+
+static noinline int kleaklab_decoy_park(void)
+{
+	struct kleaklab_obj *obj = kmalloc(sizeof(*obj), GFP_KERNEL);
+
+	if (!obj)
+		return -ENOMEM;
+	mutex_lock(&parked_lock);
+	list_add(&obj->node, &parked);
+	mutex_unlock(&parked_lock);
+	return 0;
+}
+
+static void release_parked(void)
+{
+	struct kleaklab_obj *obj, *tmp;
+
+	mutex_lock(&parked_lock);
+	list_for_each_entry_safe(obj, tmp, &parked, node) {
+		list_del(&obj->node);
+		kfree(obj);
+	}
+	mutex_unlock(&parked_lock);
+}
+
+static void kleaklab_rcu_free(struct rcu_head *head)
+{
+	kfree(container_of(head, struct kleaklab_obj, rcu));
+}
+
+static noinline int kleaklab_decoy_rcu(void)
+{
+	struct kleaklab_obj *a = kmalloc(sizeof(*a), GFP_KERNEL);
+	struct kleaklab_obj *b = kmalloc(sizeof(*b), GFP_KERNEL);
+
+	if (a)
+		call_rcu(&a->rcu, kleaklab_rcu_free);
+	if (b)
+		kfree_rcu(b, rcu);
+	return (a && b) ? 0 : -ENOMEM;
+}
+
+enum scenario { S_KMALLOC, S_CACHE, S_SOCKET, S_PERCPU, S_PATHREF, S_PARK, S_RCU, S_REF, NR_SCENARIOS };
+static const char *const names[NR_SCENARIOS] = {
+	"kmalloc", "cache", "socket", "percpu", "pathref", "decoy_park", "decoy_rcu", "decoy_ref",
+};
+
+static ssize_t kleaklab_write(struct file *file, const char __user *ubuf, size_t len, loff_t *off)
+{
+	long which = (long)pde_data(file_inode(file));
+	char buf[24];
+	long n, i;
+	int err = 0;
+
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, len))
+		return -EFAULT;
+	buf[len] = 0;
+	if (kstrtol(strim(buf), 10, &n) || n < 0 || n > 1000000)
+		return -EINVAL;
+	switch (which) {
+	case S_PATHREF:
+		err = kleaklab_pathref(n);	/* n is a file descriptor here */
+		break;
+	case S_REF:
+		err = kleaklab_decoy_ref(n);
+		break;
+	case S_PARK:
+		if (n == 0) {
+			release_parked();
+			break;
+		}
+		fallthrough;
+	default:
+		for (i = 0; i < n && !err; i++) {
+			switch (which) {
+			case S_KMALLOC: err = kleaklab_leak_kmalloc(); break;
+			case S_CACHE: err = kleaklab_leak_cache(); break;
+			case S_SOCKET: err = kleaklab_leak_socket(); break;
+			case S_PERCPU: err = kleaklab_leak_percpu(); break;
+			case S_PARK: err = kleaklab_decoy_park(); break;
+			case S_RCU: err = kleaklab_decoy_rcu(); break;
+			}
+		}
+	}
+	return err ? err : len;
+}
+
+static const struct proc_ops kleaklab_ops = {
+	.proc_write = kleaklab_write,
+};
+
+static int __init kleaklab_init(void)
+{
+	long i;
+
+	kleaklab_cache = kmem_cache_create("kleaklab_obj", sizeof(struct kleaklab_obj), 0, 0, kleaklab_ctor);
+	if (!kleaklab_cache)
+		return -ENOMEM;
+	dir = proc_mkdir("kleaklab", NULL);
+	if (!dir)
+		goto fail;
+	for (i = 0; i < NR_SCENARIOS; i++)
+		if (!proc_create_data(names[i], 0200, dir, &kleaklab_ops, (void *)i))
+			goto fail;
+	return 0;
+fail:
+	proc_remove(dir);
+	kmem_cache_destroy(kleaklab_cache);
+	return -ENOMEM;
+}
+
+static void __exit kleaklab_exit(void)
+{
+	proc_remove(dir);
+	release_parked();
+	rcu_barrier();
+	/* the leaked cache objects make this complain, which is the point */
+	kmem_cache_destroy(kleaklab_cache);
+}
+
+module_init(kleaklab_init);
+module_exit(kleaklab_exit);

@@ -1,0 +1,59 @@
+#!/bin/sh
+# The lab's one provisioning script, for Vagrant and for `lab qemu` alike.
+#
+#   provision.sh packages            Debian packages the guest needs (lab qemu
+#                                    passes them to debootstrap)
+#   provision.sh install             apt-get them, the running kernel's headers
+#                                    and a compiler (Vagrant)
+#   provision.sh build SRC           build SRC/vagrant/module/kleaklab.ko for the
+#                                    running kernel (Vagrant; lab qemu builds it
+#                                    on the host)
+#   provision.sh run SRC OUT         load the module, trace the scenarios with
+#                                    kleaktrace from SRC, check, write OUT/
+#   provision.sh all SRC OUT         install, build, run
+set -eu
+PACKAGES="python3-bpfcc bpfcc-tools python3-click kmod"
+
+say() { echo "lab: $*"; }
+
+run() {
+	src=$1 out=$2
+	mkdir -p "$out"
+	mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+	ko=$src/vagrant/module/kleaklab.ko
+	[ -f "$ko" ] || { say "no module at $ko (provision.sh build first)"; exit 1; }
+	lsmod | grep -q '^kleaklab ' && rmmod kleaklab
+	insmod "$ko"
+	say "module loaded; tracing the scenarios (the BPF compile takes about a minute under emulation)"
+	cd "$src"
+	# -c: probes attach before the driver starts; the session ends when it exits,
+	# so what it left outstanding is what the modules leaked
+	PYTHONPATH=$src python3 -m bpftrace_leak.cli -c "python3 $src/vagrant/driver.py --expect $out/expected.json" \
+		--format json --top 100000 --min-age 1000ms > "$out/report.json"
+	PYTHONPATH=$src python3 "$src/vagrant/labcheck.py" "$out/expected.json" "$out/report.json" "$out"
+}
+
+case "${1:-}" in
+packages)
+	echo "$PACKAGES"
+	;;
+install)
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES "linux-headers-$(uname -r)" make gcc
+	;;
+build)
+	make -C "/lib/modules/$(uname -r)/build" M="$2/vagrant/module" modules
+	;;
+run)
+	run "$2" "$3"
+	;;
+all)
+	"$0" install
+	"$0" build "$2"
+	run "$2" "$3"
+	;;
+*)
+	echo "usage: $0 packages | install | build SRC | run SRC OUT | all SRC OUT" >&2
+	exit 2
+	;;
+esac
