@@ -53,6 +53,8 @@ def _trace_options(f):
                      help="Show this many groups."),
         click.option("--cache", "cache_glob", metavar="GLOB", help="Only slab caches matching GLOB."),
         click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True),
+        click.option("--kinds", type=click.Choice(["both", "allocs", "refs"]), default="both", show_default=True,
+                     help="Track allocations, reference counts (path_get/path_put; needs kprobes), or both."),
         click.option("--user-pages", is_flag=True,
                      help="Also track the targets' own anonymous and page-cache pages (kind user-page)."),
         click.option("--kernel-headers", type=click.Path(file_okay=False), metavar="DIR",
@@ -78,6 +80,7 @@ def _config(**kw):
         top=kw["top"], cache_glob=kw.get("cache_glob"), fmt=kw["fmt"], user_pages=kw["user_pages"],
         kernel_headers=kw.get("kernel_headers"), max_objects=kw["max_objects"], stack_slots=kw["stack_slots"],
         interval_s=kw.get("interval"), count=kw.get("count"), free_copies=kw["free_copies"],
+        allocs=kw["kinds"] in ("both", "allocs"), refs=kw["kinds"] in ("both", "refs"),
     )
 
 

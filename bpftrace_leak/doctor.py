@@ -41,6 +41,18 @@ def _fentry() -> tuple[str, str]:
     return "ok", "fentry: attaches (dput)"
 
 
+def _refs() -> tuple[str, str]:
+    funcs = ("path_get", "path_put")
+    if not kernel.kprobes_available():
+        return "warn", "reference counts: unavailable (no kprobes); kleaktrace traces allocations only"
+    missing = set(funcs) - kernel.traceable_functions(funcs)
+    if missing:
+        return "warn", f"reference counts: unavailable ({', '.join(sorted(missing))} not traceable)"
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "warn", "reference counts: unavailable (no kernel BTF for struct path/dentry offsets)"
+    return "ok", "reference counts: kprobe on path_get/path_put, offsets from BTF"
+
+
 def checks() -> list[tuple[str, str]]:
     """[(status, line)] with status ok / warn / FAIL."""
     out = []
@@ -82,6 +94,7 @@ def checks() -> list[tuple[str, str]]:
         out.append(("FAIL", f"headers: {e}"))
     out.append(_kprobes())
     out.append(_fentry())
+    out.append(_refs())
     return out
 
 

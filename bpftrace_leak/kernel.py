@@ -22,6 +22,7 @@ __all__ = [
     "kernel_release",
     "kprobes_available",
     "traceable_functions",
+    "function_ranges",
 ]
 
 TRACEFS = "/sys/kernel/tracing"
@@ -76,6 +77,27 @@ def traceable_functions(names) -> set[str]:
     except OSError:
         pass
     return found
+
+
+def function_ranges(names, kallsyms: str = "/proc/kallsyms") -> list[tuple[int, int]]:
+    """[start, end) address ranges of the text symbols ``names`` (suffixed
+    variants such as ``.isra.0`` included), each ending at the next symbol."""
+    wanted = set(names)
+    syms = []
+    try:
+        with open(kallsyms) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in "tT":
+                    syms.append((int(parts[0], 16), parts[2]))
+    except OSError:
+        return []
+    syms.sort()
+    out = []
+    for i, (addr, name) in enumerate(syms):
+        if addr and name.split(".", 1)[0] in wanted and i + 1 < len(syms):
+            out.append((addr, syms[i + 1][0]))
+    return out
 
 
 def kernel_release() -> str:

@@ -10,6 +10,7 @@
 
 #define CACHE_NAME_LEN 32
 #define COMM_LEN 16
+#define REF_NAME_LEN 32
 
 /* What an outstanding allocation is; the report's "kind". */
 enum kind {
@@ -69,6 +70,51 @@ struct live_obj {
 	u32 kind;
 	char comm[COMM_LEN];
 	char cache[CACHE_NAME_LEN];
+};
+
+/* ---- reference counts (TRACK_REFS) ---- */
+
+enum ref_object {
+	REF_DENTRY = 0,
+	REF_VFSMOUNT = 1,
+};
+
+/* Why a reference is reported. */
+enum ref_why {
+	WHY_NEVER_PUT = 0,	/* path_get(p) with no path_put(p) yet */
+	WHY_PUT_CLEARED = 1,	/* path_put(p) found p's dentry/mnt cleared or changed */
+};
+
+/* An outstanding path_get(), keyed by the struct path's address. */
+struct path_get_rec {
+	u64 dentry;
+	u64 mnt;
+	u64 ts_ns;
+	u32 tgid;
+	s32 stack_id;		/* of the path_get */
+	u32 count;		/* path_get()s on this path with these fields */
+	u32 pad;
+	char comm[COMM_LEN];
+	char dentry_name[REF_NAME_LEN];
+	char mnt_name[REF_NAME_LEN];	/* the mount point's dentry name */
+};
+
+/* References leaked by a put on a cleared path, aggregated per object and stack. */
+struct ref_leak_key {
+	u64 object;
+	u32 type;		/* enum ref_object */
+	s32 get_stack;
+	u32 tgid;
+	u32 why;		/* enum ref_why */
+};
+
+struct ref_leak {
+	u64 refs;
+	u64 ts_ns;		/* of the first leaked reference */
+	s32 put_stack;		/* of the path_put that dropped nothing */
+	u32 pad;
+	char comm[COMM_LEN];
+	char name[REF_NAME_LEN];
 };
 
 #endif

@@ -44,6 +44,8 @@ class LiveConfig:
     max_objects: int = 1_000_000
     stack_slots: int = 16384
     free_copies: int = 2
+    allocs: bool = True
+    refs: bool = True
     settle_s: float = 1.0  # after the targets exit, for their RCU-deferred frees
 
 
@@ -74,11 +76,16 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
     watched = list(targets)
     opts = Options(targets=targets, children=cfg.children, user_pages=cfg.user_pages,
                    max_objects=cfg.max_objects, stack_slots=cfg.stack_slots,
-                   kernel_headers=cfg.kernel_headers, free_copies=cfg.free_copies)
+                   kernel_headers=cfg.kernel_headers, free_copies=cfg.free_copies,
+                   allocs=cfg.allocs, refs=cfg.refs)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     tracer = Tracer(opts, warn=_warn)
     try:
         tracer.start()
+        if not cfg.refs:
+            refs_tracking = "off"
+        else:
+            refs_tracking = tracer.refs_method or f"unavailable: {tracer.refs_unavailable}"
         started_wall = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         t0 = time.monotonic()
 
@@ -87,7 +94,8 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
                 tracer.snapshot(), tracer.symbolizer(), kernel=kernel.kernel_release(),
                 started=started_wall, duration_s=time.monotonic() - t0,
                 min_age_ms=cfg.min_age_ms, targets=targets, top=cfg.top,
-                cache_glob=cfg.cache_glob, aliases=aliases, user_pages=cfg.user_pages)
+                cache_glob=cfg.cache_glob, aliases=aliases, user_pages=cfg.user_pages,
+                refs_tracking=refs_tracking)
             out.write(render(report, cfg.fmt))
             out.flush()
             if on_report:

@@ -5,6 +5,7 @@ is in it: aged groups, symbolized and trimmed stacks, totals and warnings.
 """
 
 from .groups import Group, age_and_group, filter_caches
+from .refs import group_refs
 from .symbols import backs_other_kind, is_user_page_stack, trim_allocator_frames
 
 __all__ = ["SCHEMA", "build_report", "group_stacks"]
@@ -48,8 +49,11 @@ def group_stacks(groups: list[Group], raw_frames, site_name, user_pages: bool = 
 def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s: float,
                  min_age_ms: int, targets: list[int], top: int | None = None,
                  cache_glob: str | None = None, aliases: dict | None = None,
-                 user_pages: bool = False) -> dict:
-    """The report as a JSON-ready dict, groups sorted by bytes, largest first."""
+                 user_pages: bool = False, refs_tracking: str = "off") -> dict:
+    """The report as a JSON-ready dict, groups sorted by bytes, largest first.
+
+    ``refs_tracking`` says how references were tracked ("kprobe") or why not.
+    """
     groups = age_and_group(snapshot.objects, snapshot.now_ns, min_age_ms * 1_000_000)
     groups = filter_caches(groups, cache_glob, aliases)
     groups = group_stacks(groups, symbolizer.raw_frames, symbolizer.name, user_pages)
@@ -68,6 +72,11 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
     }
     shown = groups[:top] if top else groups
     aliases = aliases or {}
+    refs = group_refs(snapshot.ref_holds, snapshot.now_ns, min_age_ms * 1_000_000)
+    refs = refs[:top] if top else refs
+
+    def frames(stack_id):
+        return (symbolizer.raw_frames(stack_id) or ["[stack lost]"]) if stack_id is not None and stack_id >= 0 else []
     return {
         "schema": SCHEMA,
         "kernel": kernel,
@@ -89,5 +98,21 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
                 "stack": g.stack,
             }
             for g in shown
+        ],
+        "refs_tracking": refs_tracking,
+        "refs": [
+            {
+                "object": r.object_type,
+                "objects": len(r.objects),
+                "net": r.net,
+                "why": r.why,
+                "names": sorted(r.names)[:50],
+                "oldest_ms": r.oldest_ns // 1_000_000,
+                "pids": sorted(r.pids),
+                "comms": sorted(r.comms),
+                "stack": frames(r.stack_id),
+                "put_stack": frames(r.put_stack_id),
+            }
+            for r in refs
         ],
     }

@@ -60,9 +60,32 @@ def render_text(report: dict) -> str:
     if not report["groups"]:
         lines.append("")
         lines.append("no outstanding allocations older than the minimum age")
+    lines.extend(_refs_text(report))
     for w in warnings(report):
         lines.append(f"warning: {w}")
     return "\n".join(lines) + "\n"
+
+
+def _refs_text(report: dict) -> list[str]:
+    tracking = report.get("refs_tracking", "off")
+    if tracking == "off":
+        return []
+    if not tracking.startswith(("kprobe", "fentry")):
+        return ["", f"references: not tracked ({tracking})"]
+    out = ["", f"references (path_get/path_put, {tracking}):"]
+    if not report["refs"]:
+        out.append("  no unbalanced path_get older than the minimum age")
+    for i, r in enumerate(report["refs"], 1):
+        names = ", ".join(f"'{n}'" for n in r["names"][:5]) + (" ..." if len(r["names"]) > 5 else "")
+        noun = r["object"] if r["objects"] == 1 else {"dentry": "dentries"}.get(r["object"], r["object"] + "s")
+        out.append(f"[r{i}] +{r['net']:,} references on {r['objects']:,} {noun} {names} "
+                   f"{r['why']}, pids {', '.join(map(str, r['pids'][:8]))} ({', '.join(r['comms'][:4])})")
+        out.append("      taken at:")
+        out.extend(f"        {frame}" for frame in r["stack"])
+        if r["put_stack"]:
+            out.append("      put (dropping nothing) at:")
+            out.extend(f"        {frame}" for frame in r["put_stack"])
+    return out
 
 
 def render_json(report: dict) -> str:

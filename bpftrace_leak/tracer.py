@@ -10,13 +10,14 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import kernel, layout
 from .errors import KleakError
 from .groups import Obj, kmalloc_cache_name
 from .headers import find_headers
 from .progstats import recursion_misses
+from .refs import WHY_TEXT, RefHold
 
 __all__ = ["Options", "Snapshot", "Tracer", "check_privileges"]
 
@@ -36,6 +37,9 @@ class Options:
     max_targets: int = 10240
     free_copies: int = 2
     kernel_headers: str | None = None
+    allocs: bool = True  # --kinds: allocation tracking
+    refs: bool = True  # --kinds: reference-count tracking, where the kernel allows it
+    max_refs: int = 65536
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Snapshot:
     objects: list[Obj]
     counters: dict[str, int]  # layout.COUNTERS names without CNT_, lower case
     skipped_frees: int
+    ref_holds: list = field(default_factory=list)  # refs.RefHold
 
 
 def check_privileges() -> None:
@@ -123,6 +128,8 @@ class Tracer:
         self.missing: list[str] = []
         self.notes: list[str] = []  # what this kernel keeps from being seen, said once
         self._bulk_kprobe = False
+        self.refs_method: str | None = None  # "kprobe" once reference tracking is attached
+        self.refs_unavailable: str | None = None
         self.started_ns = 0
 
     # -- set-up --------------------------------------------------------------
@@ -147,7 +154,7 @@ class Tracer:
             self.warn("cannot find __GFP_HARDWALL in mm_page_alloc's format: user pages not told apart")
             hardwall = 0
         flags.append(f"-DUSER_PAGE_GFP={hardwall:#x}")
-        for event in kernel.ALLOC_EVENTS:
+        for event in kernel.ALLOC_EVENTS if o.allocs else ():
             fields = kernel.event_fields(event)
             if fields is None:
                 self.missing.append(event)
@@ -160,7 +167,42 @@ class Tracer:
         if self.opts.children:
             if kernel.event_fields("sched/sched_process_fork") is None:
                 raise KleakError("--children needs the sched:sched_process_fork tracepoint, absent here")
+        if o.refs:
+            flags += self._refs_cflags()
         return flags
+
+    def _refs_cflags(self) -> list[str]:
+        """-D flags for TRACK_REFS, or [] with ``refs_unavailable`` saying why."""
+        funcs = ("path_get", "path_put")
+        if not kernel.kprobes_available():
+            why = "this kernel has no kprobes (kprobe_events is missing from tracefs)"
+        elif set(funcs) - kernel.traceable_functions(funcs):
+            why = "path_get/path_put cannot be probed on this kernel"
+        else:
+            try:
+                from .btf import Btf, BtfError
+                btf = Btf.load()
+                offsets = {
+                    "PATH_MNT_OFF": btf.offset("path", "mnt"),
+                    "PATH_DENTRY_OFF": btf.offset("path", "dentry"),
+                    "DENTRY_NAME_OFF": btf.offset("dentry", "d_name.name"),
+                    "MOUNT_MNT_OFF": btf.offset("mount", "mnt"),
+                    "MOUNT_MOUNTPOINT_OFF": btf.offset("mount", "mnt_mountpoint"),
+                }
+            except BtfError as e:
+                why = f"no usable kernel BTF for struct offsets ({e})"
+            else:
+                flags = ["-DTRACK_REFS", f"-DMAX_REFS={self.opts.max_refs}"]
+                flags += [f"-D{k}={v}" for k, v in offsets.items()]
+                # a struct file's own f_path reference: see probes.c, file_lifetime_get
+                ranges = kernel.function_ranges(("do_dentry_open", "vfs_open"))[:3]
+                for i, (start, end) in enumerate(ranges):
+                    flags += [f"-DIGNORE_CALLER_START_{i}={start:#x}ULL", f"-DIGNORE_CALLER_END_{i}={end:#x}ULL"]
+                return flags
+        self.refs_unavailable = why
+        self.notes.append(f"reference-count tracking unavailable: {why}; tracing allocations only"
+                          if self.opts.allocs else f"reference-count tracking unavailable: {why}")
+        return []
 
     def __enter__(self):
         self.start()
@@ -174,21 +216,30 @@ class Tracer:
         check_privileges()
         BPF, lib = _import_bcc()
         kernel.ensure_tracefs()
-        for event in kernel.REQUIRED_EVENTS:
+        for event in kernel.REQUIRED_EVENTS if self.opts.allocs else ():
             if kernel.event_fields(event) is None:
                 raise KleakError(f"tracepoint {event.replace('/', ':')} is missing from this kernel")
         headers = find_headers(self.opts.kernel_headers, warn=self.warn)
         if headers:
             os.environ["BCC_KERNEL_SOURCE"] = headers
         cflags = self._cflags()
+        if not self.opts.allocs and self.refs_unavailable:
+            raise KleakError(f"--kinds refs: reference-count tracking unavailable: {self.refs_unavailable}")
         try:
             with captured_stderr() as log:
                 self.bpf = BPF(src_file=PROBES_C.encode(), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception for compile and load errors
             raise KleakError(f"cannot load the BPF programs: {bcc_failure(e, ''.join(log))}") from None
         try:
-            self._attach_raw_frees(BPF, lib)
-            self._attach_bulk_frees()
+            if self.opts.allocs:
+                self._attach_raw_frees(BPF, lib)
+                self._attach_bulk_frees()
+            if self.opts.refs and self.refs_unavailable is None:
+                with captured_stderr():
+                    self.bpf.attach_kprobe(event="path_get", fn_name="ref_path_get")
+                    self.bpf.attach_kprobe(event="path_put", fn_name="ref_path_put")
+                self.attached += ["kprobe/path_get", "kprobe/path_put"]
+                self.refs_method = "kprobe"
             if self.opts.targets:
                 self._attach_irq_state(BPF, lib)
             targets = self.bpf["targets"]
@@ -305,8 +356,28 @@ class Tracer:
         except Exception:  # kernels before 5.6 have no batched lookup
             return list(table.items())
 
+    def ref_holds(self) -> list[RefHold]:
+        """Unbalanced path_get()s: leaked by a put on a cleared path, or not put yet."""
+        if self.refs_method is None:
+            return []
+        holds = []
+        for key, leak in self.bpf["ref_leaks"].items():
+            holds.append(RefHold(
+                object_type="dentry" if key.type == layout.REF_OBJECTS["REF_DENTRY"] else "vfsmount",
+                object=key.object, refs=leak.refs, name=leak.name.decode(errors="replace"),
+                tgid=key.tgid, comm=leak.comm.decode(errors="replace"), stack_id=key.get_stack,
+                ts_ns=leak.ts_ns, why=WHY_TEXT[key.why], put_stack_id=leak.put_stack))
+        for _p, rec in self.bpf["path_gets"].items():
+            for otype, obj, name in (("dentry", rec.dentry, rec.dentry_name), ("vfsmount", rec.mnt, rec.mnt_name)):
+                if obj:
+                    holds.append(RefHold(
+                        object_type=otype, object=obj, refs=rec.count, name=name.decode(errors="replace"),
+                        tgid=rec.tgid, comm=rec.comm.decode(errors="replace"), stack_id=rec.stack_id,
+                        ts_ns=rec.ts_ns, why=WHY_TEXT[layout.REF_WHY["WHY_NEVER_PUT"]]))
+        return holds
+
     def snapshot(self) -> Snapshot:
-        items = self._live_items()
+        items = self._live_items() if self.opts.allocs else []
         now = time.monotonic_ns()
         objs = []
         kmalloc, slab = layout.KINDS["KIND_KMALLOC"], layout.KINDS["KIND_SLAB"]
@@ -328,7 +399,8 @@ class Tracer:
                 stack_id=v.stack_id,
                 call_site=v.call_site,
             ))
-        return Snapshot(now, objs, self.counters(), self.skipped_frees())
+        return Snapshot(now, objs, self.counters(), self.skipped_frees() if self.opts.allocs else 0,
+                        self.ref_holds())
 
     def symbolizer(self):
         from .symbols import Symbolizer

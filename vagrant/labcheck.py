@@ -4,7 +4,7 @@
 Usage: labcheck.py EXPECTED.json REPORT.json OUT
 Exit 0 only when every planted leak is found with its exact count and a stack
 through the module's function, and no decoy is reported. Reference-count
-scenarios are "pending" until refcount tracking exists.
+scenarios are "pending" when the report says references were not tracked.
 """
 
 import json
@@ -14,7 +14,9 @@ import sys
 # scenario: (module function, what to count, objects per trigger, kind of check)
 #   "leak": the count must equal objects per trigger x times
 #   "decoy": nothing may be reported through the function
-#   "refs": reference-count scenario, pending
+#   "refs": reference-count leak: +per x times references on that many dentries and
+#           on the vfsmount, leaked by a path_put on a cleared path
+#   "refs-decoy": no reference finding through the function
 SCENARIOS = {
     "kmalloc": ("kleaklab_leak_kmalloc", None, 3, "leak"),
     "cache": ("kleaklab_leak_cache", None, 1, "leak"),
@@ -24,7 +26,7 @@ SCENARIOS = {
     "pathref": ("kleaklab_pathref", None, 1, "refs"),
     "decoy_park": ("kleaklab_decoy_park", None, 0, "decoy"),
     "decoy_rcu": ("kleaklab_decoy_rcu", None, 0, "decoy"),
-    "decoy_ref": ("kleaklab_decoy_ref", None, 0, "refs"),
+    "decoy_ref": ("kleaklab_decoy_ref", None, 0, "refs-decoy"),
 }
 
 
@@ -32,22 +34,40 @@ def through(group: dict, func: str) -> bool:
     return any(frame.split("+", 1)[0] == func for frame in group["stack"])
 
 
+def check_refs(refs: list, func: str, how: str, expected: int) -> tuple[int, str]:
+    """(references found on dentries, status) for a reference-count scenario."""
+    mine = [r for r in refs if through(r, func)]
+    if how == "refs-decoy":
+        return sum(r["net"] for r in mine), "pass" if not mine else "FAIL"
+    leaked = [r for r in mine if r["why"] == "put on a cleared path"]
+    dentry = sum(r["net"] for r in leaked if r["object"] == "dentry")
+    dentries = sum(r["objects"] for r in leaked if r["object"] == "dentry")
+    mounts = sum(r["net"] for r in leaked if r["object"] == "vfsmount")
+    ok = dentry == expected and dentries == expected and mounts == expected and len(mine) == len(leaked)
+    return dentry, "pass" if ok else "FAIL"
+
+
 def check(times: dict, report: dict) -> tuple[list[dict], dict]:
     rows, per_scenario = [], {}
+    tracked = report.get("refs_tracking", "off").startswith(("kprobe", "fentry"))
     for name, (func, must_have, per, how) in SCENARIOS.items():
         groups = [g for g in report["groups"] if through(g, func)]
         counted = [g for g in groups if must_have is None or through(g, must_have)]
         found = sum(g["objects"] for g in counted)
-        expected = per * times[name] if how == "leak" else 0
-        if how == "refs":
-            status = "pending"  # refcount tracking does not exist yet
+        expected = per * times[name] if how in ("leak", "refs") else 0
+        refs = [r for r in report.get("refs", []) if through(r, func)]
+        if how.startswith("refs"):
+            if tracked:
+                found, status = check_refs(report["refs"], func, how, expected)
+            else:
+                found, status = 0, "pending"
         elif how == "decoy":
             status = "pass" if not groups else "FAIL"
         else:
             status = "pass" if found == expected and counted else "FAIL"
         rows.append({"scenario": name, "kind": how, "function": func, "expected": expected,
                      "found": found, "status": status})
-        sub = dict(report, groups=groups)
+        sub = dict(report, groups=groups, refs=refs)
         sub["totals"] = dict(report["totals"], objects=sum(g["objects"] for g in groups),
                              bytes=sum(g["bytes"] for g in groups))
         per_scenario[name] = sub
@@ -72,8 +92,8 @@ def main(argv):
                "passed": all(r["status"] != "FAIL" for r in rows)}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    text = [f"{'scenario':12} {'check':6} {'expected':>8} {'found':>6}  status"]
-    text += [f"{r['scenario']:12} {r['kind']:6} {r['expected']:>8} {r['found']:>6}  {r['status']}" for r in rows]
+    text = [f"{'scenario':12} {'check':10} {'expected':>8} {'found':>6}  status"]
+    text += [f"{r['scenario']:12} {r['kind']:10} {r['expected']:>8} {r['found']:>6}  {r['status']}" for r in rows]
     with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write("\n".join(text) + "\n")
     for line in text:

@@ -26,10 +26,20 @@ def test_lab_finds_every_planted_leak_and_no_decoy(tmp_path):
     rows = {r["scenario"]: r for r in summary["scenarios"]}
     for name in ("kmalloc", "cache", "socket", "percpu"):
         assert rows[name]["status"] == "pass" and rows[name]["found"] == rows[name]["expected"] > 0, rows[name]
-    for name in ("decoy_park", "decoy_rcu"):
+    for name in ("decoy_park", "decoy_rcu", "decoy_ref"):
         assert rows[name]["status"] == "pass" and rows[name]["found"] == 0, rows[name]
-    # refcount tracking does not exist yet: these must say so, not pass
-    assert rows["pathref"]["status"] == "pending" and rows["decoy_ref"]["status"] == "pending"
+    # the field case: +K references on K dentries and +K on their mount
+    assert rows["pathref"]["status"] == "pass" and rows["pathref"]["found"] == rows["pathref"]["expected"] > 0
+    pathref = json.loads((out / "pathref.json").read_text())
+    assert pathref["refs_tracking"] == "kprobe"
+    by_object = {r["object"]: r for r in pathref["refs"]}
+    k = rows["pathref"]["expected"]
+    assert (by_object["dentry"]["objects"], by_object["dentry"]["net"]) == (k, k)
+    assert (by_object["vfsmount"]["objects"], by_object["vfsmount"]["net"]) == (1, k)
+    assert by_object["dentry"]["why"] == "put on a cleared path"
+    assert any(f.startswith("kleaklab_pathref+") for f in by_object["dentry"]["stack"])
+    assert any(f.startswith("path_put+") for f in by_object["dentry"]["put_stack"])
+    assert sorted(by_object["dentry"]["names"]) == sorted(f"f{i}" for i in range(k))
     # per-scenario reports in the tracer's schema, stacks through the module
     sock = json.loads((out / "socket.json").read_text())
     assert sock["schema"] == "kleaktrace.report/1"
