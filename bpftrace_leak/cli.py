@@ -53,6 +53,8 @@ def _trace_options(f):
                      help="Show this many groups."),
         click.option("--cache", "cache_glob", metavar="GLOB", help="Only slab caches matching GLOB."),
         click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True),
+        click.option("-w", "--write", "capture_path", metavar="FILE",
+                     help="Also record every snapshot to capture FILE (mode 0600) for `kleaktrace report`."),
         click.option("--kinds", type=click.Choice(["both", "allocs", "refs"]), default="both", show_default=True,
                      help="Track allocations, reference counts (path_get/path_put; needs kprobes), or both."),
         click.option("--user-pages", is_flag=True,
@@ -81,6 +83,7 @@ def _config(**kw):
         kernel_headers=kw.get("kernel_headers"), max_objects=kw["max_objects"], stack_slots=kw["stack_slots"],
         interval_s=kw.get("interval"), count=kw.get("count"), free_copies=kw["free_copies"],
         allocs=kw["kinds"] in ("both", "allocs"), refs=kw["kinds"] in ("both", "refs"),
+        capture_path=kw.get("capture_path"),
     )
 
 
@@ -110,6 +113,56 @@ def trace(**kw):
     if kw["children"] and not (kw["pids"] or kw["command"]):
         raise KleakError("--children needs -p or -c", status=2)
     sys.exit(live.run(_config(**kw)))
+
+
+@main.command()
+@_trace_options
+@click.option("--interval", "snap_interval", type=Duration("s"), default="10s", show_default=True,
+              help="Time between snapshots in the capture.")
+def record(snap_interval, **kw):
+    """Record a timed session to a capture file (-w FILE), for later reports.
+
+    Example: kleaktrace record -p PID --duration 8h -w leak.kcap
+    """
+    from . import live
+    if not kw.get("capture_path"):
+        raise KleakError("record needs -w FILE", status=2)
+    if kw["pids"] and kw["command"]:
+        raise KleakError("-p and -c cannot be combined", status=2)
+    cfg = _config(**kw)
+    cfg.capture_interval_s = snap_interval
+    cfg.quiet = True
+    sys.exit(live.run(cfg))
+
+
+@main.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "folded", "html"]), default="text",
+              show_default=True)
+@click.option("--sort", type=click.Choice(["bytes", "objects", "growth", "pid", "comm", "cache"]),
+              default="bytes", show_default=True)
+@click.option("--pid", type=int, help="Only groups with this process.")
+@click.option("--comm", help="Only groups with this command name.")
+@click.option("--cache", metavar="GLOB", help="Only slab caches matching GLOB.")
+@click.option("--cull", "cull_by", type=click.Choice(["stack", "cache"]), default="stack", show_default=True,
+              help="Merge groups by stack (as recorded) or by cache.")
+@click.option("-T", "--top", type=click.IntRange(min=1), help="Show this many groups.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+def report(capture, **kw):
+    """Report on a capture file: text, JSON, folded stacks or an HTML page."""
+    from .offline import run_report
+    sys.exit(run_report(capture, **kw))
+
+
+@main.command()
+@click.argument("a", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-T", "--top", type=click.IntRange(min=1))
+def diff(a, b, fmt, top):
+    """Groups that grew from capture A to capture B."""
+    from .offline import run_diff
+    sys.exit(run_diff(a, b, fmt=fmt, top=top))
 
 
 @main.command()

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from . import kernel
 from .errors import KleakError
 from .report import build_report
-from .reporter import render
+from .capture import CaptureWriter, slab_facts
+from .reporter import limit, render
+from .sockets import is_socket_cache, name_sockets
 from .slabs import cache_aliases, check_cache_glob, known_caches
 from .targets import HeldCommand, alive, resolve_pid
 from .tracer import Options, Tracer, check_privileges
@@ -47,6 +49,9 @@ class LiveConfig:
     allocs: bool = True
     refs: bool = True
     settle_s: float = 1.0  # after the targets exit, for their RCU-deferred frees
+    capture_path: str | None = None  # -w FILE
+    capture_interval_s: float = 10.0  # snapshots when no INTERVAL is given
+    quiet: bool = False  # record: no report on stdout
 
 
 def _warn(msg: str) -> None:
@@ -89,17 +94,41 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
         started_wall = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         t0 = time.monotonic()
 
-        def emit():
+        writer = None
+        if cfg.capture_path:
+            writer = CaptureWriter(cfg.capture_path, {
+                "kernel": kernel.kernel_release(), "started": started_wall, "targets": targets,
+                "command": cfg.command, "min_age_ms": cfg.min_age_ms,
+                "interval_s": cfg.interval_s or cfg.capture_interval_s,
+                "host": {"slab_aliases": {k: sorted(v) for k, v in aliases.items() if v}}})
+
+        def build():
+            """The full report (every group), with the sockets behind socket groups named."""
             report = build_report(
                 tracer.snapshot(), tracer.symbolizer(), kernel=kernel.kernel_release(),
                 started=started_wall, duration_s=time.monotonic() - t0,
-                min_age_ms=cfg.min_age_ms, targets=targets, top=cfg.top,
+                min_age_ms=cfg.min_age_ms, targets=targets, top=None,
                 cache_glob=cfg.cache_glob, aliases=aliases, user_pages=cfg.user_pages,
                 refs_tracking=refs_tracking)
-            out.write(render(report, cfg.fmt))
-            out.flush()
+            socket_pids = {p for g in report["groups"] if is_socket_cache(g["cache"], aliases.get(g["cache"], set()))
+                           for p in g["pids"]}
+            report["sockets"] = name_sockets(sorted(socket_pids)) if socket_pids and targets else []
+            return report
+
+        def capture(report):
+            if writer:
+                writer.snapshot(time.monotonic() - t0, datetime.datetime.now(datetime.timezone.utc)
+                                .isoformat(timespec="seconds"), report, slab_facts())
+
+        def emit():
+            report = build()
+            capture(report)
+            shown = limit(report, cfg.top)
+            if not cfg.quiet:
+                out.write(render(shown, cfg.fmt))
+                out.flush()
             if on_report:
-                on_report(report)
+                on_report(shown)
 
         who = f"PID {', '.join(map(str, watched))}" if watched else "all processes"
         print(f"kleaktrace: tracing {who} with {len(tracer.attached)} events"
@@ -114,6 +143,8 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
         reports = 0
         final_needed = True
         next_report = t0 + cfg.interval_s if cfg.interval_s else None
+        # with -w and no INTERVAL, snapshots are still taken, silently
+        next_capture = t0 + cfg.capture_interval_s if writer and not cfg.interval_s else None
         deadline = t0 + cfg.duration_s if cfg.duration_s else None
         try:
             while True:
@@ -122,6 +153,9 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
                     break
                 if stop_event is not None and stop_event.is_set():
                     break
+                if next_capture is not None and now >= next_capture:
+                    capture(build())
+                    next_capture += cfg.capture_interval_s
                 if next_report is not None and now >= next_report:
                     emit()
                     reports += 1
@@ -134,12 +168,15 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
                     print("kleaktrace: targets exited", file=sys.stderr, flush=True)
                     time.sleep(cfg.settle_s)
                     break
-                stops = [t for t in (deadline, next_report) if t is not None]
+                stops = [t for t in (deadline, next_report, next_capture) if t is not None]
                 time.sleep(max(0.0, min([now + 0.2] + stops) - time.monotonic()))
         except (KeyboardInterrupt, Terminated):
             pass
         if final_needed:
             emit()
+        if writer:
+            writer.close()
+            print(f"kleaktrace: capture written to {cfg.capture_path}", file=sys.stderr, flush=True)
         return 0
     finally:
         # a second signal must not cut the detaching short

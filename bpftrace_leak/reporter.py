@@ -2,7 +2,7 @@
 
 import json
 
-__all__ = ["render", "render_text", "render_json", "warnings", "human_bytes"]
+__all__ = ["render", "render_text", "render_json", "render_folded", "warnings", "human_bytes", "limit"]
 
 
 def human_bytes(n: int) -> str:
@@ -56,7 +56,17 @@ def render_text(report: dict) -> str:
             f"[{i}] {g['kind']} {cache}: {g['objects']:,} objects, {human_bytes(g['bytes'])}, "
             f"oldest {g['oldest_ms'] / 1000:.1f} s, pids {procs} ({', '.join(g['comms'][:4])})"
         )
+        if "bytes_per_h" in g:
+            lines.append(f"      growth: {human_bytes(max(0, int(g['bytes_per_h'])))}/h, "
+                         f"{g['objects_per_h']:+,.0f} objects/h")
         lines.extend(f"      {frame}" for frame in g["stack"])
+    if report.get("headline"):
+        lines.insert(2, f"  leak rate: {report['headline']}")
+    if report.get("sockets"):
+        lines.append("")
+        lines.append("sockets held by the processes of socket groups (sock_diag):")
+        for s in report["sockets"]:
+            lines.append(f"  pid {s['pid']}: {s['count']:,} {s['family']} {s['state']}")
     if not report["groups"]:
         lines.append("")
         lines.append("no outstanding allocations older than the minimum age")
@@ -93,5 +103,29 @@ def render_json(report: dict) -> str:
     return json.dumps(report, separators=(",", ":")) + "\n"
 
 
+def render_folded(report: dict) -> str:
+    """Folded stacks for flamegraph.pl and speedscope: ``root;...;leaf bytes``.
+
+    The root frame is the kind and cache; frames run outermost to innermost.
+    """
+    out = []
+    for g in report["groups"]:
+        root = f"{g['kind']}:{g['cache']}" if g["cache"] else g["kind"]
+        frames = [root] + [f.replace(";", ",") for f in reversed(g["stack"])]
+        out.append(f"{';'.join(frames)} {g['bytes']}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def limit(report: dict, top: int | None) -> dict:
+    """The report with at most ``top`` groups and refs shown; totals unchanged."""
+    if not top:
+        return report
+    return dict(report, groups=report["groups"][:top], refs=report.get("refs", [])[:top])
+
+
 def render(report: dict, fmt: str) -> str:
-    return render_json(report) if fmt == "json" else render_text(report)
+    if fmt == "json":
+        return render_json(report)
+    if fmt == "folded":
+        return render_folded(report)
+    return render_text(report)

@@ -40,6 +40,9 @@ def main(argv=None) -> int:
     ap.add_argument("--wait", action="store_true", help="start only after a line on stdin")
     ap.add_argument("--until-eof", action="store_true", help="hold until stdin closes")
     ap.add_argument("--fork", action="store_true", help="leak in a forked child instead")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="leak this many socketpairs a second for --for seconds (after the fixed leak)")
+    ap.add_argument("--for", dest="for_s", type=float, default=0, help="seconds of --rate leaking")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     # opened before --wait returns, so its own struct file is not in the count
@@ -54,6 +57,14 @@ def main(argv=None) -> int:
                 os.waitpid(pid, 0)
                 return 0
         held = leak(args.sockets, args.files, f.name)
+        if args.rate:
+            start = time.monotonic()
+            n = 0
+            while time.monotonic() - start < args.for_s:
+                due = int((time.monotonic() - start) * args.rate)
+                held += leak(due - n, 0, f.name)
+                n = due
+                time.sleep(0.02)
         print(f"leaked {args.sockets} {args.files} pid {os.getpid()}", flush=True)
         if args.until_eof:
             sys.stdin.read()

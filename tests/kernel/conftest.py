@@ -62,6 +62,7 @@ class Tracer:
         self.env = dict(os.environ, **(env or {}))
 
     def start(self):
+        """Start and return once the probes are attached."""
         self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.out = Lines(self.proc.stdout)
@@ -87,10 +88,12 @@ class Tracer:
 class Workload:
     """bpftrace_leak.workload, held at --wait until ``go()``, holding its leak until ``end()``."""
 
-    def __init__(self, churn=20000, sockets=300, files=200, fork=False):
+    def __init__(self, churn=20000, sockets=300, files=200, fork=False, rate=0, for_s=0):
         self.sockets, self.files = sockets, files
         cmd = [sys.executable, "-m", "bpftrace_leak.workload", "--churn", str(churn), "--sockets",
                str(sockets), "--files", str(files), "--wait", "--until-eof"] + (["--fork"] if fork else [])
+        if rate:
+            cmd += ["--rate", str(rate), "--for", str(for_s)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.pid = self.proc.pid
         self.out = Lines(self.proc.stdout)

@@ -1,0 +1,131 @@
+"""A self-contained HTML page for a capture: flame graph and growth charts.
+
+No scripts and no external files: inline SVG with <title> tooltips, so the
+page opens anywhere and can be attached to a bug report.
+"""
+
+import html
+
+from .history import slab_growth
+from .reporter import human_bytes, warnings
+
+__all__ = ["render_html"]
+
+_W = 1100
+_ROW = 18
+_PALETTE = ["#e4572e", "#29335c", "#f3a712", "#669bbc", "#a8c686", "#8e5572", "#4d9078", "#c06e52"]
+
+
+def _trie(groups):
+    root = {"name": "all", "value": 0, "children": {}}
+    for g in groups:
+        label = f"{g['kind']}:{g['cache']}" if g["cache"] else g["kind"]
+        node = root
+        node["value"] += g["bytes"]
+        for frame in [label] + list(reversed(g["stack"])):
+            node = node["children"].setdefault(frame, {"name": frame, "value": 0, "children": {}})
+            node["value"] += g["bytes"]
+    return root
+
+
+def _flame(groups) -> str:
+    """Icicle of outstanding bytes: root on top, callees below."""
+    root = _trie(groups)
+    rects = []
+    depth_max = 0
+
+    def walk(node, x, depth, scale):
+        nonlocal depth_max
+        depth_max = max(depth_max, depth)
+        w = node["value"] * scale
+        if w < 0.5:
+            return
+        y = depth * _ROW
+        color = _PALETTE[hash(node["name"].split("+")[0]) % len(_PALETTE)] if depth else "#999"
+        tip = html.escape(f"{node['name']}: {human_bytes(node['value'])}")
+        label = html.escape(node["name"][: max(0, int(w / 7) - 1)]) if w > 30 else ""
+        rects.append(f'<g class="frame"><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" '
+                     f'height="{_ROW - 1}" fill="{color}"/><text x="{x + 3:.1f}" y="{y + 13}">{label}</text></g>')
+        cx = x
+        for child in sorted(node["children"].values(), key=lambda c: -c["value"]):
+            walk(child, cx, depth + 1, scale)
+            cx += child["value"] * scale
+
+    if root["value"]:
+        walk(root, 0.0, 0, _W / root["value"])
+    height = (depth_max + 1) * _ROW
+    return (f'<svg id="flamegraph" xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" '
+            f'font-family="monospace" font-size="11">{"".join(rects)}</svg>')
+
+
+def _chart(svg_id: str, series: list[tuple[str, list[tuple[float, float]]]], title: str) -> str:
+    """Lines of bytes over time, one per (name, [(t_s, bytes)]) with a legend."""
+    w, h, pad = _W, 260, 50
+    pts = [p for _, s in series for p in s]
+    if not pts:
+        return f'<svg id="{svg_id}" width="{w}" height="40"><text x="10" y="25">{html.escape(title)}: no data</text></svg>'
+    tmax = max(t for t, _ in pts) or 1.0
+    ymax = max(max(y for _, y in pts), 1.0)
+    parts = [f'<text x="{pad}" y="16" font-weight="bold">{html.escape(title)}</text>',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - 10}" y2="{h - pad}" stroke="#333"/>',
+             f'<line x1="{pad}" y1="30" x2="{pad}" y2="{h - pad}" stroke="#333"/>',
+             f'<text x="{pad}" y="{h - pad + 16}">0 s</text>',
+             f'<text x="{w - 80}" y="{h - pad + 16}">{tmax:.0f} s</text>',
+             f'<text x="2" y="36">{html.escape(human_bytes(int(ymax)))}</text>']
+    for i, (name, s) in enumerate(series):
+        color = _PALETTE[i % len(_PALETTE)]
+        coords = " ".join(f"{pad + (t / tmax) * (w - pad - 10):.1f},{(h - pad) - (y / ymax) * (h - pad - 30):.1f}"
+                          for t, y in s)
+        parts.append(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2" points="{coords}">'
+                     f'<title>{html.escape(name)}</title></polyline>')
+        # the legend goes under the time axis, one line per series
+        parts.append(f'<text x="{pad + 10}" y="{h - pad + 34 + 14 * i}" fill="{color}" '
+                     f'font-size="11">{html.escape(name[:120])}</text>')
+    return f'<svg id="{svg_id}" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h - pad + 40 + 14 * len(series)}" ' \
+           f'font-family="sans-serif" font-size="12">{"".join(parts)}</svg>'
+
+
+def render_html(report: dict, snapshots: list[dict], top: int = 8) -> str:
+    """The page for ``report`` (the capture's last, with growth) over ``snapshots``."""
+    from .history import growth, group_key
+    g_rates = growth(snapshots)
+    top_groups = report["groups"][:top]
+    group_series = []
+    for g in top_groups:
+        series = g_rates.get(group_key(g), {}).get("series", [])
+        label = f"{g['cache'] or g['kind']} {g['stack'][0] if g['stack'] else ''}"
+        group_series.append((label, [(t, b) for t, _, b in series]))
+    caches = sorted(slab_growth(snapshots).items(), key=lambda kv: -kv[1]["bytes_per_h"])[:top]
+    # growth since the first snapshot: a cache's size would hide its growth
+    cache_series = [(name, [(t, b - data["series"][0][1]) for t, b in data["series"]])
+                    for name, data in caches if data["bytes_per_h"] > 0]
+    rows = "".join(
+        f"<tr><td>{html.escape(g['kind'])}</td><td>{html.escape(g['cache'] or '-')}</td>"
+        f"<td>{g['objects']:,}</td><td>{html.escape(human_bytes(g['bytes']))}</td>"
+        f"<td>{html.escape(human_bytes(max(0, int(g.get('bytes_per_h', 0)))))}/h</td>"
+        f"<td><code>{html.escape(' <- '.join(g['stack'][:4]))}</code></td></tr>"
+        for g in report["groups"][:50])
+    warn = "".join(f"<p class='warn'>warning: {html.escape(w)}</p>" for w in warnings(report))
+    headline = f"<p id='headline'><b>Leak rate:</b> {html.escape(report['headline'])}</p>" \
+        if report.get("headline") else ""
+    t = report["totals"]
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>kleaktrace report</title>
+<style>body{{font-family:sans-serif;margin:20px}} td,th{{padding:2px 8px;text-align:left}}
+.warn{{color:#b00}} svg text{{pointer-events:none}}</style></head>
+<body>
+<h1>kleaktrace: outstanding kernel allocations</h1>
+<p>kernel {html.escape(report['kernel'])}, started {html.escape(report['started'])}, {len(snapshots)} snapshots
+over {report['duration_s']:.0f} s; targets {html.escape(', '.join(map(str, report['targets'])) or 'all')};
+{t['objects']:,} objects, {html.escape(human_bytes(t['bytes']))} older than {report['min_age_ms']} ms.</p>
+{headline}{warn}
+<h2>Flame graph of outstanding bytes</h2>
+{_flame(report['groups'])}
+<h2>Growth</h2>
+{_chart('growth-groups', group_series, 'bytes outstanding, top groups')}
+{_chart('growth-caches', cache_series, 'slab caches, bytes grown since the first snapshot (/proc/slabinfo)')}
+<h2>Groups</h2>
+<table id="groups"><tr><th>kind</th><th>cache</th><th>objects</th><th>bytes</th><th>growth</th><th>stack</th></tr>
+{rows}</table>
+</body></html>
+"""
