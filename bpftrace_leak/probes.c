@@ -87,6 +87,23 @@ static __always_inline void retire_reused(struct live_key *key)
 		count(CNT_MISSED_FREES);
 }
 
+/*
+ * Whether an allocation at ``key`` is to be recorded: never a failed one, and
+ * one for a process we do not trace retires any stale record at its address.
+ */
+static __always_inline int admit(void *args, struct live_key *key, int failed)
+{
+	if (failed) {
+		count(CNT_FAILED_ALLOCS);
+		return 0;
+	}
+	if (!wanted(args)) {
+		retire_reused(key);
+		return 0;
+	}
+	return 1;
+}
+
 static __always_inline void record(void *args, struct live_key *key,
 				   struct live_obj *obj)
 {
@@ -122,14 +139,8 @@ static __always_inline int forget(u32 space, u64 addr)
 TRACEPOINT_PROBE(kmem, kmalloc)
 {
 	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_SLAB};
-	if (failed_ptr(key.addr)) {
-		count(CNT_FAILED_ALLOCS);
+	if (!admit(args, &key, failed_ptr(key.addr)))
 		return 0;
-	}
-	if (!wanted(args)) {
-		retire_reused(&key);
-		return 0;
-	}
 	struct live_obj obj = {.kind = KIND_KMALLOC};
 	obj.bytes = args->bytes_alloc;
 	obj.call_site = args->call_site;
@@ -142,14 +153,8 @@ TRACEPOINT_PROBE(kmem, kmalloc)
 TRACEPOINT_PROBE(kmem, kmem_cache_alloc)
 {
 	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_SLAB};
-	if (failed_ptr(key.addr)) {
-		count(CNT_FAILED_ALLOCS);
+	if (!admit(args, &key, failed_ptr(key.addr)))
 		return 0;
-	}
-	if (!wanted(args)) {
-		retire_reused(&key);
-		return 0;
-	}
 	struct live_obj obj = {.kind = KIND_SLAB};
 	obj.bytes = args->bytes_alloc;
 	obj.call_site = args->call_site;
@@ -168,10 +173,9 @@ TRACEPOINT_PROBE(kmem, kmem_cache_alloc)
 TRACEPOINT_PROBE(kmem, mm_page_alloc)
 {
 	struct live_key key = {.addr = args->pfn, .space = SPACE_PAGE};
-	if (key.addr == (u64)-1) {	/* the event reports a failed allocation as pfn -1 */
-		count(CNT_FAILED_ALLOCS);
+	/* the event reports a failed allocation as pfn -1 */
+	if (!admit(args, &key, key.addr == (u64)-1))
 		return 0;
-	}
 	/* GFP_USER and its relatives set __GFP_HARDWALL: anonymous, page-cache and
 	 * pipe pages of the process, not kernel objects */
 	u32 kind = (args->gfp_flags & USER_PAGE_GFP) ? KIND_USER_PAGE : KIND_PAGE;
@@ -181,10 +185,6 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
 		return 0;
 	}
 #endif
-	if (!wanted(args)) {
-		retire_reused(&key);
-		return 0;
-	}
 	struct live_obj obj = {.kind = kind};
 	obj.bytes = (u64)PAGE_BYTES << args->order;
 	record(args, &key, &obj);
@@ -212,14 +212,8 @@ TRACEPOINT_PROBE(kmem, mm_page_free_batched)
 TRACEPOINT_PROBE(percpu, percpu_alloc_percpu)
 {
 	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_PERCPU};
-	if (failed_ptr(key.addr)) {
-		count(CNT_FAILED_ALLOCS);
+	if (!admit(args, &key, failed_ptr(key.addr)))
 		return 0;
-	}
-	if (!wanted(args)) {
-		retire_reused(&key);
-		return 0;
-	}
 	struct live_obj obj = {.kind = KIND_PERCPU};
 	/* call_site and bytes_alloc were added in 5.19 (commit dee6876db0a7) */
 #ifdef HAVE_FIELD_percpu_alloc_percpu_bytes_alloc
@@ -248,14 +242,8 @@ TRACEPOINT_PROBE(percpu, percpu_free_percpu)
 TRACEPOINT_PROBE(vmalloc, alloc_vmap_area)
 {
 	struct live_key key = {.addr = args->addr, .space = SPACE_VMALLOC};
-	if (args->failed || key.addr == 0) {
-		count(CNT_FAILED_ALLOCS);
+	if (!admit(args, &key, args->failed || key.addr == 0))
 		return 0;
-	}
-	if (!wanted(args)) {
-		retire_reused(&key);
-		return 0;
-	}
 	struct live_obj obj = {.kind = KIND_VMALLOC};
 	obj.bytes = args->size;
 	record(args, &key, &obj);

@@ -66,7 +66,12 @@ def render_text(report: dict) -> str:
         lines.append("")
         lines.append("sockets held by the processes of socket groups (sock_diag):")
         for s in report["sockets"]:
-            lines.append(f"  pid {s['pid']}: {s['count']:,} {s['family']} {s['state']}")
+            examples = ", ".join(
+                f"inode {e['inode']}" + (f" peer {e['peer']}" if e.get("peer") else "")
+                + (f" port {e['sport']}->{e['dport']}" if e.get("sport") is not None else "")
+                for e in s.get("examples", [])[:3])
+            lines.append(f"  pid {s['pid']}: {s['count']:,} {s['family']} {s['state']}"
+                         + (f" (e.g. {examples})" if examples else ""))
     if not report["groups"]:
         lines.append("")
         lines.append("no outstanding allocations older than the minimum age")

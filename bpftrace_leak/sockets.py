@@ -44,15 +44,20 @@ def socket_inodes(pid: int) -> set[int]:
     return out
 
 
-def _diag_table() -> dict[int, tuple[str, str]]:
-    """{inode: (family, state)} for UNIX, TCP and UDP sockets, v4 and v6."""
+def _diag_table() -> dict[int, tuple[str, str, dict]]:
+    """{inode: (family, state, detail)} for UNIX, TCP and UDP sockets, v4 and v6.
+
+    detail: {"peer": inode} for UNIX, {"sport", "dport"} for inet.
+    """
     from pyroute2 import DiagSocket
 
     table = {}
     with DiagSocket() as ds:
         ds.bind()
         for msg in ds.get_sock_stats(family=socket.AF_UNIX):
-            table[msg.get("udiag_ino")] = ("unix", _STATES.get(msg.get("udiag_state"), str(msg.get("udiag_state"))))
+            peer = dict(msg.get("attrs") or []).get("UNIX_DIAG_PEER")
+            table[msg.get("udiag_ino")] = ("unix", _STATES.get(msg.get("udiag_state"), str(msg.get("udiag_state"))),
+                                           {"peer": peer} if peer else {})
         for family, fname in ((socket.AF_INET, "inet"), (socket.AF_INET6, "inet6")):
             for proto, pname in ((socket.IPPROTO_TCP, "tcp"), (socket.IPPROTO_UDP, "udp")):
                 try:
@@ -62,12 +67,17 @@ def _diag_table() -> dict[int, tuple[str, str]]:
                 for msg in msgs:
                     state = msg.get("idiag_state")
                     table[msg.get("idiag_inode")] = (f"{pname}{'6' if family == socket.AF_INET6 else ''}",
-                                                     _STATES.get(state, str(state)))
+                                                     _STATES.get(state, str(state)),
+                                                     {"sport": msg.get("idiag_sport"), "dport": msg.get("idiag_dport")})
     return table
 
 
+_EXAMPLES = 5
+
+
 def name_sockets(pids) -> list[dict]:
-    """[{"pid", "family", "state", "count"}] for the sockets ``pids`` hold, most first.
+    """[{"pid", "family", "state", "count", "examples": [{"inode", ...detail}]}] for the
+    sockets ``pids`` hold, most first; a few examples each, lowest inodes first.
 
     Returns [] when sock_diag cannot be used (no pyroute2, no permission).
     """
@@ -75,10 +85,10 @@ def name_sockets(pids) -> list[dict]:
         table = _diag_table()
     except Exception:
         return []
-    counts: dict[tuple, int] = {}
+    found: dict[tuple, list] = {}
     for pid in pids:
-        for ino in socket_inodes(pid):
-            family, state = table.get(ino, ("other", "?"))
-            counts[(pid, family, state)] = counts.get((pid, family, state), 0) + 1
-    return [{"pid": p, "family": f, "state": s, "count": n}
-            for (p, f, s), n in sorted(counts.items(), key=lambda kv: -kv[1])]
+        for ino in sorted(socket_inodes(pid)):
+            family, state, detail = table.get(ino, ("other", "?", {}))
+            found.setdefault((pid, family, state), []).append(dict(inode=ino, **detail))
+    return [{"pid": p, "family": f, "state": s, "count": len(socks), "examples": socks[:_EXAMPLES]}
+            for (p, f, s), socks in sorted(found.items(), key=lambda kv: -len(kv[1]))]

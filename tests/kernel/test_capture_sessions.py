@@ -72,3 +72,6 @@ def test_socket_leak_names_sockets_by_family_and_state(workloads):
     socks = t.reports()[-1]["sockets"]
     unix = [s for s in socks if s["family"] == "unix" and s["state"] == "ESTABLISHED" and s["pid"] == w.pid]
     assert unix and unix[0]["count"] == 60
+    # each example is one of the pair, its peer the other end
+    inodes = {e["inode"] for e in unix[0]["examples"]}
+    assert all(e["peer"] for e in unix[0]["examples"]) and len(inodes) == len(unix[0]["examples"]) > 0
