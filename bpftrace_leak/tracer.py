@@ -242,10 +242,8 @@ class Tracer:
                 self.refs_method = "kprobe"
             if self.opts.targets:
                 self._attach_irq_state(BPF, lib)
-            targets = self.bpf["targets"]
             for pid in self.opts.targets:
                 self.add_target(pid)
-            del targets
         except BaseException:
             self.close()
             raise
