@@ -14,15 +14,11 @@ __all__ = ["checks", "run_doctor"]
 
 
 def _kprobes() -> tuple[str, str]:
-    if not os.path.exists(os.path.join(kernel.TRACEFS, "kprobe_events")):
+    if not kernel.kprobes_available():
         return "warn", "kprobes: not built into this kernel (CONFIG_KPROBE_EVENTS); refcount tracking needs kprobes or fentry"
-    try:
-        with open(os.path.join(kernel.TRACEFS, "available_filter_functions")) as f:
-            funcs = {line.split()[0] for line in f if line.strip()}
-    except OSError:
-        funcs = set()
-    want = [fn for fn in ("dput", "path_get", "path_put", "mntget", "mntput") if fn in funcs]
-    return "ok", f"kprobes: available; traceable: {', '.join(want) or 'none of dput/path_get/path_put'}"
+    want = ("dput", "path_get", "path_put", "mntget", "mntput")
+    found = [fn for fn in want if fn in kernel.traceable_functions(want)]
+    return "ok", f"kprobes: available; traceable: {', '.join(found) or 'none of dput/path_get/path_put'}"
 
 
 def _fentry() -> tuple[str, str]:
@@ -42,12 +38,9 @@ def _fentry() -> tuple[str, str]:
 
 
 def _refs() -> tuple[str, str]:
-    funcs = ("path_get", "path_put")
-    if not kernel.kprobes_available():
-        return "warn", "reference counts: unavailable (no kprobes); kleaktrace traces allocations only"
-    missing = set(funcs) - kernel.traceable_functions(funcs)
-    if missing:
-        return "warn", f"reference counts: unavailable ({', '.join(sorted(missing))} not traceable)"
+    why = kernel.kprobe_unavailable(("path_get", "path_put"))
+    if why:
+        return "warn", f"reference counts: unavailable ({why}); kleaktrace traces allocations only"
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return "warn", "reference counts: unavailable (no kernel BTF for struct path/dentry offsets)"
     return "ok", "reference counts: kprobe on path_get/path_put, offsets from BTF"

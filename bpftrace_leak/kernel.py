@@ -21,6 +21,7 @@ __all__ = [
     "gfp_bit",
     "kernel_release",
     "kprobes_available",
+    "kprobe_unavailable",
     "traceable_functions",
     "function_ranges",
 ]
@@ -77,6 +78,16 @@ def traceable_functions(names) -> set[str]:
     except OSError:
         pass
     return found
+
+
+def kprobe_unavailable(funcs) -> str | None:
+    """Why kprobes on ``funcs`` cannot be attached here, or None when they can."""
+    if not kprobes_available():
+        return "this kernel has no kprobes (kprobe_events is missing from tracefs)"
+    missing = set(funcs) - traceable_functions(funcs)
+    if missing:
+        return f"{', '.join(sorted(missing))} cannot be probed on this kernel"
+    return None
 
 
 def function_ranges(names, kallsyms: str = "/proc/kallsyms") -> list[tuple[int, int]]:

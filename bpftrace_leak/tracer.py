@@ -173,12 +173,8 @@ class Tracer:
 
     def _refs_cflags(self) -> list[str]:
         """-D flags for TRACK_REFS, or [] with ``refs_unavailable`` saying why."""
-        funcs = ("path_get", "path_put")
-        if not kernel.kprobes_available():
-            why = "this kernel has no kprobes (kprobe_events is missing from tracefs)"
-        elif set(funcs) - kernel.traceable_functions(funcs):
-            why = "path_get/path_put cannot be probed on this kernel"
-        else:
+        why = kernel.kprobe_unavailable(("path_get", "path_put"))
+        if why is None:
             try:
                 from .btf import Btf, BtfError
                 btf = Btf.load()
@@ -260,18 +256,11 @@ class Tracer:
             self.attached.append(event)
 
     def _attach_bulk_frees(self) -> None:
-        funcs = kernel.BULK_FREE_FUNCTIONS
-        reason = None
-        if not kernel.kprobes_available():
-            reason = "this kernel has no kprobes"
-        else:
-            missing = set(funcs) - kernel.traceable_functions(funcs)
-            if missing:
-                reason = f"{', '.join(sorted(missing))} cannot be probed"
+        reason = kernel.kprobe_unavailable(kernel.BULK_FREE_FUNCTIONS)
         if reason is None:
             try:
                 with captured_stderr():
-                    for fn in funcs:
+                    for fn in kernel.BULK_FREE_FUNCTIONS:
                         self.bpf.attach_kprobe(event=fn, fn_name="free_bulk")
                         self.attached.append(f"kprobe/{fn}")
                 self._bulk_kprobe = True
