@@ -102,12 +102,14 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
                 "interval_s": cfg.interval_s or cfg.capture_interval_s,
                 "host": {"slab_aliases": {k: sorted(v) for k, v in aliases.items() if v}}})
 
+        symbolizer = tracer.symbolizer()  # one for the session: it caches address -> name
+
         def build():
             """The full report (every group), with the sockets behind socket groups named."""
             report = build_report(
-                tracer.snapshot(), tracer.symbolizer(), kernel=kernel.kernel_release(),
+                tracer.snapshot(), symbolizer, kernel=kernel.kernel_release(),
                 started=started_wall, duration_s=time.monotonic() - t0,
-                min_age_ms=cfg.min_age_ms, targets=targets, top=None,
+                min_age_ms=cfg.min_age_ms, targets=targets,
                 cache_glob=cfg.cache_glob, aliases=aliases, user_pages=cfg.user_pages,
                 refs_tracking=refs_tracking)
             socket_pids = {p for g in report["groups"] if is_socket_cache(g["cache"], aliases.get(g["cache"], set()))

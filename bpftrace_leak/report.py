@@ -47,7 +47,7 @@ def group_stacks(groups: list[Group], raw_frames, site_name, user_pages: bool = 
 
 
 def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s: float,
-                 min_age_ms: int, targets: list[int], top: int | None = None,
+                 min_age_ms: int, targets: list[int],
                  cache_glob: str | None = None, aliases: dict | None = None,
                  user_pages: bool = False, refs_tracking: str = "off") -> dict:
     """The report as a JSON-ready dict, groups sorted by bytes, largest first.
@@ -70,10 +70,8 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "stack_errors": c.get("stack_errors", 0),
         "failed_allocs": c.get("failed_allocs", 0),
     }
-    shown = groups[:top] if top else groups
     aliases = aliases or {}
     refs = group_refs(snapshot.ref_holds, snapshot.now_ns, min_age_ms * 1_000_000)
-    refs = refs[:top] if top else refs
 
     def frames(stack_id):
         return (symbolizer.raw_frames(stack_id) or ["[stack lost]"]) if stack_id is not None and stack_id >= 0 else []
@@ -97,7 +95,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
                 "comms": sorted(g.comms),
                 "stack": g.stack,
             }
-            for g in shown
+            for g in groups
         ],
         "refs_tracking": refs_tracking,
         "refs": [

@@ -2,7 +2,7 @@ import json
 
 from bpftrace_leak.groups import Obj
 from bpftrace_leak.report import SCHEMA, build_report
-from bpftrace_leak.reporter import render_json, render_text, warnings
+from bpftrace_leak.reporter import limit, render_json, render_text, warnings
 from bpftrace_leak.tracer import Snapshot
 
 S = 1_000_000_000
@@ -62,7 +62,7 @@ def test_slab_backing_pages_dropped_and_page_cache_is_user_page():
 
 def test_top_limits_groups_not_totals():
     objs = [o("slab", "filp", 192, 1), o("slab", "sock_inode_cache", 832, 3)]
-    r = report(objs, top=1)
+    r = limit(report(objs), 1)
     assert len(r["groups"]) == 1 and r["totals"]["objects"] == 2
 
 
