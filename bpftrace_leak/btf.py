@@ -14,6 +14,7 @@ BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 
 _MAGIC = 0xEB9F
 _STRUCT, _UNION = 4, 5
+_FUNC, _FUNC_PROTO = 12, 13
 _TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG = 8, 9, 10, 11, 18
 # bytes of kind-specific data after the 12-byte btf_type, per kind: (fixed, per vlen)
 _TRAILER = {1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 7: (0, 0),
@@ -43,6 +44,8 @@ class Btf:
         self._kinds: list[tuple[int, int]] = [(0, 0)]  # id -> (kind, size_or_type); id 0 is void
         self._members: dict[int, list[tuple[str, int, int]]] = {}  # id -> [(name, type, bit offset)]
         self._by_name: dict[str, int] = {}
+        self._params: dict[int, list[str]] = {}  # FUNC_PROTO id -> parameter names
+        self._funcs: dict[str, int] = {}  # FUNC name -> its FUNC_PROTO id
         pos = 0
         while pos < len(types):
             name_off, info, size_or_type = struct.unpack_from("<III", types, pos)
@@ -61,6 +64,11 @@ class Btf:
                 name = self._str(name_off)
                 if name and name not in self._by_name:
                     self._by_name[name] = tid
+            elif kind == _FUNC_PROTO:
+                self._params[tid] = [self._str(struct.unpack_from("<I", types, pos + 8 * i)[0])
+                                     for i in range(vlen)]
+            elif kind == _FUNC:
+                self._funcs.setdefault(self._str(name_off), size_or_type)
             fixed, per = _TRAILER[kind]
             pos += fixed + per * vlen
 
@@ -91,6 +99,13 @@ class Btf:
                 if inner:
                     return m_off + inner[0], inner[1]
         return None
+
+    def params(self, func: str) -> list[str]:
+        """Parameter names of function ``func``, in order."""
+        proto = self._funcs.get(func)
+        if proto is None or proto not in self._params:
+            raise BtfError(f"function {func} not in BTF")
+        return self._params[proto]
 
     def offset(self, struct_name: str, member_path: str) -> int:
         """Byte offset of ``member_path`` (dotted) in ``struct struct_name``."""

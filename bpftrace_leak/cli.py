@@ -63,6 +63,9 @@ def _trace_options(f):
                      help="Kernel header tree for BCC (default: the running kernel's, else the newest installed)."),
         click.option("--max-objects", type=click.IntRange(min=1024), default=1_000_000, show_default=True,
                      help="Capacity of the live-object map."),
+        click.option("--stacks", type=click.Choice(["sites", "all"]), default="sites", show_default=True,
+                     help="sites: a kernel stack on a call site's first allocation, and on each one at sites "
+                          "whose aged objects grow; all: on every allocation (exact, several times slower)."),
         click.option("--stack-slots", type=click.IntRange(min=64), default=16384, show_default=True,
                      help="Capacity of the stack table."),
         # copies of each raw free program (README: Accuracy); 1 shows what a
@@ -82,6 +85,7 @@ def _config(**kw):
         top=kw["top"], cache_glob=kw.get("cache_glob"), fmt=kw["fmt"], user_pages=kw["user_pages"],
         kernel_headers=kw.get("kernel_headers"), max_objects=kw["max_objects"], stack_slots=kw["stack_slots"],
         interval_s=kw.get("interval"), count=kw.get("count"), free_copies=kw["free_copies"],
+        stacks=kw["stacks"],
         allocs=kw["kinds"] in ("both", "allocs"), refs=kw["kinds"] in ("both", "refs"),
         capture_path=kw.get("capture_path"),
     )

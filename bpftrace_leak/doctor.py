@@ -63,7 +63,7 @@ def checks() -> list[tuple[str, str]]:
     except KleakError as e:
         out.append(("FAIL", f"{e}"))
         return out
-    for event in kernel.ALLOC_EVENTS + kernel.FREE_RAW_EVENTS + kernel.IRQ_RAW_EVENTS:
+    for event in kernel.RAW_ALLOC_EVENTS + kernel.ALLOC_EVENTS + kernel.FREE_RAW_EVENTS + kernel.IRQ_RAW_EVENTS:
         present = kernel.event_fields(event) is not None
         if present:
             out.append(("ok", f"tracepoint {event.replace('/', ':')}"))
@@ -72,7 +72,9 @@ def checks() -> list[tuple[str, str]]:
         else:
             out.append(("warn", f"tracepoint {event.replace('/', ':')}: missing; that kind is not tracked"))
     btf = os.path.exists("/sys/kernel/btf/vmlinux")
-    out.append(("ok" if btf else "warn", "BTF: /sys/kernel/btf/vmlinux " + ("present" if btf else "absent")))
+    out.append(("ok", "BTF: /sys/kernel/btf/vmlinux present") if btf else
+               ("FAIL", "BTF: /sys/kernel/btf/vmlinux absent; slab probes locate their arguments "
+                        "through it (CONFIG_DEBUG_INFO_BTF)"))
     try:
         from .headers import find_headers
         notes = []

@@ -13,7 +13,11 @@ __all__ = ["Obj", "Group", "age_and_group", "kmalloc_cache_name", "filter_caches
 
 @dataclass(frozen=True)
 class Obj:
-    """One outstanding allocation as read from the ``live`` map."""
+    """Outstanding allocations alike in all but age, as read from the ``live`` map.
+
+    ``ts_ns`` is the oldest one's allocation time; ``site_stack`` says their
+    stack was not taken: ``stack_id`` is the first one seen at their call site.
+    """
 
     kind: str
     cache: str | None
@@ -23,6 +27,8 @@ class Obj:
     comm: str
     stack_id: int
     call_site: int
+    count: int = 1
+    site_stack: bool = False
 
 
 @dataclass
@@ -32,14 +38,17 @@ class Group:
     stack_key: tuple  # ("id", stack_id) or ("site", call_site) when the stack was lost
     objects: int = 0
     bytes: int = 0
+    site_stack_objects: int = 0  # objects shown with their call site's first stack
     oldest_ns: int = 0  # age of the oldest object
     pids: set = field(default_factory=set)
     comms: set = field(default_factory=set)
     stack: list = field(default_factory=list)  # filled by symbolization
 
     def add(self, obj: Obj, age_ns: int) -> None:
-        self.objects += 1
-        self.bytes += obj.bytes
+        self.objects += obj.count
+        self.bytes += obj.bytes * obj.count
+        if obj.site_stack:
+            self.site_stack_objects += obj.count
         self.oldest_ns = max(self.oldest_ns, age_ns)
         self.pids.add(obj.tgid)
         self.comms.add(obj.comm)
@@ -47,6 +56,7 @@ class Group:
     def merge(self, other: "Group") -> None:
         self.objects += other.objects
         self.bytes += other.bytes
+        self.site_stack_objects += other.site_stack_objects
         self.oldest_ns = max(self.oldest_ns, other.oldest_ns)
         self.pids |= other.pids
         self.comms |= other.comms

@@ -67,7 +67,11 @@ def find_headers(override: str | None = None, release: str | None = None, warn=N
     if override:
         if not os.path.isdir(os.path.join(override, "include")):
             raise KleakError(f"--kernel-headers {override}: no include/ folder there")
-        return merged_debian_tree(override) if override.startswith("/usr/src/linux-headers-") else override
+        tree = merged_debian_tree(override) if override.startswith("/usr/src/linux-headers-") else override
+        # BCC's compiler can crash, not fail, on a tree without it
+        if not os.path.exists(os.path.join(tree, "include", "linux", "kconfig.h")):
+            raise KleakError(f"--kernel-headers {override}: not a kernel header tree (no include/linux/kconfig.h)")
+        return tree
     own = f"/lib/modules/{release}/build"
     if os.path.isdir(os.path.join(own, "include")):
         return None

@@ -15,12 +15,14 @@ from .errors import KleakError
 __all__ = [
     "TRACEFS",
     "ALLOC_EVENTS",
+    "RAW_ALLOC_EVENTS",
     "FREE_RAW_EVENTS",
     "ensure_tracefs",
     "event_fields",
     "gfp_bit",
     "kernel_release",
     "kprobes_available",
+    "pid_max",
     "kprobe_unavailable",
     "traceable_functions",
     "function_ranges",
@@ -31,10 +33,11 @@ TRACEFS = "/sys/kernel/tracing"
 # that lacks a tracepoint (BCC itself always reads the real tracefs)
 EVENTS_DIR = os.environ.get("KLEAKTRACE_EVENTS_DIR", os.path.join(TRACEFS, "events"))
 
+#: the hottest allocation events, attached raw (arguments located through BTF)
+RAW_ALLOC_EVENTS = ("kmem/kmalloc", "kmem/kmem_cache_alloc")
+
 #: perf-event tracepoints probes.c attaches when the kernel has them
 ALLOC_EVENTS = (
-    "kmem/kmalloc",
-    "kmem/kmem_cache_alloc",
     "kmem/mm_page_alloc",
     "kmem/mm_page_free",
     "kmem/mm_page_free_batched",
@@ -56,6 +59,15 @@ BULK_FREE_FUNCTIONS = ("kmem_cache_free_bulk",)
 
 #: the events without which slab tracking means nothing
 REQUIRED_EVENTS = ("kmem/kmalloc", "kmem/kfree", "kmem/kmem_cache_alloc", "kmem/kmem_cache_free")
+
+
+def pid_max() -> int:
+    """The largest pid + 1 (/proc/sys/kernel/pid_max); 4194304, the limit, if unreadable."""
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 4194304
 
 
 def kprobes_available() -> bool:

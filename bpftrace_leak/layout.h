@@ -37,14 +37,15 @@ enum space {
 
 /* Per-CPU event counters, summed by the Python side. */
 enum counter {
-	CNT_ALLOCS = 0,		/* allocations recorded */
-	CNT_FREES = 1,		/* frees that retired a recorded allocation */
+	CNT_ALLOCS = 0,		/* allocations recorded (not atomic: may lose a count) */
+	CNT_FREES = 1,		/* frees that retired a recorded allocation (ditto) */
 	CNT_MISSED_FREES = 2,	/* address handed out again while still recorded */
 	CNT_DROPPED = 3,	/* live map full: allocation not recorded */
 	CNT_STACK_ERRORS = 4,	/* get_stackid failed: stack table full or collision */
 	CNT_FAILED_ALLOCS = 5,	/* NULL / ERR_PTR results, never recorded */
 	CNT_IRQ_SKIPPED = 6,	/* target filter on: allocation made in interrupt context */
-	NR_COUNTERS = 7,
+	CNT_OWN_STACKS = 7,	/* allocations that took their own stack (not atomic) */
+	NR_COUNTERS = 8,
 };
 
 /* Raw-tracepoint slab free events, each attached as up to FREE_COPIES copies. */
@@ -61,15 +62,64 @@ struct live_key {
 	u32 pad;
 };
 
+/*
+ * Where an object's stack came from. Taking a kernel stack costs about ten
+ * times the rest of a probe, so by default (STACKS_AT_SITES) only a call
+ * site's first allocation takes one and later allocations there point at it;
+ * sites user space promotes (their objects age and grow) take their own.
+ */
+enum stack_how {
+	STACK_OWN = 0,		/* stack_id is this allocation's own stack */
+	STACK_SITE = 1,		/* stack_id is the first stack seen at its call site */
+};
+
+/*
+ * Everything after ts_ns is what groups an object with others: user space
+ * reads those bytes as one key (livemap.py), so keep them together and keep
+ * no per-object field but ts_ns outside them.
+ */
 struct live_obj {
 	u64 ts_ns;		/* bpf_ktime_get_ns() at allocation (CLOCK_MONOTONIC) */
-	u64 bytes;
 	u64 call_site;
+	u64 cache;		/* struct kmem_cache * of KIND_SLAB objects, else 0 */
+	u64 bytes;		/* 0 for KIND_SLAB when the site knows its cache's size */
 	u32 tgid;
-	s32 stack_id;		/* negative: no stack, fall back to call_site */
+	s32 stack_id;		/* negative: stack lost, fall back to call_site */
+	u16 kind;
+	u16 stack_how;
+	u32 pad;
+};
+
+/* A slot of the slab object table (probes.c: slots). */
+#define SLOT_BUSY 1		/* slab_slot.addr while its record is being written */
+
+struct slab_slot {
+	u64 addr;		/* 0: free; SLOT_BUSY: being written */
+	struct live_obj obj;
+};
+
+/* site_marks entries: a site's hash tag | its state */
+#define SITE_MARK_STATE 3
+#define SITE_MARK_SEEN 1	/* has a representative stack in `sites` */
+#define SITE_MARK_PROMOTED 2	/* every allocation takes its own stack */
+
+/* A call site: the allocator's caller, for one cache. */
+struct site_key {
+	u64 call_site;
+	u64 cache;
 	u32 kind;
+	u32 pad;
+};
+
+struct site {
+	s32 stack_id;		/* of the site's first allocation */
+	u32 promoted;		/* set by user space: every allocation takes its own stack */
+	u64 bytes;		/* KIND_SLAB: the cache's object size */
+	char cache[CACHE_NAME_LEN];	/* KIND_SLAB: the cache's name */
+};
+
+struct exited_comm {
 	char comm[COMM_LEN];
-	char cache[CACHE_NAME_LEN];
 };
 
 /* ---- reference counts (TRACK_REFS) ---- */

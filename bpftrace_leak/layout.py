@@ -7,7 +7,7 @@ from the same header when it compiles probes.c (``bpf["live"].Leaf``).
 import os
 import re
 
-__all__ = ["HEADER", "KINDS", "SPACES", "COUNTERS", "FREE_EVENTS", "REF_OBJECTS", "REF_WHY", "DEFINES", "KIND_NAMES", "parse_header"]
+__all__ = ["HEADER", "KINDS", "SPACES", "COUNTERS", "FREE_EVENTS", "REF_OBJECTS", "REF_WHY", "STACK_HOW", "DEFINES", "KIND_NAMES", "parse_header"]
 
 HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layout.h")
 
@@ -50,6 +50,7 @@ COUNTERS = _ENUMS["counter"]
 FREE_EVENTS = _ENUMS["free_event"]
 REF_OBJECTS = _ENUMS["ref_object"]
 REF_WHY = _ENUMS["ref_why"]
+STACK_HOW = _ENUMS["stack_how"]
 
 #: report names of the kinds, as the JSON schema spells them
 KIND_NAMES = {

@@ -46,6 +46,8 @@ class LiveConfig:
     max_objects: int = 1_000_000
     stack_slots: int = 16384
     free_copies: int = 2
+    stacks: str = "sites"
+    promote_every_s: float = 2.0  # how often growing call sites are looked for
     allocs: bool = True
     refs: bool = True
     settle_s: float = 1.0  # after the targets exit, for their RCU-deferred frees
@@ -81,7 +83,7 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
     watched = list(targets)
     opts = Options(targets=targets, children=cfg.children, user_pages=cfg.user_pages,
                    max_objects=cfg.max_objects, stack_slots=cfg.stack_slots,
-                   kernel_headers=cfg.kernel_headers, free_copies=cfg.free_copies,
+                   kernel_headers=cfg.kernel_headers, free_copies=cfg.free_copies, stacks=cfg.stacks,
                    allocs=cfg.allocs, refs=cfg.refs)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     tracer = Tracer(opts, warn=_warn)
@@ -107,7 +109,7 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
         def build():
             """The full report (every group), with the sockets behind socket groups named."""
             report = build_report(
-                tracer.snapshot(), symbolizer, kernel=kernel.kernel_release(),
+                tracer.snapshot(cfg.min_age_ms * 1_000_000), symbolizer, kernel=kernel.kernel_release(),
                 started=started_wall, duration_s=time.monotonic() - t0,
                 min_age_ms=cfg.min_age_ms, targets=targets,
                 cache_glob=cfg.cache_glob, aliases=aliases, user_pages=cfg.user_pages,
@@ -148,6 +150,7 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
         # with -w and no INTERVAL, snapshots are still taken, silently
         next_capture = t0 + cfg.capture_interval_s if writer and not cfg.interval_s else None
         deadline = t0 + cfg.duration_s if cfg.duration_s else None
+        next_promote = t0 + cfg.promote_every_s if cfg.stacks == "sites" and cfg.allocs else None
         try:
             while True:
                 now = time.monotonic()
@@ -158,6 +161,11 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
                 if next_capture is not None and now >= next_capture:
                     capture(build())
                     next_capture += cfg.capture_interval_s
+                if next_promote is not None and now >= next_promote:
+                    began = time.monotonic()
+                    tracer.tick(cfg.min_age_ms * 1_000_000)
+                    # a million objects take a good part of a second to read: stay below 5% of a core
+                    next_promote = time.monotonic() + max(cfg.promote_every_s, 20 * (time.monotonic() - began))
                 if next_report is not None and now >= next_report:
                     emit()
                     reports += 1
@@ -170,7 +178,7 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
                     print("kleaktrace: targets exited", file=sys.stderr, flush=True)
                     time.sleep(cfg.settle_s)
                     break
-                stops = [t for t in (deadline, next_report, next_capture) if t is not None]
+                stops = [t for t in (deadline, next_report, next_capture, next_promote) if t is not None]
                 time.sleep(max(0.0, min([now + 0.2] + stops) - time.monotonic()))
         except (KeyboardInterrupt, Terminated):
             pass

@@ -1,22 +1,29 @@
 /*
- * kleaktrace kernel side: keeps every outstanding allocation in `live`.
+ * kleaktrace kernel side: keeps every outstanding allocation, slab objects
+ * in `slots`, the rest in `live`.
  *
- * Allocations come from perf-event tracepoints: BCC builds their argument
- * structs from the running kernel's tracefs format files, so field offsets
- * are never taken from (possibly mismatched) headers. Fields that some
- * kernels lack are guarded by HAVE_FIELD_* macros that tracer.py defines from
- * those same format files.
+ * Slab allocations (kmalloc, kmem_cache_alloc: millions a second) come from
+ * raw tracepoints, whose argument positions and the struct kmem_cache
+ * offsets tracer.py reads from the running kernel's BTF. Page, percpu and
+ * vmalloc allocations come from perf-event tracepoints: BCC builds their
+ * argument structs from tracefs, and fields some kernels lack are guarded by
+ * HAVE_FIELD_* macros tracer.py defines from the same format files.
+ *
+ * A kernel stack costs about ten times the rest of a probe, so by default a
+ * call site takes one on its first allocation and again only once user space
+ * promotes it (take_stack).
  *
  * Frees come from raw tracepoints, several identical copies per event. A BPF
  * program does not run while the same program is already running on that CPU
  * (perf-event programs: while *any* of them is), so an RCU softirq freeing
  * sockets inside a running probe would lose its frees and leave phantom
- * leaks (iovisor/bcc#3005). A nested free finds a copy that is not running;
- * a free is an idempotent delete, so running it twice is harmless.
+ * leaks (iovisor/bcc#3005). A nested free finds a copy that is not running.
  *
- * Compile-time knobs (set by tracer.py): MAX_OBJECTS, STACK_SLOTS,
- * MAX_TARGETS, PAGE_BYTES, FILTER_TARGETS, TRACE_CHILDREN, USER_PAGE_GFP,
- * INCLUDE_USER_PAGES, HAVE_TP_<system>_<event>, HAVE_FIELD_<event>_<field>.
+ * Compile-time knobs (set by tracer.py): SLOT_BITS, SLOT_COUNT, MAX_OBJECTS,
+ * STACK_SLOTS, MAX_SITES, SITE_MARK_BITS, SITE_MARK_SLOTS, STACKS_AT_SITES,
+ * TARGET_WORDS, PAGE_BYTES, FILTER_TARGETS, TRACE_CHILDREN, USER_PAGE_GFP,
+ * INCLUDE_USER_PAGES, KMALLOC_ARG_*, CACHE_ALLOC_ARG_*, KMEM_CACHE_*_OFF,
+ * HAVE_TP_<system>_<event>, HAVE_FIELD_<event>_<field>.
  */
 #include <uapi/linux/ptrace.h>
 #include "layout.h"
@@ -24,10 +31,35 @@
 #define EEXIST_ 17	/* errno values; the uapi header differs between trees */
 #define E2BIG_ 7
 
+/*
+ * Slab objects live in `slots`, an array indexed by a hash of the address:
+ * claiming and releasing a slot is one compare-and-swap, with no bucket lock
+ * and no allocation, and most slab objects live for microseconds. An object
+ * whose slot is taken goes to the `live` hash, which also holds every other
+ * address space; `overflow` counts the slab objects there, so that while it
+ * is zero no slab event touches the hash at all. `slots` is mmap()ed by user
+ * space (livemap.py), which reads it without a system call per entry.
+ */
+BPF_F_TABLE("array", u32, struct slab_slot, slots, SLOT_COUNT, BPF_F_MMAPABLE);
 BPF_HASH(live, struct live_key, struct live_obj, MAX_OBJECTS);
+BPF_ARRAY(overflow, s64);
 BPF_STACK_TRACE(stacks, STACK_SLOTS);
+BPF_HASH(sites, struct site_key, struct site, MAX_SITES);
 BPF_PERCPU_ARRAY(counters, u64, NR_COUNTERS);
-BPF_HASH(targets, u32, u8, MAX_TARGETS);
+/* The traced tgids, a bit each: an array lookup, not a hash lookup, on
+ * every allocation (TARGET_WORDS u64 words cover pid_max). */
+BPF_ARRAY(targets, u64, TARGET_WORDS);
+
+static __always_inline int is_target(u32 tgid)
+{
+	u32 word = tgid / 64;
+	u64 *w = targets.lookup(&word);
+	return w && (*w & (1ULL << (tgid % 64)));
+}
+
+/* Comms of the processes that exited while traced; the living ones' are
+ * read from /proc when a report names them. */
+BPF_HASH(exited_comms, u32, struct exited_comm, 16384);
 /*
  * Per CPU: [IRQ_SOFT] inside a softirq handler, [IRQ_HARD] inside a hardirq
  * handler, kept by the irq_* raw programs below. The tracepoint record cannot
@@ -37,9 +69,9 @@ BPF_HASH(targets, u32, u8, MAX_TARGETS);
  * cleared twice heals itself where a counter would stay off by one for ever
  * (an entry seen without its exit when attaching mid-softirq).
  */
-#define IRQ_SOFT 0
-#define IRQ_HARD 1
-BPF_PERCPU_ARRAY(irq_state, u32, 2);
+#define IRQ_SOFT 1
+#define IRQ_HARD 2
+BPF_PERCPU_ARRAY(irq_state, u32);
 
 static __always_inline void count(u32 which)
 {
@@ -47,6 +79,15 @@ static __always_inline void count(u32 which)
 	/* atomic: a raw-tracepoint free can interrupt an alloc probe on this CPU */
 	if (c)
 		__sync_fetch_and_add(c, 1);
+}
+
+/* For the per-event counters: an increment lost to an interrupt on this CPU
+ * costs a statistic one count; a locked add on every event costs more. */
+static __always_inline void count_hot(u32 which)
+{
+	u64 *c = counters.lookup(&which);
+	if (c)
+		*c += 1;
 }
 
 static __always_inline int failed_ptr(u64 addr)
@@ -63,18 +104,51 @@ static __always_inline int failed_ptr(u64 addr)
 static __always_inline int wanted(void *args)
 {
 #ifdef FILTER_TARGETS
-	int soft = IRQ_SOFT, hard = IRQ_HARD;
-	u32 *in_soft = irq_state.lookup(&soft);
-	u32 *in_hard = irq_state.lookup(&hard);
-	if ((in_soft && *in_soft) || (in_hard && *in_hard)) {
+	int zero = 0;
+	u32 *irq = irq_state.lookup(&zero);
+	if (irq && *irq) {
 		count(CNT_IRQ_SKIPPED);
 		return 0;
 	}
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	return targets.lookup(&tgid) != NULL;
+	return is_target(bpf_get_current_pid_tgid() >> 32);
 #else
 	return 1;
 #endif
+}
+
+static __always_inline struct slab_slot *slot_of(u64 addr)
+{
+	/* Fibonacci hashing: slab addresses are multiples of the object size */
+	u32 idx = ((addr >> 3) * 0x9E3779B97F4A7C15ULL) >> (64 - SLOT_BITS);
+	return slots.lookup(&idx);
+}
+
+static __always_inline s64 *slab_overflow(void)
+{
+	int zero = 0;
+	return overflow.lookup(&zero);
+}
+
+/* Delete a record of ``key`` wherever it is; 1 when there was one. */
+static __always_inline int drop_record(struct live_key *key)
+{
+	if (key->addr <= SLOT_BUSY)
+		return 0;	/* kfree(NULL) fires the event too, and 0 marks a free slot */
+	if (key->space == SPACE_SLAB) {
+		struct slab_slot *slot = slot_of(key->addr);
+		if (slot && slot->addr == key->addr &&
+		    __sync_val_compare_and_swap(&slot->addr, key->addr, 0) == key->addr)
+			return 1;
+		s64 *over = slab_overflow();
+		if (!over || *over <= 0)
+			return 0;
+		if (live.delete(key) == 0) {
+			__sync_fetch_and_add(over, -1);
+			return 1;
+		}
+		return 0;
+	}
+	return live.delete(key) == 0;
 }
 
 /*
@@ -83,7 +157,7 @@ static __always_inline int wanted(void *args)
  */
 static __always_inline void retire_reused(struct live_key *key)
 {
-	if (live.delete(key) == 0)
+	if (drop_record(key))
 		count(CNT_MISSED_FREES);
 }
 
@@ -104,22 +178,162 @@ static __always_inline int admit(void *args, struct live_key *key, int failed)
 	return 1;
 }
 
-static __always_inline void record(void *args, struct live_key *key,
-				   struct live_obj *obj)
+/*
+ * What is known of a call site, for the hot path: `site_marks`, an array
+ * indexed by a hash of the site, holds that hash's tag and a SITE_MARK_*
+ * state, so a known site costs no hash lookup. A site whose slot holds
+ * another's tag uses `sites` itself. site_mark() in tracer.py computes the
+ * same hash.
+ */
+BPF_ARRAY(site_marks, u64, SITE_MARK_SLOTS);	/* u64: BPF's cmpxchg before v3 */
+
+static __always_inline u64 site_hash(struct site_key *sk)
+{
+	return (sk->call_site ^ (sk->cache >> 3) ^ ((u64)sk->kind << 56)) * 0x9E3779B97F4A7C15ULL;
+}
+
+static __always_inline u64 *site_mark(u64 h)
+{
+	u32 idx = h >> (64 - SITE_MARK_BITS);
+	return site_marks.lookup(&idx);
+}
+
+static __always_inline u64 site_tag(u64 h)
+{
+	return h & ~(u64)SITE_MARK_STATE;
+}
+
+/*
+ * The stack of an allocation at call site ``sk`` (NULL: no usable call site,
+ * always its own stack). A site's first allocation takes a stack and leaves
+ * it in `sites` as the site's representative; later ones are STACK_SITE
+ * (user space finds that stack by their call site) unless user space has
+ * promoted the site. ``s`` is the struct kmem_cache of slab objects, whose
+ * name the site keeps.
+ */
+static __always_inline void take_stack(void *ctx, struct site_key *sk, u64 s,
+				       struct live_obj *obj)
+{
+	struct site *site = NULL;
+	u64 *mark = NULL;
+	u64 tag = 0;
+
+	if (sk) {
+		u64 h = site_hash(sk);
+		mark = site_mark(h);
+		tag = site_tag(h);
+		u64 m = mark ? *mark : 0;
+		if (m && (m & ~SITE_MARK_STATE) == tag) {
+#ifdef STACKS_AT_SITES
+			if ((m & SITE_MARK_STATE) == SITE_MARK_SEEN) {
+				obj->stack_id = -1;
+				obj->stack_how = STACK_SITE;
+				return;
+			}
+#endif
+			sk = NULL;	/* known, and promoted: nothing to keep */
+		} else {
+			site = sites.lookup(sk);
+#ifdef STACKS_AT_SITES
+			if (site && !site->promoted && site->stack_id >= 0) {
+				obj->stack_id = -1;
+				obj->stack_how = STACK_SITE;
+				return;
+			}
+#endif
+		}
+	}
+	obj->stack_id = stacks.get_stackid(ctx, 0);
+	obj->stack_how = STACK_OWN;
+	if (obj->stack_id < 0)
+		count(CNT_STACK_ERRORS);
+	else
+		count_hot(CNT_OWN_STACKS);
+	if (!sk)
+		return;
+	if (site) {
+		if (site->stack_id < 0)
+			site->stack_id = obj->stack_id;	/* the first one was lost */
+		return;
+	}
+	if (obj->stack_id < 0)
+		return;	/* no representative yet: the next allocation tries again */
+	struct site fresh = {.stack_id = obj->stack_id};
+#ifdef KMEM_CACHE_NAME_OFF
+	if (s) {
+		bpf_probe_read_kernel(&fresh.bytes, sizeof(u32), (void *)(s + KMEM_CACHE_SIZE_OFF));
+		u64 name = 0;
+		bpf_probe_read_kernel(&name, sizeof(name), (void *)(s + KMEM_CACHE_NAME_OFF));
+		if (name)
+			bpf_probe_read_kernel_str(fresh.cache, sizeof(fresh.cache), (void *)name);
+	}
+#endif
+	/* a full map only costs later allocations here their stacks */
+	if (sites.insert(sk, &fresh) == 0 && mark)
+		__sync_val_compare_and_swap(mark, 0, tag | SITE_MARK_SEEN);
+}
+
+/*
+ * Keep a slab object in its slot; 0 when another object holds the slot. The
+ * slot is claimed as SLOT_BUSY and gets its address only once the record is
+ * written, so a reader never sees an address with a previous object's record.
+ */
+static __always_inline int store_slot(struct live_key *key, struct live_obj *obj)
+{
+	struct slab_slot *slot = slot_of(key->addr);
+	if (!slot)
+		return 0;
+	u64 old = __sync_val_compare_and_swap(&slot->addr, 0, SLOT_BUSY);
+	if (old == key->addr) {
+		count(CNT_MISSED_FREES);	/* still held: its free was not seen */
+	} else if (old != 0) {
+		return 0;
+	} else {
+		/* a stale record of this address may sit in the overflow hash */
+		s64 *over = slab_overflow();
+		if (over && *over > 0 && live.delete(key) == 0) {
+			__sync_fetch_and_add(over, -1);
+			count(CNT_MISSED_FREES);
+		}
+	}
+	__builtin_memcpy(&slot->obj, obj, sizeof(*obj));
+	asm volatile("" ::: "memory");	/* the record before the address (x86 keeps store order) */
+	slot->addr = key->addr;
+	return 1;
+}
+
+static __always_inline void record(void *ctx, struct live_key *key, struct live_obj *obj,
+				   struct site_key *sk, u64 s)
 {
 	obj->ts_ns = bpf_ktime_get_ns();
 	obj->tgid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(&obj->comm, sizeof(obj->comm));
-	obj->stack_id = stacks.get_stackid(args, 0);
-	if (obj->stack_id < 0)
-		count(CNT_STACK_ERRORS);
+	take_stack(ctx, sk, s, obj);
 
+	if (key->space == SPACE_SLAB) {
+		if (store_slot(key, obj)) {
+			count_hot(CNT_ALLOCS);
+			return;
+		}
+		s64 *over = slab_overflow();
+		if (over)
+			__sync_fetch_and_add(over, 1);	/* before the insert: frees look at it */
+	}
 	int ret = live.insert(key, obj);
 	if (ret == -EEXIST_) {
 		count(CNT_MISSED_FREES);
 		live.update(key, obj);
+		if (key->space == SPACE_SLAB) {
+			s64 *over = slab_overflow();
+			if (over)
+				__sync_fetch_and_add(over, -1);	/* replaced, not added */
+		}
 	} else if (ret != 0) {
 		count(CNT_DROPPED);
+		if (key->space == SPACE_SLAB) {
+			s64 *over = slab_overflow();
+			if (over)
+				__sync_fetch_and_add(over, -1);
+		}
 		return;
 	}
 	count(CNT_ALLOCS);
@@ -128,44 +342,54 @@ static __always_inline void record(void *args, struct live_key *key,
 static __always_inline int forget(u32 space, u64 addr)
 {
 	struct live_key key = {.addr = addr, .space = space};
-	if (live.delete(&key) == 0)
-		count(CNT_FREES);
+	if (drop_record(&key)) {
+		count_hot(CNT_FREES);
+		return 1;
+	}
 	return 0;
 }
 
-/* ---- slab: kmalloc and kmem_cache_alloc ---------------------------------- */
-
-#ifdef HAVE_TP_kmem_kmalloc
-TRACEPOINT_PROBE(kmem, kmalloc)
+/*
+ * ---- slab: kmalloc and kmem_cache_alloc, raw tracepoints ------------------
+ * The perf-event form of a tracepoint first copies the record into a buffer;
+ * the raw form hands the probe the arguments themselves, several times
+ * cheaper on the hottest events of all. Argument positions come from the
+ * running kernel's BTF (KMALLOC_ARG_*, CACHE_ALLOC_ARG_*); so do the struct
+ * kmem_cache offsets that give a cache's object size and name.
+ */
+int alloc_kmalloc(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_SLAB};
-	if (!admit(args, &key, failed_ptr(key.addr)))
+	struct live_key key = {.addr = ctx->args[KMALLOC_ARG_ptr], .space = SPACE_SLAB};
+	if (!admit(ctx, &key, failed_ptr(key.addr)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_KMALLOC};
-	obj.bytes = args->bytes_alloc;
-	obj.call_site = args->call_site;
-	record(args, &key, &obj);
+	obj.bytes = ctx->args[KMALLOC_ARG_bytes_alloc];
+	obj.call_site = ctx->args[KMALLOC_ARG_call_site];
+	struct site_key sk = {.call_site = obj.call_site, .kind = KIND_KMALLOC};
+	record(ctx, &key, &obj, &sk, 0);
 	return 0;
 }
-#endif
 
-#ifdef HAVE_TP_kmem_kmem_cache_alloc
-TRACEPOINT_PROBE(kmem, kmem_cache_alloc)
+int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_SLAB};
-	if (!admit(args, &key, failed_ptr(key.addr)))
+	struct live_key key = {.addr = ctx->args[CACHE_ALLOC_ARG_ptr], .space = SPACE_SLAB};
+	if (!admit(ctx, &key, failed_ptr(key.addr)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_SLAB};
-	obj.bytes = args->bytes_alloc;
-	obj.call_site = args->call_site;
-#ifdef HAVE_FIELD_kmem_cache_alloc_name
-	/* `name` was added to kmem_cache_alloc between 6.14 and 6.18 */
-	TP_DATA_LOC_READ_STR(&obj.cache, name, sizeof(obj.cache));
+	obj.call_site = ctx->args[CACHE_ALLOC_ARG_call_site];
+#ifdef CACHE_ALLOC_ARG_s
+	/* 6.1+: the cache itself. Its object size (what bytes_alloc reported)
+	 * is read once per call site, into `sites`: user space fills it in. */
+	u64 s = ctx->args[CACHE_ALLOC_ARG_s];
+	obj.cache = s;
+#else
+	u64 s = 0;
+	obj.bytes = ctx->args[CACHE_ALLOC_ARG_bytes_alloc];
 #endif
-	record(args, &key, &obj);
+	struct site_key sk = {.call_site = obj.call_site, .cache = s, .kind = KIND_SLAB};
+	record(ctx, &key, &obj, &sk, s);
 	return 0;
 }
-#endif
 
 /* ---- pages ---------------------------------------------------------------- */
 
@@ -187,7 +411,7 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
 #endif
 	struct live_obj obj = {.kind = kind};
 	obj.bytes = (u64)PAGE_BYTES << args->order;
-	record(args, &key, &obj);
+	record(args, &key, &obj, NULL, 0);	/* no call site: every page takes its stack */
 	return 0;
 }
 #endif
@@ -223,8 +447,11 @@ TRACEPOINT_PROBE(percpu, percpu_alloc_percpu)
 #endif
 #ifdef HAVE_FIELD_percpu_alloc_percpu_call_site
 	obj.call_site = args->call_site;
+	struct site_key sk = {.call_site = obj.call_site, .kind = KIND_PERCPU};
+	record(args, &key, &obj, &sk, 0);
+#else
+	record(args, &key, &obj, NULL, 0);
 #endif
-	record(args, &key, &obj);
 	return 0;
 }
 #endif
@@ -246,7 +473,7 @@ TRACEPOINT_PROBE(vmalloc, alloc_vmap_area)
 		return 0;
 	struct live_obj obj = {.kind = KIND_VMALLOC};
 	obj.bytes = args->size;
-	record(args, &key, &obj);
+	record(args, &key, &obj, NULL, 0);
 	return 0;
 }
 #endif
@@ -258,6 +485,20 @@ TRACEPOINT_PROBE(vmalloc, free_vmap_area_noflush)
 }
 #endif
 
+/* ---- exits: keep the comm of a process that goes ------------------------------ */
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	if ((u32)id != id >> 32)
+		return 0;	/* a thread, not the process */
+	u32 tgid = id >> 32;
+	struct exited_comm c = {};
+	bpf_get_current_comm(&c.comm, sizeof(c.comm));
+	exited_comms.update(&tgid, &c);
+	return 0;
+}
+
 /* ---- children ------------------------------------------------------------- */
 
 #ifdef TRACE_CHILDREN
@@ -265,10 +506,13 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 {
 	/* the forking task is current; parent_pid is its thread id, not its tgid */
 	u32 parent = bpf_get_current_pid_tgid() >> 32;
-	if (targets.lookup(&parent)) {
-		u32 child = args->child_pid;
-		u8 one = 1;
-		targets.update(&child, &one);
+	if (is_target(parent)) {
+		u32 child = args->child_pid, word = child / 64;
+		u64 bit = 1ULL << (child % 64), *w = targets.lookup(&word);
+		/* an add sets the bit atomically: it is clear, and forks on other
+		 * CPUs set other bits */
+		if (w && !(*w & bit))
+			__sync_fetch_and_add(w, bit);
 	}
 	return 0;
 }
@@ -288,6 +532,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
  */
 BPF_PERCPU_ARRAY(free_running, u32, NR_FREE_EVENTS * FREE_COPIES);
 BPF_PERCPU_ARRAY(free_covered, u64, NR_FREE_EVENTS);
+BPF_PERCPU_ARRAY(free_last, u64, NR_FREE_EVENTS);	/* address a copy last freed */
 
 static __always_inline u32 copy_running(int event, int copy)
 {
@@ -298,17 +543,32 @@ static __always_inline u32 copy_running(int event, int copy)
 
 static __always_inline int free_copy(int event, int copy, u64 addr)
 {
+	u64 *last = free_last.lookup(&event);
+	int skipped_before = 0;
+
+	/* A later copy runs an event after the earlier ones, and has work only
+	 * when they skipped it: then the last address they freed on this CPU
+	 * is another one. (Comparing addresses, not "is copy 0 mid-run" flags,
+	 * leaves no window at the edges of copy 0's run.) */
+	if (copy > 0) {
+		if (last && *last == addr)
+			return 0;
+		skipped_before = copy_running(event, 0) && (copy < 2 || copy_running(event, 1));
+	}
 	int idx = event * FREE_COPIES + copy;
 	u32 *me = free_running.lookup(&idx);
-	if (copy > 0 && copy_running(event, 0) &&
-	    (copy < 2 || copy_running(event, 1))) {
+	if (me)
+		*me = 1;
+	int freed = forget(SPACE_SLAB, addr);
+	/* copy 0's miss is covered when it was seen mid-run, or when this copy
+	 * still found the object recorded (copy 0 would have dropped it) */
+	if (copy > 0 && (skipped_before || freed)) {
 		u64 *covered = free_covered.lookup(&event);
 		if (covered)
 			*covered += 1;
 	}
-	if (me)
-		*me = 1;
-	forget(SPACE_SLAB, addr);
+	if (last)
+		*last = addr;
 	if (me)
 		*me = 0;
 	return 0;
@@ -358,11 +618,14 @@ int free_bulk(struct pt_regs *ctx)
  * One program per event: a program shared by two events would skip the inner
  * one when a hardirq arrives while it runs for a softirq.
  */
-static __always_inline int irq_set(int which, u32 value)
+static __always_inline int irq_set(u32 bit, u32 on)
 {
-	u32 *state = irq_state.lookup(&which);
+	int zero = 0;
+	u32 *state = irq_state.lookup(&zero);
+	/* not atomic, and need not be: a hardirq that interrupts this leaves its
+	 * own bit as it found it */
 	if (state)
-		*state = value;
+		*state = on ? (*state | bit) : (*state & ~bit);
 	return 0;
 }
 

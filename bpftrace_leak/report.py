@@ -68,6 +68,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "dropped": c.get("dropped", 0),
         "skipped_frees": snapshot.skipped_frees,
         "stack_errors": c.get("stack_errors", 0),
+        "own_stacks": c.get("own_stacks", 0),
         "failed_allocs": c.get("failed_allocs", 0),
     }
     aliases = aliases or {}
@@ -94,6 +95,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
                 "pids": sorted(g.pids),
                 "comms": sorted(g.comms),
                 "stack": g.stack,
+                "site_stack_objects": g.site_stack_objects,
             }
             for g in groups
         ],

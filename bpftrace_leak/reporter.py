@@ -59,6 +59,9 @@ def render_text(report: dict) -> str:
         if "bytes_per_h" in g:
             lines.append(f"      growth: {human_bytes(max(0, int(g['bytes_per_h'])))}/h, "
                          f"{g['objects_per_h']:+,.0f} objects/h")
+        if g.get("site_stack_objects"):
+            lines.append(f"      stack first seen at this call site, for {g['site_stack_objects']:,} "
+                         f"of the objects (--stacks all takes each one's own)")
         lines.extend(f"      {frame}" for frame in g["stack"])
     if report.get("headline"):
         lines.insert(2, f"  leak rate: {report['headline']}")

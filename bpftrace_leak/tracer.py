@@ -6,6 +6,7 @@ Ctrl-C or on the SIGTERM handler cli.py installs) detaches every program.
 
 import contextlib
 import ctypes
+import mmap
 import os
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from . import kernel, layout
 from .errors import KleakError
 from .groups import Obj, kmalloc_cache_name
 from .headers import find_headers
+from .livemap import aggregate, aggregate_slots, decode, read_values
 from .progstats import recursion_misses
 from .refs import WHY_TEXT, RefHold
 
@@ -26,6 +28,16 @@ PROBES_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes.c")
 
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 
+SITE_MARK_BITS = 16
+_GOLDEN = 0x9E3779B97F4A7C15
+_U64 = (1 << 64) - 1
+
+
+def site_mark(call_site: int, cache: int, kind: int) -> tuple[int, int]:
+    """(index, tag) of a call site in probes.c's site_marks; the same hash as its site_hash()."""
+    h = ((call_site ^ (cache >> 3) ^ ((kind << 56) & _U64)) * _GOLDEN) & _U64
+    return h >> (64 - SITE_MARK_BITS), h & ~layout.DEFINES["SITE_MARK_STATE"]
+
 
 @dataclass
 class Options:
@@ -34,12 +46,13 @@ class Options:
     user_pages: bool = False
     max_objects: int = 1_000_000
     stack_slots: int = 16384
-    max_targets: int = 10240
     free_copies: int = 2
     kernel_headers: str | None = None
     allocs: bool = True  # --kinds: allocation tracking
     refs: bool = True  # --kinds: reference-count tracking, where the kernel allows it
     max_refs: int = 65536
+    stacks: str = "sites"  # "sites": a stack per call site until promoted; "all": one per allocation
+    max_sites: int = 65536
 
 
 @dataclass
@@ -131,6 +144,9 @@ class Tracer:
         self.refs_method: str | None = None  # "kprobe" once reference tracking is attached
         self.refs_unavailable: str | None = None
         self.started_ns = 0
+        self.slot_bits = max(10, (opts.max_objects - 1).bit_length())
+        self._slots_map = None  # mmap of the slots array
+        self._site_aged: dict[tuple, int] = {}  # call site -> aged objects under its first stack
 
     # -- set-up --------------------------------------------------------------
 
@@ -138,11 +154,20 @@ class Tracer:
         o = self.opts
         flags = [
             f"-I{os.path.dirname(PROBES_C)}",
-            f"-DMAX_OBJECTS={o.max_objects}",
+            # slab objects: an array of a power of two slots, the rest (other
+            # spaces, slab objects whose slot was taken) in a hash of half that
+            f"-DSLOT_BITS={self.slot_bits}",
+            f"-DSLOT_COUNT={1 << self.slot_bits}",
+            f"-DMAX_OBJECTS={max(1024, o.max_objects // 2)}",
             f"-DSTACK_SLOTS={o.stack_slots}",
-            f"-DMAX_TARGETS={o.max_targets}",
+            f"-DTARGET_WORDS={-(-kernel.pid_max() // 64)}",
+            f"-DMAX_SITES={o.max_sites}",
+            f"-DSITE_MARK_BITS={SITE_MARK_BITS}",
+            f"-DSITE_MARK_SLOTS={1 << SITE_MARK_BITS}",
             f"-DPAGE_BYTES={os.sysconf('SC_PAGE_SIZE')}",
         ]
+        if o.stacks == "sites":
+            flags.append("-DSTACKS_AT_SITES")
         if o.targets:
             flags.append("-DFILTER_TARGETS")
         if o.children:
@@ -154,6 +179,8 @@ class Tracer:
             self.warn("cannot find __GFP_HARDWALL in mm_page_alloc's format: user pages not told apart")
             hardwall = 0
         flags.append(f"-DUSER_PAGE_GFP={hardwall:#x}")
+        if o.allocs:
+            flags += self._raw_alloc_cflags()
         for event in kernel.ALLOC_EVENTS if o.allocs else ():
             fields = kernel.event_fields(event)
             if fields is None:
@@ -169,6 +196,28 @@ class Tracer:
                 raise KleakError("--children needs the sched:sched_process_fork tracepoint, absent here")
         if o.refs:
             flags += self._refs_cflags()
+        return flags
+
+    def _raw_alloc_cflags(self) -> list[str]:
+        """Argument positions of the raw slab allocation events, and the
+        struct kmem_cache offsets, from the running kernel's BTF."""
+        from .btf import Btf, BtfError
+        wanted = {"kmalloc": ("KMALLOC", ("call_site", "ptr", "bytes_alloc")),
+                  "kmem_cache_alloc": ("CACHE_ALLOC", ("call_site", "ptr", "s", "bytes_alloc"))}
+        try:
+            btf = Btf.load()
+            flags = [f"-DKMEM_CACHE_SIZE_OFF={btf.offset('kmem_cache', 'size')}",
+                     f"-DKMEM_CACHE_NAME_OFF={btf.offset('kmem_cache', 'name')}"]
+            for event, (prefix, names) in wanted.items():
+                params = btf.params(f"__bpf_trace_{event}")[1:]  # after the tracepoint's __data
+                for name in names:
+                    if name in params:
+                        flags.append(f"-D{prefix}_ARG_{name}={params.index(name)}")
+                if "s" not in params and "bytes_alloc" not in params:
+                    raise BtfError(f"{event}'s arguments {params} name neither its cache nor its size")
+        except BtfError as e:
+            raise KleakError(f"cannot locate the slab tracepoints' arguments: {e} "
+                             "(kleaktrace needs kernel BTF, CONFIG_DEBUG_INFO_BTF)") from None
         return flags
 
     def _refs_cflags(self) -> list[str]:
@@ -228,6 +277,10 @@ class Tracer:
             raise KleakError(f"cannot load the BPF programs: {bcc_failure(e, ''.join(log))}") from None
         try:
             if self.opts.allocs:
+                for event in kernel.RAW_ALLOC_EVENTS:
+                    self._attach_raw(BPF, lib, {"kmalloc": "alloc_kmalloc", "kmem_cache_alloc": "alloc_kmem_cache"}
+                                     [event.split("/")[1]], event.split("/")[1])
+                    self.attached.append(event)
                 self._attach_raw_frees(BPF, lib)
                 self._attach_bulk_frees()
             if self.opts.refs and self.refs_unavailable is None:
@@ -289,7 +342,9 @@ class Tracer:
             self._attach_raw(BPF, lib, f"irq_{name}", name)
 
     def add_target(self, pid: int) -> None:
-        self.bpf["targets"][ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+        words = self.bpf["targets"]
+        word = ctypes.c_int(pid // 64)
+        words[word] = ctypes.c_uint64(words[word].value | (1 << (pid % 64)))
 
     def close(self) -> None:
         """Detach everything; safe to call twice."""
@@ -299,6 +354,9 @@ class Tracer:
             except OSError:
                 pass
         self._raw_fds = []
+        if self._slots_map is not None:
+            self._slots_map.close()
+            self._slots_map = None
         if self.bpf is not None:
             bpf, self.bpf = self.bpf, None
             bpf.cleanup()
@@ -336,13 +394,6 @@ class Tracer:
             total += recursion_misses(self.bpf.funcs[b"free_bulk"].fd)
         return total
 
-    def _live_items(self):
-        table = self.bpf["live"]
-        try:
-            return list(table.items_lookup_batch())
-        except Exception:  # kernels before 5.6 have no batched lookup
-            return list(table.items())
-
     def ref_holds(self) -> list[RefHold]:
         """Unbalanced path_get()s: leaked by a put on a cleared path, or not put yet."""
         if self.refs_method is None:
@@ -363,29 +414,115 @@ class Tracer:
                         ts_ns=rec.ts_ns, why=WHY_TEXT[layout.REF_WHY["WHY_NEVER_PUT"]]))
         return holds
 
-    def snapshot(self) -> Snapshot:
-        items = self._live_items() if self.opts.allocs else []
+    def _aged_rows(self, min_age_ns: int) -> tuple[int, list]:
+        """(now, LiveRows of objects at least ``min_age_ns`` old)."""
+        from bcc.libbcc import lib
+        live = self.bpf["live"]
+        leaf = live.Leaf
+        size = ctypes.sizeof(leaf)
+        if self._slots_map is None:
+            slots = self.bpf["slots"]
+            length = -(-ctypes.sizeof(slots.Leaf) * (1 << self.slot_bits) // mmap.PAGESIZE) * mmap.PAGESIZE
+            self._slots_map = mmap.mmap(slots.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ)
         now = time.monotonic_ns()
+        rows = aggregate_slots(self._slots_map, 1 << self.slot_bits, size, now - min_age_ns)
+        try:
+            chunks = read_values(lib, live.map_fd, ctypes.sizeof(live.Key), size)
+            aggregate(chunks, size, now - min_age_ns, rows)
+        except OSError:  # no batched lookups (kernels before 5.6): one entry at a time
+            aggregate((bytes(v) for v in live.values()), size, now - min_age_ns, rows)
+        return now, decode(rows, leaf)
+
+    def _read_sites(self) -> tuple[dict[int, tuple[str, int]], dict[tuple, int]]:
+        """({struct kmem_cache address: (name, object size)},
+        {(call_site, cache, kind): first stack id})."""
+        caches, stacks = {}, {}
+        for key, site in self.bpf["sites"].items():
+            stacks[(key.call_site, key.cache, key.kind)] = site.stack_id
+            if key.cache and site.cache[:1]:
+                caches[key.cache] = (site.cache.decode(errors="replace"), site.bytes)
+        return caches, stacks
+
+    def comm(self, tgid: int) -> str:
+        """A process's name: from the kernel if it exited while traced, else /proc."""
+        exited = self.bpf["exited_comms"]
+        try:
+            return exited[ctypes.c_uint32(tgid)].comm.decode(errors="replace")
+        except KeyError:
+            pass
+        try:
+            with open(f"/proc/{tgid}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return "?"
+
+    def promote(self, rows) -> int:
+        """Give every later allocation at a growing call site its own stack.
+
+        A site is growing when it holds more aged objects under its first
+        stack than at the previous call: those are leak candidates whose real
+        stacks may differ from the one first seen there. Returns the number
+        of sites promoted now.
+        """
+        if self.opts.stacks != "sites":
+            return 0
+        site_how = layout.STACK_HOW["STACK_SITE"]
+        aged: dict[tuple, int] = {}
+        for r in rows:
+            if r.stack_how == site_how:
+                key = (r.call_site, r.cache, r.kind)
+                aged[key] = aged.get(key, 0) + r.count
+        grown = [k for k, n in aged.items() if n > self._site_aged.get(k, 0) and k in self._site_aged]
+        self._site_aged = aged
+        table, marks = self.bpf["sites"], self.bpf["site_marks"]
+        promoted = layout.DEFINES["SITE_MARK_PROMOTED"]
+        for call_site, cache, kind in grown:
+            key = table.Key(call_site=call_site, cache=cache, kind=kind)
+            try:
+                site = table[key]
+            except KeyError:
+                continue
+            site.promoted = 1
+            table[key] = site
+            idx, tag = site_mark(call_site, cache, kind)
+            slot = ctypes.c_int(idx)
+            if marks[slot].value & ~layout.DEFINES["SITE_MARK_STATE"] == tag:
+                marks[slot] = ctypes.c_uint64(tag | promoted)
+        return len(grown)
+
+    def tick(self, min_age_ns: int) -> None:
+        """Between reports: promote growing call sites (see promote())."""
+        if self.opts.allocs:
+            self.promote(self._aged_rows(min_age_ns)[1])
+
+    def snapshot(self, min_age_ns: int = 0) -> Snapshot:
+        """What is outstanding, objects younger than ``min_age_ns`` left out."""
+        if self.opts.allocs:
+            now, rows = self._aged_rows(min_age_ns)
+            self.promote(rows)
+            caches, site_stacks = self._read_sites()
+        else:
+            now, rows, caches, site_stacks = time.monotonic_ns(), [], {}, {}
         objs = []
         kmalloc, slab = layout.KINDS["KIND_KMALLOC"], layout.KINDS["KIND_SLAB"]
-        for _key, v in items:
-            kind = v.kind
-            if kind == kmalloc:
-                cache = kmalloc_cache_name(v.bytes)
-            elif kind == slab:
-                cache = v.cache.decode(errors="replace") or None
+        site_how = layout.STACK_HOW["STACK_SITE"]
+        comms: dict[int, str] = {}
+        for r in rows:
+            size = r.bytes
+            if r.kind == kmalloc:
+                cache = kmalloc_cache_name(r.bytes)
+            elif r.kind == slab:
+                cache, cache_size = caches.get(r.cache, (None, 0))
+                size = size or cache_size
             else:
                 cache = None
-            objs.append(Obj(
-                kind=layout.KIND_NAMES.get(kind, str(kind)),
-                cache=cache,
-                bytes=v.bytes,
-                ts_ns=v.ts_ns,
-                tgid=v.tgid,
-                comm=v.comm.decode(errors="replace"),
-                stack_id=v.stack_id,
-                call_site=v.call_site,
-            ))
+            if r.tgid not in comms:
+                comms[r.tgid] = self.comm(r.tgid)
+            at_site = r.stack_how == site_how
+            stack_id = site_stacks.get((r.call_site, r.cache, r.kind), -1) if at_site else r.stack_id
+            objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
+                            ts_ns=r.oldest_ts_ns, tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
+                            call_site=r.call_site, count=r.count, site_stack=at_site))
         return Snapshot(now, objs, self.counters(), self.skipped_frees() if self.opts.allocs else 0,
                         self.ref_holds())
 

@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=0,
                     help="leak this many socketpairs a second for --for seconds (after the fixed leak)")
     ap.add_argument("--for", dest="for_s", type=float, default=0, help="seconds of --rate leaking")
+    ap.add_argument("--rate-files", action="store_true", help="--rate leaks open files, not socketpairs")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     # opened before --wait returns, so its own struct file is not in the count
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
             n = 0
             while time.monotonic() - start < args.for_s:
                 due = int((time.monotonic() - start) * args.rate)
-                held += leak(due - n, 0, f.name)
+                held += leak(0, due - n, f.name) if args.rate_files else leak(due - n, 0, f.name)
                 n = due
                 time.sleep(0.02)
         print(f"leaked {args.sockets} {args.files} pid {os.getpid()}", flush=True)

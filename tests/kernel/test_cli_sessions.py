@@ -1,6 +1,7 @@
 """Session shapes (-c, system-wide, INTERVAL COUNT, --cache, target exit) and bad input."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -65,7 +66,9 @@ def test_text_report_names_the_leak(workloads):
     w.leaked()
     time.sleep(0.5)
     assert t.stop() == 0, t.stderr
-    assert "slab sock_inode_cache: 10 objects" in t.stdout
+    # 10 socketpairs: 20 socket inodes, in one group or one per socketpair call site
+    shown = re.findall(r"slab sock_inode_cache: (\d+) objects", t.stdout)
+    assert shown and sum(map(int, shown)) == 20, t.stdout
     assert "sock_alloc_inode+0x" in t.stdout
 
 
@@ -84,7 +87,7 @@ def test_bad_inputs_one_line_errors(tmp_path):
     one_line_error(run("-p", "1", "--duration", "1", user=65534), 1, "needs root")
     (tmp_path / "include").mkdir()
     one_line_error(run("-p", "1", "--duration", "1", "--kernel-headers", tmp_path), 1,
-                   "cannot load the BPF programs")
+                   "not a kernel header tree")
     events = tmp_path / "events"
     (events / "kmem" / "kmalloc").mkdir(parents=True)
     (events / "kmem" / "kmalloc" / "format").write_text("format:\n")
