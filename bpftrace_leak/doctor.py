@@ -63,7 +63,7 @@ def checks() -> list[tuple[str, str]]:
     except KleakError as e:
         out.append(("FAIL", f"{e}"))
         return out
-    for event in kernel.RAW_ALLOC_EVENTS + kernel.ALLOC_EVENTS + kernel.FREE_RAW_EVENTS + kernel.IRQ_RAW_EVENTS:
+    for event in tuple(kernel.RAW_ALLOC_EVENTS) + kernel.ALLOC_EVENTS + kernel.FREE_RAW_EVENTS + kernel.IRQ_RAW_EVENTS:
         present = kernel.event_fields(event) is not None
         if present:
             out.append(("ok", f"tracepoint {event.replace('/', ':')}"))

@@ -33,14 +33,18 @@ TRACEFS = "/sys/kernel/tracing"
 # that lacks a tracepoint (BCC itself always reads the real tracefs)
 EVENTS_DIR = os.environ.get("KLEAKTRACE_EVENTS_DIR", os.path.join(TRACEFS, "events"))
 
-#: the hottest allocation events, attached raw (arguments located through BTF)
-RAW_ALLOC_EVENTS = ("kmem/kmalloc", "kmem/kmem_cache_alloc")
+#: the hottest events, attached raw: {event: (probes.c program, its argument
+#: macro prefix, the arguments it reads)}; positions come from BTF
+RAW_ALLOC_EVENTS = {
+    "kmem/kmalloc": ("alloc_kmalloc", "KMALLOC", ("call_site", "ptr", "bytes_alloc")),
+    "kmem/kmem_cache_alloc": ("alloc_kmem_cache", "CACHE_ALLOC", ("call_site", "ptr", "s", "bytes_alloc")),
+    "kmem/mm_page_alloc": ("page_alloc", "PAGE_ALLOC", ("page", "order", "gfp_flags")),
+    "kmem/mm_page_free": ("page_free", "PAGE_FREE", ("page",)),
+    "kmem/mm_page_free_batched": ("page_free_batched", "PAGE_FREE_BATCHED", ("page",)),
+}
 
 #: perf-event tracepoints probes.c attaches when the kernel has them
 ALLOC_EVENTS = (
-    "kmem/mm_page_alloc",
-    "kmem/mm_page_free",
-    "kmem/mm_page_free_batched",
     "percpu/percpu_alloc_percpu",
     "percpu/percpu_free_percpu",
     "vmalloc/alloc_vmap_area",

@@ -90,12 +90,13 @@ struct live_obj {
 	u32 pad;
 };
 
-/* A slot of the slab object table (probes.c: slots). */
+/* A slot of the object table (probes.c: slots); 64 bytes, a cache line. */
 #define SLOT_BUSY 1		/* slab_slot.addr while its record is being written */
 
 struct slab_slot {
 	u64 addr;		/* 0: free; SLOT_BUSY: being written */
 	struct live_obj obj;
+	s64 spilled;		/* objects of this slot's addresses in the `live` hash */
 };
 
 /* site_marks entries: a site's hash tag | its state */

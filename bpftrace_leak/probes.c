@@ -32,17 +32,17 @@
 #define E2BIG_ 7
 
 /*
- * Slab objects live in `slots`, an array indexed by a hash of the address:
+ * Slab objects and pages live in `slots`, an array indexed by a hash of the address:
  * claiming and releasing a slot is one compare-and-swap, with no bucket lock
  * and no allocation, and most slab objects live for microseconds. An object
  * whose slot is taken goes to the `live` hash, which also holds every other
- * address space; `overflow` counts the slab objects there, so that while it
- * is zero no slab event touches the hash at all. `slots` is mmap()ed by user
- * space (livemap.py), which reads it without a system call per entry.
+ * address space; the slot counts such objects (spilled), so that while it
+ * holds none no event for its addresses touches the hash at all. `slots` is
+ * mmap()ed by user space (livemap.py), which reads it without a system call
+ * per entry.
  */
 BPF_F_TABLE("array", u32, struct slab_slot, slots, SLOT_COUNT, BPF_F_MMAPABLE);
 BPF_HASH(live, struct live_key, struct live_obj, MAX_OBJECTS);
-BPF_ARRAY(overflow, s64);
 BPF_STACK_TRACE(stacks, STACK_SLOTS);
 BPF_HASH(sites, struct site_key, struct site, MAX_SITES);
 BPF_PERCPU_ARRAY(counters, u64, NR_COUNTERS);
@@ -116,6 +116,15 @@ static __always_inline int wanted(void *args)
 #endif
 }
 
+/*
+ * Slab pointers and struct page addresses share the slots: the direct map
+ * and vmemmap do not overlap, so an address is never both.
+ */
+static __always_inline int in_slots(u32 space)
+{
+	return space == SPACE_SLAB || space == SPACE_PAGE;
+}
+
 static __always_inline struct slab_slot *slot_of(u64 addr)
 {
 	/* Fibonacci hashing: slab addresses are multiples of the object size */
@@ -123,10 +132,13 @@ static __always_inline struct slab_slot *slot_of(u64 addr)
 	return slots.lookup(&idx);
 }
 
-static __always_inline s64 *slab_overflow(void)
+/* Delete ``key`` from the hash, where its slot said it may be. */
+static __always_inline int unspill(struct slab_slot *slot, struct live_key *key)
 {
-	int zero = 0;
-	return overflow.lookup(&zero);
+	if (!slot->spilled || live.delete(key) != 0)
+		return 0;
+	__sync_fetch_and_add(&slot->spilled, -1);
+	return 1;
 }
 
 /* Delete a record of ``key`` wherever it is; 1 when there was one. */
@@ -134,19 +146,14 @@ static __always_inline int drop_record(struct live_key *key)
 {
 	if (key->addr <= SLOT_BUSY)
 		return 0;	/* kfree(NULL) fires the event too, and 0 marks a free slot */
-	if (key->space == SPACE_SLAB) {
+	if (in_slots(key->space)) {
 		struct slab_slot *slot = slot_of(key->addr);
-		if (slot && slot->addr == key->addr &&
+		if (!slot)
+			return 0;
+		if (slot->addr == key->addr &&
 		    __sync_val_compare_and_swap(&slot->addr, key->addr, 0) == key->addr)
 			return 1;
-		s64 *over = slab_overflow();
-		if (!over || *over <= 0)
-			return 0;
-		if (live.delete(key) == 0) {
-			__sync_fetch_and_add(over, -1);
-			return 1;
-		}
-		return 0;
+		return unspill(slot, key);
 	}
 	return live.delete(key) == 0;
 }
@@ -274,27 +281,20 @@ static __always_inline void take_stack(void *ctx, struct site_key *sk, u64 s,
 }
 
 /*
- * Keep a slab object in its slot; 0 when another object holds the slot. The
+ * Keep an object in its slot; 0 when another object holds the slot. The
  * slot is claimed as SLOT_BUSY and gets its address only once the record is
  * written, so a reader never sees an address with a previous object's record.
  */
-static __always_inline int store_slot(struct live_key *key, struct live_obj *obj)
+static __always_inline int store_slot(struct slab_slot *slot, struct live_key *key,
+				      struct live_obj *obj)
 {
-	struct slab_slot *slot = slot_of(key->addr);
-	if (!slot)
-		return 0;
 	u64 old = __sync_val_compare_and_swap(&slot->addr, 0, SLOT_BUSY);
 	if (old == key->addr) {
 		count(CNT_MISSED_FREES);	/* still held: its free was not seen */
 	} else if (old != 0) {
 		return 0;
-	} else {
-		/* a stale record of this address may sit in the overflow hash */
-		s64 *over = slab_overflow();
-		if (over && *over > 0 && live.delete(key) == 0) {
-			__sync_fetch_and_add(over, -1);
-			count(CNT_MISSED_FREES);
-		}
+	} else if (unspill(slot, key)) {
+		count(CNT_MISSED_FREES);	/* a stale record of it had spilled */
 	}
 	__builtin_memcpy(&slot->obj, obj, sizeof(*obj));
 	asm volatile("" ::: "memory");	/* the record before the address (x86 keeps store order) */
@@ -309,31 +309,27 @@ static __always_inline void record(void *ctx, struct live_key *key, struct live_
 	obj->tgid = bpf_get_current_pid_tgid() >> 32;
 	take_stack(ctx, sk, s, obj);
 
-	if (key->space == SPACE_SLAB) {
-		if (store_slot(key, obj)) {
+	struct slab_slot *slot = NULL;
+	if (in_slots(key->space)) {
+		slot = slot_of(key->addr);
+		if (!slot)
+			return;
+		if (store_slot(slot, key, obj)) {
 			count_hot(CNT_ALLOCS);
 			return;
 		}
-		s64 *over = slab_overflow();
-		if (over)
-			__sync_fetch_and_add(over, 1);	/* before the insert: frees look at it */
+		__sync_fetch_and_add(&slot->spilled, 1);	/* before the insert: frees look at it */
 	}
 	int ret = live.insert(key, obj);
 	if (ret == -EEXIST_) {
 		count(CNT_MISSED_FREES);
 		live.update(key, obj);
-		if (key->space == SPACE_SLAB) {
-			s64 *over = slab_overflow();
-			if (over)
-				__sync_fetch_and_add(over, -1);	/* replaced, not added */
-		}
+		if (slot)
+			__sync_fetch_and_add(&slot->spilled, -1);	/* replaced, not added */
 	} else if (ret != 0) {
 		count(CNT_DROPPED);
-		if (key->space == SPACE_SLAB) {
-			s64 *over = slab_overflow();
-			if (over)
-				__sync_fetch_and_add(over, -1);
-		}
+		if (slot)
+			__sync_fetch_and_add(&slot->spilled, -1);
 		return;
 	}
 	count(CNT_ALLOCS);
@@ -393,40 +389,45 @@ int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 
 /* ---- pages ---------------------------------------------------------------- */
 
-#ifdef HAVE_TP_kmem_mm_page_alloc
-TRACEPOINT_PROBE(kmem, mm_page_alloc)
+/*
+ * Raw too: page-cache and anonymous pages come and go by the hundred
+ * thousand a second under file I/O. Keyed by the struct page address (the
+ * raw events give no PFN), the same on the free side.
+ */
+#ifdef PAGE_ALLOC_ARG_page
+int page_alloc(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct live_key key = {.addr = args->pfn, .space = SPACE_PAGE};
-	/* the event reports a failed allocation as pfn -1 */
-	if (!admit(args, &key, key.addr == (u64)-1))
-		return 0;
+	struct live_key key = {.addr = ctx->args[PAGE_ALLOC_ARG_page], .space = SPACE_PAGE};
 	/* GFP_USER and its relatives set __GFP_HARDWALL: anonymous, page-cache and
 	 * pipe pages of the process, not kernel objects */
-	u32 kind = (args->gfp_flags & USER_PAGE_GFP) ? KIND_USER_PAGE : KIND_PAGE;
+	u32 kind = (ctx->args[PAGE_ALLOC_ARG_gfp_flags] & USER_PAGE_GFP) ? KIND_USER_PAGE : KIND_PAGE;
 #ifndef INCLUDE_USER_PAGES
 	if (kind == KIND_USER_PAGE) {
 		retire_reused(&key);
 		return 0;
 	}
 #endif
+	if (!admit(ctx, &key, key.addr == 0))
+		return 0;
 	struct live_obj obj = {.kind = kind};
-	obj.bytes = (u64)PAGE_BYTES << args->order;
-	record(args, &key, &obj, NULL, 0);	/* no call site: every page takes its stack */
+	obj.bytes = (u64)PAGE_BYTES << (u32)ctx->args[PAGE_ALLOC_ARG_order];
+	record(ctx, &key, &obj, NULL, 0);	/* no call site: every page takes its stack */
 	return 0;
 }
+
 #endif
 
-#ifdef HAVE_TP_kmem_mm_page_free
-TRACEPOINT_PROBE(kmem, mm_page_free)
+#ifdef PAGE_FREE_ARG_page
+int page_free(struct bpf_raw_tracepoint_args *ctx)
 {
-	return forget(SPACE_PAGE, args->pfn);
+	return forget(SPACE_PAGE, ctx->args[PAGE_FREE_ARG_page]);
 }
 #endif
 
-#ifdef HAVE_TP_kmem_mm_page_free_batched
-TRACEPOINT_PROBE(kmem, mm_page_free_batched)
+#ifdef PAGE_FREE_BATCHED_ARG_page
+int page_free_batched(struct bpf_raw_tracepoint_args *ctx)
 {
-	return forget(SPACE_PAGE, args->pfn);
+	return forget(SPACE_PAGE, ctx->args[PAGE_FREE_BATCHED_ARG_page]);
 }
 #endif
 

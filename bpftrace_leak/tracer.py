@@ -17,7 +17,7 @@ from . import kernel, layout
 from .errors import KleakError
 from .groups import Obj, kmalloc_cache_name
 from .headers import find_headers
-from .livemap import aggregate, aggregate_slots, decode, read_values
+from .livemap import aggregate, decode, read_values, slot_records, value_records
 from .progstats import recursion_misses
 from .refs import WHY_TEXT, RefHold
 
@@ -128,6 +128,15 @@ def bcc_failure(exc: Exception, log: str) -> str:
     return f"{head}: {detail}" if detail and detail not in head else head
 
 
+def _release_compiler_memory() -> None:
+    """Give back to the system what BCC's in-process LLVM freed (a session
+    runs for hours; its compile peak need not stay resident)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Tracer:
     """One attached set of probes. Use as ``with Tracer(opts) as t: t.snapshot()``."""
 
@@ -137,6 +146,7 @@ class Tracer:
         self.bpf = None
         self._raw_fds: list[int] = []
         self._free_progs: dict[str, list[int]] = {}  # raw event -> prog fds of its copies
+        self._raw_progs: dict[str, int] = {}  # raw allocation event -> prog fd
         self.attached: list[str] = []
         self.missing: list[str] = []
         self.notes: list[str] = []  # what this kernel keeps from being seen, said once
@@ -199,24 +209,27 @@ class Tracer:
         return flags
 
     def _raw_alloc_cflags(self) -> list[str]:
-        """Argument positions of the raw slab allocation events, and the
-        struct kmem_cache offsets, from the running kernel's BTF."""
+        """Argument positions of the raw allocation events, and the struct
+        kmem_cache offsets, from the running kernel's BTF."""
         from .btf import Btf, BtfError
-        wanted = {"kmalloc": ("KMALLOC", ("call_site", "ptr", "bytes_alloc")),
-                  "kmem_cache_alloc": ("CACHE_ALLOC", ("call_site", "ptr", "s", "bytes_alloc"))}
         try:
             btf = Btf.load()
             flags = [f"-DKMEM_CACHE_SIZE_OFF={btf.offset('kmem_cache', 'size')}",
                      f"-DKMEM_CACHE_NAME_OFF={btf.offset('kmem_cache', 'name')}"]
-            for event, (prefix, names) in wanted.items():
-                params = btf.params(f"__bpf_trace_{event}")[1:]  # after the tracepoint's __data
+            for event, (_prog, prefix, names) in kernel.RAW_ALLOC_EVENTS.items():
+                if event not in kernel.REQUIRED_EVENTS and kernel.event_fields(event) is None:
+                    self.missing.append(event)
+                    continue
+                params = btf.params(f"__bpf_trace_{event.split('/')[1]}")[1:]  # after the tracepoint's __data
                 for name in names:
                     if name in params:
                         flags.append(f"-D{prefix}_ARG_{name}={params.index(name)}")
-                if "s" not in params and "bytes_alloc" not in params:
+                if prefix == "CACHE_ALLOC" and "s" not in params and "bytes_alloc" not in params:
                     raise BtfError(f"{event}'s arguments {params} name neither its cache nor its size")
+                if prefix.startswith("PAGE") and "page" not in params:
+                    raise BtfError(f"{event}'s arguments {params} have no page")
         except BtfError as e:
-            raise KleakError(f"cannot locate the slab tracepoints' arguments: {e} "
+            raise KleakError(f"cannot locate the allocation tracepoints' arguments: {e} "
                              "(kleaktrace needs kernel BTF, CONFIG_DEBUG_INFO_BTF)") from None
         return flags
 
@@ -275,11 +288,13 @@ class Tracer:
                 self.bpf = BPF(src_file=PROBES_C.encode(), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception for compile and load errors
             raise KleakError(f"cannot load the BPF programs: {bcc_failure(e, ''.join(log))}") from None
+        _release_compiler_memory()
         try:
             if self.opts.allocs:
-                for event in kernel.RAW_ALLOC_EVENTS:
-                    self._attach_raw(BPF, lib, {"kmalloc": "alloc_kmalloc", "kmem_cache_alloc": "alloc_kmem_cache"}
-                                     [event.split("/")[1]], event.split("/")[1])
+                for event, (prog, _prefix, _args) in kernel.RAW_ALLOC_EVENTS.items():
+                    if event in self.missing:
+                        continue
+                    self._raw_progs[event] = self._attach_raw(BPF, lib, prog, event.split("/")[1])
                     self.attached.append(event)
                 self._attach_raw_frees(BPF, lib)
                 self._attach_bulk_frees()
@@ -384,8 +399,10 @@ class Tracer:
         for event, fds in self._free_progs.items():
             idx = layout.FREE_EVENTS["FREE_EV_" + event.split("/")[1].upper()]
             total += max(0, recursion_misses(fds[0]) - sum(covered[ctypes.c_int(idx)]))
-        for event in ("kmem/mm_page_free", "kmem/mm_page_free_batched",
-                      "percpu/percpu_free_percpu", "vmalloc/free_vmap_area_noflush"):
+        for event in ("kmem/mm_page_free", "kmem/mm_page_free_batched"):
+            if event in self._raw_progs:
+                total += recursion_misses(self._raw_progs[event])
+        for event in ("percpu/percpu_free_percpu", "vmalloc/free_vmap_area_noflush"):
             if event in self.attached:
                 fn = self.bpf.funcs.get(("tracepoint__" + event.replace("/", "__")).encode())
                 if fn is not None:
@@ -425,12 +442,14 @@ class Tracer:
             length = -(-ctypes.sizeof(slots.Leaf) * (1 << self.slot_bits) // mmap.PAGESIZE) * mmap.PAGESIZE
             self._slots_map = mmap.mmap(slots.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ)
         now = time.monotonic_ns()
-        rows = aggregate_slots(self._slots_map, 1 << self.slot_bits, size, now - min_age_ns)
+        cutoff = now - min_age_ns
+        slots = self.bpf["slots"]
+        rows = aggregate(slot_records(self._slots_map, 1 << self.slot_bits, ctypes.sizeof(slots.Leaf), size), cutoff)
         try:
-            chunks = read_values(lib, live.map_fd, ctypes.sizeof(live.Key), size)
-            aggregate(chunks, size, now - min_age_ns, rows)
+            for chunk in read_values(lib, live.map_fd, ctypes.sizeof(live.Key), size):
+                aggregate(value_records(chunk, size), cutoff, rows)
         except OSError:  # no batched lookups (kernels before 5.6): one entry at a time
-            aggregate((bytes(v) for v in live.values()), size, now - min_age_ns, rows)
+            aggregate(value_records(b"".join(bytes(v) for v in live.values()), size), cutoff, rows)
         return now, decode(rows, leaf)
 
     def _read_sites(self) -> tuple[dict[int, tuple[str, int]], dict[tuple, int]]:

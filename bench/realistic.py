@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Overhead on a realistic workload: untar a source tree and delete it.
+
+The tree is Debian's Python standard library (/usr/lib/python3.11: some
+thousands of files and directories), tarred once. Each run syncs, then
+extracts it in --dir (default /tmp, the root filesystem; /dev/shm is the
+worst case, all kernel work and no I/O) and removes it, a few times over,
+pinned to one core; the elapsed time
+is compared between untraced runs, kleaktrace system-wide and kleaktrace
+-p on the workload with --children (tar and rm are its children),
+interleaved, several rounds. Prints each median as a throughput ratio
+(untraced time / traced time) and as overhead.
+
+    .venv/bin/python bench/realistic.py [--rounds 5] [--repeat 3]
+"""
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bpftrace_leak.headers import find_headers  # noqa: E402
+
+SOURCE = "/usr/lib/python3.11"
+
+WORKLOAD = r"""
+sync
+read go
+start=$(date +%s.%N)
+for i in $(seq {repeat}); do
+    mkdir {work}/x && tar xf {tarball} -C {work}/x && rm -rf {work}/x
+done
+end=$(date +%s.%N)
+echo "$end - $start" | bc
+"""
+
+
+def workload(tarball: str, work: str, repeat: int):
+    script = WORKLOAD.format(tarball=tarball, work=work, repeat=repeat)
+    return subprocess.Popen(["taskset", "-c", "1", "sh", "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def finish(proc) -> float:
+    out, _ = proc.communicate("go\n")
+    return float(out.strip())
+
+
+def traced(cmd, tarball, work, repeat, target=False) -> float:
+    proc = workload(tarball, work, repeat)
+    if target:
+        cmd = cmd + ["-p", str(proc.pid), "--children"]
+    tracer = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in tracer.stderr:
+        if "Hit Ctrl-C" in line:
+            break
+    else:
+        raise SystemExit("kleaktrace did not start")
+    took = finish(proc)
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(120)
+    return took
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3, help="extract+delete cycles per run")
+    ap.add_argument("--dir", default="/tmp", help="where to extract")
+    args = ap.parse_args()
+    tree = find_headers(warn=lambda m: None)
+    if tree:
+        os.environ["BCC_KERNEL_SOURCE"] = tree
+    kleak = [sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--kinds", "allocs"]
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", args.dir], capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory(dir=args.dir) as work:
+        tarball = os.path.join(work, "tree.tar")
+        subprocess.run(["tar", "cf", tarball, "-C", os.path.dirname(SOURCE), os.path.basename(SOURCE)], check=True)
+        files = sum(len(f) + len(d) for _, d, f in os.walk(SOURCE))
+        runs = {
+            "untraced": lambda: finish(workload(tarball, work, args.repeat)),
+            "kleaktrace (system-wide)": lambda: traced(kleak, tarball, work, args.repeat),
+            "kleaktrace -p --children": lambda: traced(kleak, tarball, work, args.repeat, target=True),
+        }
+        times = {name: [] for name in runs}
+        for r in range(args.rounds):
+            for name, fn in runs.items():
+                times[name].append(fn())
+                print(f"round {r + 1}: {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+    base = statistics.median(times["untraced"])
+    print(f"untar and delete {SOURCE} ({files:,} files and directories) x{args.repeat} in {args.dir} ({fstype}), "
+          f"one core, {args.rounds} rounds, median {base:.2f} s untraced")
+    for name, vals in times.items():
+        ratio = base / statistics.median(vals)
+        print(f"  {name:28} {ratio:5.3f}x  (overhead {100 * (1 / ratio - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
