@@ -46,7 +46,7 @@ finally:
 def map_memory(tracer) -> int:
     """bytes_memlock of this session's maps."""
     ids = set()
-    for name in ("slots", "live", "stacks", "sites", "site_marks", "targets", "counters",
+    for name in ("slots", "page_slots", "live", "stacks", "sites", "site_marks", "targets", "counters",
                  "exited_comms", "irq_state", "free_running", "free_covered", "free_last"):
         try:
             fd = tracer.bpf[name].map_fd

@@ -19,7 +19,7 @@
  * sockets inside a running probe would lose its frees and leave phantom
  * leaks (iovisor/bcc#3005). A nested free finds a copy that is not running.
  *
- * Compile-time knobs (set by tracer.py): SLOT_BITS, SLOT_COUNT, MAX_OBJECTS,
+ * Compile-time knobs (set by tracer.py): SLOT_COUNT, PAGE_SLOT_COUNT, MAX_OBJECTS,
  * STACK_SLOTS, MAX_SITES, SITE_MARK_BITS, SITE_MARK_SLOTS, STACKS_AT_SITES,
  * TARGET_WORDS, PAGE_BYTES, FILTER_TARGETS, TRACE_CHILDREN, USER_PAGE_GFP,
  * INCLUDE_USER_PAGES, KMALLOC_ARG_*, CACHE_ALLOC_ARG_*, KMEM_CACHE_*_OFF,
@@ -32,7 +32,7 @@
 #define E2BIG_ 7
 
 /*
- * Slab objects and pages live in `slots`, an array indexed by a hash of the address:
+ * Slab objects live in `slots`, pages in `page_slots`, arrays indexed by the address:
  * claiming and releasing a slot is one compare-and-swap, with no bucket lock
  * and no allocation, and most slab objects live for microseconds. An object
  * whose slot is taken goes to the `live` hash, which also holds every other
@@ -42,6 +42,9 @@
  * per entry.
  */
 BPF_F_TABLE("array", u32, struct slab_slot, slots, SLOT_COUNT, BPF_F_MMAPABLE);
+/* Small: every page-cache page comes and goes through it, and only kernel
+ * pages stay; a table that stays in cache keeps those visits cheap. */
+BPF_F_TABLE("array", u32, struct slab_slot, page_slots, PAGE_SLOT_COUNT, BPF_F_MMAPABLE);
 BPF_HASH(live, struct live_key, struct live_obj, MAX_OBJECTS);
 BPF_STACK_TRACE(stacks, STACK_SLOTS);
 BPF_HASH(sites, struct site_key, struct site, MAX_SITES);
@@ -116,19 +119,24 @@ static __always_inline int wanted(void *args)
 #endif
 }
 
-/*
- * Slab pointers and struct page addresses share the slots: the direct map
- * and vmemmap do not overlap, so an address is never both.
- */
 static __always_inline int in_slots(u32 space)
 {
 	return space == SPACE_SLAB || space == SPACE_PAGE;
 }
 
-static __always_inline struct slab_slot *slot_of(u64 addr)
+/*
+ * The slot of an address: its low bits, so that neighbouring objects (one
+ * slab page's, consecutive struct pages) have neighbouring slots and share
+ * cache lines and TLB entries; a hash spread them over the whole table, and
+ * the misses made probes half again as slow. struct page is 64 bytes.
+ */
+static __always_inline struct slab_slot *slot_of(struct live_key *key)
 {
-	/* Fibonacci hashing: slab addresses are multiples of the object size */
-	u32 idx = ((addr >> 3) * 0x9E3779B97F4A7C15ULL) >> (64 - SLOT_BITS);
+	if (key->space == SPACE_PAGE) {
+		u32 idx = (key->addr >> 6) & (PAGE_SLOT_COUNT - 1);
+		return page_slots.lookup(&idx);
+	}
+	u32 idx = (key->addr >> 3) & (SLOT_COUNT - 1);
 	return slots.lookup(&idx);
 }
 
@@ -147,7 +155,7 @@ static __always_inline int drop_record(struct live_key *key)
 	if (key->addr <= SLOT_BUSY)
 		return 0;	/* kfree(NULL) fires the event too, and 0 marks a free slot */
 	if (in_slots(key->space)) {
-		struct slab_slot *slot = slot_of(key->addr);
+		struct slab_slot *slot = slot_of(key);
 		if (!slot)
 			return 0;
 		if (slot->addr == key->addr &&
@@ -311,7 +319,7 @@ static __always_inline void record(void *ctx, struct live_key *key, struct live_
 
 	struct slab_slot *slot = NULL;
 	if (in_slots(key->space)) {
-		slot = slot_of(key->addr);
+		slot = slot_of(key);
 		if (!slot)
 			return;
 		if (store_slot(slot, key, obj)) {

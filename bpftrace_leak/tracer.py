@@ -29,6 +29,7 @@ PROBES_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes.c")
 _CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
 
 SITE_MARK_BITS = 16
+PAGE_SLOTS = 1 << 16  # kernel pages outstanding at once, beyond which they spill to the hash
 _GOLDEN = 0x9E3779B97F4A7C15
 _U64 = (1 << 64) - 1
 
@@ -155,7 +156,7 @@ class Tracer:
         self.refs_unavailable: str | None = None
         self.started_ns = 0
         self.slot_bits = max(10, (opts.max_objects - 1).bit_length())
-        self._slots_map = None  # mmap of the slots array
+        self._slot_maps: dict[str, tuple] = {}  # array name -> (mmap, slots)
         self._site_aged: dict[tuple, int] = {}  # call site -> aged objects under its first stack
 
     # -- set-up --------------------------------------------------------------
@@ -164,10 +165,10 @@ class Tracer:
         o = self.opts
         flags = [
             f"-I{os.path.dirname(PROBES_C)}",
-            # slab objects: an array of a power of two slots, the rest (other
-            # spaces, slab objects whose slot was taken) in a hash of half that
-            f"-DSLOT_BITS={self.slot_bits}",
+            # slab objects: an array of a power of two slots, pages a small one,
+            # the rest (other spaces, objects whose slot was taken) a hash of half
             f"-DSLOT_COUNT={1 << self.slot_bits}",
+            f"-DPAGE_SLOT_COUNT={PAGE_SLOTS}",
             f"-DMAX_OBJECTS={max(1024, o.max_objects // 2)}",
             f"-DSTACK_SLOTS={o.stack_slots}",
             f"-DTARGET_WORDS={-(-kernel.pid_max() // 64)}",
@@ -369,9 +370,9 @@ class Tracer:
             except OSError:
                 pass
         self._raw_fds = []
-        if self._slots_map is not None:
-            self._slots_map.close()
-            self._slots_map = None
+        for view, _count in self._slot_maps.values():
+            view.close()
+        self._slot_maps = {}
         if self.bpf is not None:
             bpf, self.bpf = self.bpf, None
             bpf.cleanup()
@@ -437,14 +438,16 @@ class Tracer:
         live = self.bpf["live"]
         leaf = live.Leaf
         size = ctypes.sizeof(leaf)
-        if self._slots_map is None:
-            slots = self.bpf["slots"]
-            length = -(-ctypes.sizeof(slots.Leaf) * (1 << self.slot_bits) // mmap.PAGESIZE) * mmap.PAGESIZE
-            self._slots_map = mmap.mmap(slots.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ)
+        if not self._slot_maps:
+            for name, count in (("slots", 1 << self.slot_bits), ("page_slots", PAGE_SLOTS)):
+                table = self.bpf[name]
+                length = -(-ctypes.sizeof(table.Leaf) * count // mmap.PAGESIZE) * mmap.PAGESIZE
+                self._slot_maps[name] = (mmap.mmap(table.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ), count)
         now = time.monotonic_ns()
         cutoff = now - min_age_ns
-        slots = self.bpf["slots"]
-        rows = aggregate(slot_records(self._slots_map, 1 << self.slot_bits, ctypes.sizeof(slots.Leaf), size), cutoff)
+        rows: dict = {}
+        for name, (view, count) in self._slot_maps.items():
+            aggregate(slot_records(view, count, ctypes.sizeof(self.bpf[name].Leaf), size), cutoff, rows)
         try:
             for chunk in read_values(lib, live.map_fd, ctypes.sizeof(live.Key), size):
                 aggregate(value_records(chunk, size), cutoff, rows)

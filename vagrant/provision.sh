@@ -12,7 +12,7 @@
 #                                    kleaktrace from SRC, check, write OUT/
 #   provision.sh all SRC OUT         install, build, run
 set -eu
-PACKAGES="python3-bpfcc bpfcc-tools python3-click kmod"
+PACKAGES="python3-bpfcc bpfcc-tools python3-click python3-numpy kmod"
 
 say() { echo "lab: $*"; }
 
