@@ -604,7 +604,7 @@ SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 2)
  * is a phantom leak. KVFREE_BULK_MAX_ENTR is about 510 on 4 KiB pages; other
  * callers pass fewer.
  */
-#define BULK_MAX 1024
+#define BULK_MAX 512
 
 int free_bulk(struct pt_regs *ctx)
 {

@@ -341,7 +341,7 @@ class Tracer:
             "e.g. batched kfree_rcu, stay outstanding until their address is reused")
 
     def _attach_raw(self, BPF, lib, fn_name: str, event: str) -> int:
-        fn = self.bpf.load_func(fn_name, BPF.RAW_TRACEPOINT)
+        fn = self.bpf.load_func(fn_name.encode(), BPF.RAW_TRACEPOINT)
         # bcc's attach_raw_tracepoint() refuses a second program on one event
         link = lib.bpf_attach_raw_tracepoint(fn.fd, event.encode())
         if link < 0:
