@@ -80,10 +80,11 @@ def main():
     holder.stdin.close()
     holder.wait()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    objects = json.loads(text)["totals"]["objects"]
+    totals = json.loads(text)["totals"]
+    objects = totals["objects"]
     with Tracer(Options(targets=[os.getpid()], refs=False, max_objects=args.max_objects)) as big:
         big_memory = map_memory(big)
-    print(f"{objects:,} live objects ({args.files:,} tmpfs files created)")
+    print(f"{objects:,} live objects ({args.files:,} tmpfs files created; {totals['dropped']:,} not recorded: maps full)")
     print(f"  report (read maps, group, symbolize, render JSON): {took:.2f} s")
     print(f"  frontend peak RSS: {rss / 2**20:.0f} MiB")
     print(f"  BPF maps at the default --max-objects 1000000: {memory / 2**20:.0f} MiB")

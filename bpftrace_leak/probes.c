@@ -19,7 +19,7 @@
  * sockets inside a running probe would lose its frees and leave phantom
  * leaks (iovisor/bcc#3005). A nested free finds a copy that is not running.
  *
- * Compile-time knobs (set by tracer.py): SLOT_COUNT, PAGE_SLOT_COUNT, MAX_OBJECTS,
+ * Compile-time knobs (set by tracer.py): SLOT_BITS, SLOT_COUNT, PAGE_SLOT_COUNT, MAX_OBJECTS,
  * STACK_SLOTS, MAX_SITES, SITE_MARK_BITS, SITE_MARK_SLOTS, STACKS_AT_SITES,
  * TARGET_WORDS, PAGE_BYTES, FILTER_TARGETS, TRACE_CHILDREN, USER_PAGE_GFP,
  * INCLUDE_USER_PAGES, KMALLOC_ARG_*, CACHE_ALLOC_ARG_*, KMEM_CACHE_*_OFF,
@@ -125,18 +125,22 @@ static __always_inline int in_slots(u32 space)
 }
 
 /*
- * The slot of an address: its low bits, so that neighbouring objects (one
- * slab page's, consecutive struct pages) have neighbouring slots and share
- * cache lines and TLB entries; a hash spread them over the whole table, and
- * the misses made probes half again as slow. struct page is 64 bytes.
+ * The slot of an address. One slab page's objects get neighbouring slots
+ * (a window of 256, one per 16 bytes of the page), so they share cache
+ * lines and TLB entries: a plain hash spread them over the whole table and
+ * the misses made probes half again as slow. Each page's window starts at
+ * a hash of the page, so that windows, and objects of one size that sit at
+ * the same offsets of their pages, still spread evenly over the table:
+ * indexing by the low address bits alone filled a third of the table.
  */
 static __always_inline struct slab_slot *slot_of(struct live_key *key)
 {
 	if (key->space == SPACE_PAGE) {
-		u32 idx = (key->addr >> 6) & (PAGE_SLOT_COUNT - 1);
+		u32 idx = (key->addr >> 6) & (PAGE_SLOT_COUNT - 1);	/* struct page: 64 bytes */
 		return page_slots.lookup(&idx);
 	}
-	u32 idx = (key->addr >> 3) & (SLOT_COUNT - 1);
+	u32 window = ((key->addr >> 12) * 0x9E3779B97F4A7C15ULL) >> (64 - SLOT_BITS);
+	u32 idx = (window + ((key->addr >> 4) & 255)) & (SLOT_COUNT - 1);
 	return slots.lookup(&idx);
 }
 

@@ -167,6 +167,7 @@ class Tracer:
             f"-I{os.path.dirname(PROBES_C)}",
             # slab objects: an array of a power of two slots, pages a small one,
             # the rest (other spaces, objects whose slot was taken) a hash of half
+            f"-DSLOT_BITS={self.slot_bits}",
             f"-DSLOT_COUNT={1 << self.slot_bits}",
             f"-DPAGE_SLOT_COUNT={PAGE_SLOTS}",
             f"-DMAX_OBJECTS={max(1024, o.max_objects // 2)}",

@@ -1,0 +1,48 @@
+"""Aggregation of live-object records (livemap.py) on synthetic buffers."""
+
+import struct
+
+import numpy as np
+
+from bpftrace_leak import livemap
+
+KEY = struct.Struct("<QQQIiHHI")  # call_site, cache, bytes, tgid, stack_id, kind, stack_how, pad: 40 bytes
+VALUE = 8 + KEY.size
+SLOT = 8 + VALUE + 8
+
+
+def key(site, tgid=7):
+    return KEY.pack(site, 0, 64, tgid, 3, 0, 1, 0)
+
+
+def slots(entries, count=16):
+    buf = bytearray(count * SLOT)
+    for i, (addr, ts, k) in entries.items():
+        struct.pack_into(f"<QQ{len(k)}sq", buf, i * SLOT, addr, ts, k, 0)
+    return livemap.slot_records(buf, count, SLOT, VALUE)
+
+
+def test_slots_counted_per_key_with_oldest_and_free_or_busy_slots_skipped():
+    recs = slots({0: (0x1000, 50, key(1)), 1: (0x1008, 20, key(1)), 2: (0x1010, 30, key(2)),
+                  3: (0, 10, key(1)), 4: (livemap.SLOT_BUSY, 10, key(1)), 5: (0x1020, 500, key(1))})
+    rows = livemap.aggregate(recs, cutoff_ns=100)
+    assert rows == {key(1): [2, 20], key(2): [1, 30]}  # ts 500 is younger than the cutoff
+
+
+def test_values_add_to_the_same_rows():
+    rows = livemap.aggregate(slots({0: (0x1000, 50, key(1))}), 100)
+    hashed = bytearray()
+    for ts, k in ((40, key(1)), (60, key(9))):
+        hashed += struct.pack("<Q", ts) + k
+    livemap.aggregate(livemap.value_records(bytes(hashed), VALUE), 100, rows)
+    assert rows == {key(1): [2, 40], key(9): [1, 60]}
+
+
+def test_a_hash_collision_falls_back_to_sorting_keys(monkeypatch):
+    monkeypatch.setattr(livemap, "_GOLDEN", np.uint64(0))  # every key hashes to 0
+    recs = slots({0: (0x1000, 5, key(1)), 1: (0x1008, 6, key(2)), 2: (0x1010, 4, key(1)), 3: (0x1018, 9, key(3, 8))})
+    assert livemap.aggregate(recs, 100) == {key(1): [2, 4], key(2): [1, 6], key(3, 8): [1, 9]}
+
+
+def test_nothing_aged_is_no_rows():
+    assert livemap.aggregate(slots({0: (0x1000, 500, key(1))}), 100) == {}
