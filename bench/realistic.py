@@ -79,7 +79,8 @@ def main():
     if tree:
         os.environ["BCC_KERNEL_SOURCE"] = tree
     kleak = [sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--kinds", "allocs"]
-    fstype = subprocess.run(["stat", "-f", "-c", "%T", args.dir], capture_output=True, text=True).stdout.strip()
+    fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", args.dir],
+                            capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(dir=args.dir) as work:
         tarball = os.path.join(work, "tree.tar")
         subprocess.run(["tar", "cf", tarball, "-C", os.path.dirname(SOURCE), os.path.basename(SOURCE)], check=True)
