@@ -57,6 +57,9 @@ def _trace_options(f):
                      help="Also record every snapshot to capture FILE (mode 0600) for `kleaktrace report`."),
         click.option("--kinds", type=click.Choice(["both", "allocs", "refs"]), default="both", show_default=True,
                      help="Track allocations, reference counts (path_get/path_put; needs kprobes), or both."),
+        click.option("--shake", is_flag=True,
+                     help="Before the final report, drop unused dentries and inodes system-wide "
+                          "(sync, then 2 > /proc/sys/vm/drop_caches): what stays outstanding is pinned, not cached."),
         click.option("--user-pages", is_flag=True,
                      help="Also track the targets' own anonymous and page-cache pages (kind user-page)."),
         click.option("--kernel-headers", type=click.Path(file_okay=False), metavar="DIR",
@@ -87,7 +90,7 @@ def _config(**kw):
         interval_s=kw.get("interval"), count=kw.get("count"), free_copies=kw["free_copies"],
         stacks=kw["stacks"],
         allocs=kw["kinds"] in ("both", "allocs"), refs=kw["kinds"] in ("both", "refs"),
-        capture_path=kw.get("capture_path"),
+        capture_path=kw.get("capture_path"), shake=kw.get("shake", False),
     )
 
 

@@ -7,6 +7,7 @@ and with every probe detached.
 """
 
 import datetime
+import os
 import signal
 import sys
 import time
@@ -51,6 +52,7 @@ class LiveConfig:
     allocs: bool = True
     refs: bool = True
     settle_s: float = 1.0  # after the targets exit, for their RCU-deferred frees
+    shake: bool = False  # drop reclaimable dentries and inodes before the final report
     capture_path: str | None = None  # -w FILE
     capture_interval_s: float = 10.0  # snapshots when no INTERVAL is given
     quiet: bool = False  # record: no report on stdout
@@ -58,6 +60,22 @@ class LiveConfig:
 
 def _warn(msg: str) -> None:
     print(f"kleaktrace: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def shake(settle_s: float) -> None:
+    """Drop the reclaimable dentries and inodes, system-wide, and wait for
+    their RCU-deferred frees: what is still outstanding then is pinned (held
+    by a reference), not kept by the dcache for reuse."""
+    _warn("--shake: syncing and writing 2 to /proc/sys/vm/drop_caches (system-wide: "
+          "every unused dentry and inode is dropped)")
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2")
+    except OSError as e:
+        _warn(f"--shake: cannot write /proc/sys/vm/drop_caches: {e.strerror}; report not shaken")
+        return
+    time.sleep(settle_s)
 
 
 def _on_sigterm(signum, frame):
@@ -183,6 +201,8 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
         except (KeyboardInterrupt, Terminated):
             pass
         if final_needed:
+            if cfg.shake and cfg.allocs:
+                shake(cfg.settle_s)
             emit()
         if writer:
             writer.close()

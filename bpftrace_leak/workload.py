@@ -44,6 +44,8 @@ def main(argv=None) -> int:
                     help="leak this many socketpairs a second for --for seconds (after the fixed leak)")
     ap.add_argument("--for", dest="for_s", type=float, default=0, help="seconds of --rate leaking")
     ap.add_argument("--rate-files", action="store_true", help="--rate leaks open files, not socketpairs")
+    ap.add_argument("--create", type=int, default=0,
+                    help="also create this many files, closed (their dentries stay cached, not pinned)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     # opened before --wait returns, so its own struct file is not in the count
@@ -58,6 +60,9 @@ def main(argv=None) -> int:
                 os.waitpid(pid, 0)
                 return 0
         held = leak(args.sockets, args.files, f.name)
+        created = tempfile.TemporaryDirectory(prefix="kleaktrace-workload-", dir="/tmp") if args.create else None
+        for i in range(args.create):
+            os.close(os.open(os.path.join(created.name, f"c{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
         if args.rate:
             start = time.monotonic()
             n = 0

@@ -88,10 +88,12 @@ class Tracer:
 class Workload:
     """bpftrace_leak.workload, held at --wait until ``go()``, holding its leak until ``end()``."""
 
-    def __init__(self, churn=20000, sockets=300, files=200, fork=False, rate=0, for_s=0, rate_files=False):
+    def __init__(self, churn=20000, sockets=300, files=200, fork=False, rate=0, for_s=0, rate_files=False,
+                 create=0):
         self.sockets, self.files = sockets, files
         cmd = [sys.executable, "-m", "bpftrace_leak.workload", "--churn", str(churn), "--sockets",
-               str(sockets), "--files", str(files), "--wait", "--until-eof"] + (["--fork"] if fork else [])
+               str(sockets), "--files", str(files), "--create", str(create), "--wait", "--until-eof"] \
+            + (["--fork"] if fork else [])
         if rate:
             cmd += ["--rate", str(rate), "--for", str(for_s)] + (["--rate-files"] if rate_files else [])
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
