@@ -101,3 +101,14 @@ def test_doctor_reports_this_host():
     assert "ok   tracepoint kmem:kmem_cache_alloc" in res.stdout
     # this host has neither kprobes nor a usable fentry: doctor says so
     assert any(line.startswith(("ok   kprobes", "warn kprobes")) for line in res.stdout.splitlines())
+
+
+def test_processes_that_exited_keep_their_names(tmp_path):
+    # touch's dentries outlive it (cached); it is gone when the report names it
+    files = " ".join(str(tmp_path / f"f{i}") for i in range(30))
+    res = run("-c", f"sh -c 'touch {files}'", "--children", "--format", "json", "--min-age", "0", "--top", "100")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout.splitlines()[-1])
+    dentries = [g for g in report["groups"] if g["cache"] == "dentry"]
+    assert sum(g["objects"] for g in dentries) >= 30, report["groups"]
+    assert "touch" in {c for g in dentries for c in g["comms"]}, dentries
