@@ -88,6 +88,6 @@ def find_headers(override: str | None = None, release: str | None = None, warn=N
     best = max(candidates, key=_version_key)
     warn(
         f"no headers for kernel {release}; compiling with {os.path.basename(best)} "
-        "(safe: probes read tracepoint fields only)"
+        "(safe: probes take struct layouts from BTF, never from headers)"
     )
     return merged_debian_tree(best)
