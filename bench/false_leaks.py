@@ -23,8 +23,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.headers import find_headers  # noqa: E402
+from interleave import interleaved  # noqa: E402
 
 
 def workload(sockets, churn):
@@ -115,11 +117,7 @@ def main():
         "memleak-bpfcc": lambda: memleak_round(args.sockets, args.churn),
         "memleak-bpfcc --wa-missing-free": lambda: memleak_round(args.sockets, args.churn, ("--wa-missing-free",)),
     }
-    results = {name: [] for name in tools}
-    for r in range(args.rounds):
-        for name, fn in tools.items():  # interleaved: every tool sees the same machine state
-            results[name].append(fn())
-            print(f"round {r + 1}: {name}: {results[name][-1]}", file=sys.stderr, flush=True)
+    results = interleaved(tools, args.rounds, str)  # every tool sees the same machine state
     print(f"socket inodes reported from the socketpair path; truth {truth} "
           f"(churn {args.churn:,}, {args.rounds} rounds, system-wide)")
     print(f"{'tool':36} {'reported per round':28} {'median false leaks':>18}")

@@ -21,8 +21,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.headers import find_headers  # noqa: E402
+from interleave import interleaved  # noqa: E402
 
 
 def build_storm(dest: str) -> str:
@@ -89,11 +91,7 @@ def main():
             "kleaktrace (system-wide)": lambda: with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds),
             "kleaktrace -p storm": lambda: with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds, target_pid=True),
         }
-        results = {name: [] for name in runs}
-        for r in range(args.rounds):
-            for name, fn in runs.items():
-                results[name].append(fn())
-                print(f"round {r + 1}: {name}: {results[name][-1]:,.0f} cycles/s", file=sys.stderr, flush=True)
+        results = interleaved(runs, args.rounds, lambda v: f"{v:,.0f} cycles/s")
     base = statistics.median(results["untraced"])
     print(f"allocation storm (socketpair+close, open+close; one core), {args.rounds} rounds of "
           f"{args.seconds:g} s, median throughput vs untraced ({base:,.0f} cycles/s)")

@@ -25,8 +25,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.headers import find_headers  # noqa: E402
+from interleave import interleaved  # noqa: E402
 
 SOURCE = "/usr/lib/python3.11"
 
@@ -90,11 +92,7 @@ def main():
             "kleaktrace (system-wide)": lambda: traced(kleak, tarball, work, args.repeat),
             "kleaktrace -p --children": lambda: traced(kleak, tarball, work, args.repeat, target=True),
         }
-        times = {name: [] for name in runs}
-        for r in range(args.rounds):
-            for name, fn in runs.items():
-                times[name].append(fn())
-                print(f"round {r + 1}: {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+        times = interleaved(runs, args.rounds, lambda v: f"{v:.2f} s")
     base = statistics.median(times["untraced"])
     print(f"untar and delete {SOURCE} ({files:,} files and directories) x{args.repeat} in {args.dir} ({fstype}), "
           f"one core, {args.rounds} rounds, median {base:.2f} s untraced")
