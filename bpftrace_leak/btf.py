@@ -6,6 +6,7 @@ layout-randomized, BTF describes the kernel that is running. Only the parts
 of the format needed for member offsets are parsed (include/uapi/linux/btf.h).
 """
 
+import functools
 import struct
 
 __all__ = ["BTF_VMLINUX", "Btf", "BtfError"]
@@ -73,6 +74,7 @@ class Btf:
             pos += fixed + per * vlen
 
     @classmethod
+    @functools.lru_cache(maxsize=2)  # parsed once per session: both the slab and the refcount probes need it
     def load(cls, path: str = BTF_VMLINUX) -> "Btf":
         try:
             with open(path, "rb") as f:
