@@ -28,8 +28,7 @@
 #include <uapi/linux/ptrace.h>
 #include "layout.h"
 
-#define EEXIST_ 17	/* errno values; the uapi header differs between trees */
-#define E2BIG_ 7
+#define EEXIST_ 17	/* errno value; the uapi header differs between trees */
 
 /*
  * Slab objects live in `slots`, pages in `page_slots`, arrays indexed by the address:
@@ -344,7 +343,7 @@ static __always_inline void record(void *ctx, struct live_key *key, struct live_
 			__sync_fetch_and_add(&slot->spilled, -1);
 		return;
 	}
-	count(CNT_ALLOCS);
+	count_hot(CNT_ALLOCS);
 }
 
 static __always_inline int forget(u32 space, u64 addr)
