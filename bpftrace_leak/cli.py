@@ -56,7 +56,9 @@ def _trace_options(f):
         click.option("-w", "--write", "capture_path", metavar="FILE",
                      help="Also record every snapshot to capture FILE (mode 0600) for `kleaktrace report`."),
         click.option("--kinds", type=click.Choice(["both", "allocs", "refs"]), default="both", show_default=True,
-                     help="Track allocations, reference counts (path_get/path_put; needs kprobes), or both."),
+                     help="Track allocations, reference counts (path_get/path_put; needs fentry or kprobes), or both."),
+        click.option("--refs-via", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto", show_default=True,
+                     help="How reference counts are probed; auto takes fentry where the kernel allows it."),
         click.option("--shake", is_flag=True,
                      help="Before the final report, drop unused dentries and inodes system-wide "
                           "(sync, then 2 > /proc/sys/vm/drop_caches): what stays outstanding is pinned, not cached."),
@@ -90,6 +92,7 @@ def _config(**kw):
         interval_s=kw.get("interval"), count=kw.get("count"), free_copies=kw["free_copies"],
         stacks=kw["stacks"],
         allocs=kw["kinds"] in ("both", "allocs"), refs=kw["kinds"] in ("both", "refs"),
+        refs_via=kw["refs_via"],
         capture_path=kw.get("capture_path"), shake=kw.get("shake", False),
     )
 

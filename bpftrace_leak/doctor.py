@@ -4,6 +4,7 @@ Each line starts with ok, warn or FAIL and says what to do. The exit status
 is 1 when allocation tracing cannot run at all.
 """
 
+import ctypes
 import os
 import sys
 
@@ -22,28 +23,32 @@ def _kprobes() -> tuple[str, str]:
 
 
 def _fentry() -> tuple[str, str]:
-    if not os.path.exists("/sys/kernel/btf/vmlinux"):
-        return "warn", "fentry: no kernel BTF (/sys/kernel/btf/vmlinux); needs CONFIG_DEBUG_INFO_BTF"
+    why = kernel.fentry_unavailable(("path_get", "path_put"))
+    if why:
+        return "warn", f"fentry: {why}; refcount tracking needs kprobes instead"
     from .tracer import bcc_failure, captured_stderr
     try:
         from bcc import BPF
         with captured_stderr() as log:
-            BPF(text="KFUNC_PROBE(dput) { return 0; }").cleanup()
+            BPF(text="KFUNC_PROBE(path_get) { return 0; }").cleanup()
     except ImportError:
         return "warn", "fentry: untested, BCC missing"
     except Exception as e:
-        reason = bcc_failure(e, "".join(log))
-        return "warn", f"fentry: cannot attach to dput ({reason}); refcount tracking falls back to kprobes"
-    return "ok", "fentry: attaches (dput)"
+        err = ctypes.get_errno()
+        reason = f"the kernel refuses it: {os.strerror(err)}" if err else bcc_failure(e, "".join(log))
+        return "warn", f"fentry: cannot attach to path_get ({reason}); refcount tracking needs kprobes instead"
+    return "ok", "fentry: attaches (path_get)"
 
 
-def _refs() -> tuple[str, str]:
-    why = kernel.kprobe_unavailable(("path_get", "path_put"))
-    if why:
-        return "warn", f"reference counts: unavailable ({why}); kleaktrace traces allocations only"
+def _refs(fentry_ok: bool) -> tuple[str, str]:
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return "warn", "reference counts: unavailable (no kernel BTF for struct path/dentry offsets)"
-    return "ok", "reference counts: kprobe on path_get/path_put, offsets from BTF"
+    if fentry_ok:
+        return "ok", "reference counts: fentry on path_get/path_put, offsets from BTF"
+    why = kernel.kprobe_unavailable(("path_get", "path_put"))
+    if why:
+        return "warn", f"reference counts: unavailable ({why}, and no fentry); kleaktrace traces allocations only"
+    return "ok", "reference counts: kprobe on path_get/path_put (no fentry), offsets from BTF"
 
 
 def checks() -> list[tuple[str, str]]:
@@ -88,8 +93,9 @@ def checks() -> list[tuple[str, str]]:
     except KleakError as e:
         out.append(("FAIL", f"headers: {e}"))
     out.append(_kprobes())
-    out.append(_fentry())
-    out.append(_refs())
+    fentry = _fentry()
+    out.append(fentry)
+    out.append(_refs(fentry[0] == "ok"))
     return out
 
 

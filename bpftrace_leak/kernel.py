@@ -24,6 +24,7 @@ __all__ = [
     "kprobes_available",
     "pid_max",
     "kprobe_unavailable",
+    "fentry_unavailable",
     "traceable_functions",
     "function_ranges",
 ]
@@ -103,6 +104,29 @@ def kprobe_unavailable(funcs) -> str | None:
     missing = set(funcs) - traceable_functions(funcs)
     if missing:
         return f"{', '.join(sorted(missing))} cannot be probed on this kernel"
+    return None
+
+
+def fentry_unavailable(funcs, kallsyms: str = "/proc/kallsyms") -> str | None:
+    """Why fentry on ``funcs`` cannot even be tried here, or None when it may
+    work (whether the kernel permits the attach is only known by trying)."""
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "no kernel BTF for fentry (CONFIG_DEBUG_INFO_BTF)"
+    want = {"bpf_trampoline_link_prog", *funcs}
+    found = set()
+    try:
+        with open(kallsyms) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].split(".", 1)[0] in want:
+                    found.add(parts[2].split(".", 1)[0])
+    except OSError as e:
+        return f"cannot read {kallsyms} ({e.strerror})"
+    if "bpf_trampoline_link_prog" not in found:
+        return "no BPF trampolines for fentry in this kernel"
+    missing = set(funcs) - found
+    if missing:
+        return f"{', '.join(sorted(missing))} not in kallsyms"
     return None
 
 

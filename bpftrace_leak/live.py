@@ -51,6 +51,7 @@ class LiveConfig:
     promote_every_s: float = 2.0  # how often growing call sites are looked for
     allocs: bool = True
     refs: bool = True
+    refs_via: str = "auto"
     settle_s: float = 1.0  # after the targets exit, for their RCU-deferred frees
     shake: bool = False  # drop reclaimable dentries and inodes before the final report
     capture_path: str | None = None  # -w FILE
@@ -102,7 +103,7 @@ def run(cfg: LiveConfig, out=None, on_attached=None, stop_event=None, on_report=
     opts = Options(targets=targets, children=cfg.children, user_pages=cfg.user_pages,
                    max_objects=cfg.max_objects, stack_slots=cfg.stack_slots,
                    kernel_headers=cfg.kernel_headers, free_copies=cfg.free_copies, stacks=cfg.stacks,
-                   allocs=cfg.allocs, refs=cfg.refs)
+                   allocs=cfg.allocs, refs=cfg.refs, refs_via=cfg.refs_via)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     tracer = Tracer(opts, warn=_warn)
     try:

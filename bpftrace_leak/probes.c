@@ -356,6 +356,7 @@ static __always_inline int forget(u32 space, u64 addr)
 	return 0;
 }
 
+#ifdef TRACK_ALLOCS	/* --kinds refs compiles none of the allocation probes */
 /*
  * ---- slab: kmalloc and kmem_cache_alloc, raw tracepoints ------------------
  * The perf-event form of a tracepoint first copies the record into a buffer;
@@ -441,6 +442,8 @@ int page_free_batched(struct bpf_raw_tracepoint_args *ctx)
 	return forget(SPACE_PAGE, ctx->args[PAGE_FREE_BATCHED_ARG_page]);
 }
 #endif
+
+#endif /* TRACK_ALLOCS */
 
 /* ---- percpu --------------------------------------------------------------- */
 
@@ -530,6 +533,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 }
 #endif
 
+#ifdef TRACK_ALLOCS
 /*
  * ---- slab frees, raw tracepoints ------------------------------------------
  * kfree(call_site, ptr) and kmem_cache_free(call_site, ptr, s | name): the
@@ -625,6 +629,8 @@ int free_bulk(struct pt_regs *ctx)
 	return 0;
 }
 
+#endif /* TRACK_ALLOCS */
+
 /*
  * ---- interrupt context, for the target filter --------------------------------
  * One program per event: a program shared by two events would skip the inner
@@ -648,7 +654,7 @@ int irq_irq_handler_exit(struct bpf_raw_tracepoint_args *ctx) { return irq_set(I
 
 #ifdef TRACK_REFS
 /*
- * ---- reference counts: path_get / path_put, kprobes ------------------------
+ * ---- reference counts: path_get / path_put, fentry or kprobes --------------
  * dget() is inline (its lockref_get is not even traceable on 6.1) and the
  * dcache takes most references with bare increments, so per-object deltas of
  * dput() cannot tell a module's unbalanced get from the dcache's own. A
@@ -693,14 +699,11 @@ static __always_inline void mount_name(u64 mnt, char *buf)
 /*
  * A struct file's own reference: do_dentry_open() path_get()s f_path, and
  * __fput() drops it with dput()+mntput(), never path_put(). Such gets are not
- * recorded; they are recognised by the return address into those functions
- * (IGNORE_CALLER_{START,END}_n from /proc/kallsyms). At a kprobe on function
- * entry the stack pointer points at the return address.
+ * recorded; they are recognised by the caller's return address falling in
+ * those functions (IGNORE_CALLER_{START,END}_n from /proc/kallsyms).
  */
-static __always_inline int file_lifetime_get(struct pt_regs *ctx)
+static __always_inline int ignored_caller(u64 ret)
 {
-	u64 ret = 0;
-	bpf_probe_read_kernel(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 #ifdef IGNORE_CALLER_START_0
 	if (ret >= IGNORE_CALLER_START_0 && ret < IGNORE_CALLER_END_0)
 		return 1;
@@ -716,28 +719,25 @@ static __always_inline int file_lifetime_get(struct pt_regs *ctx)
 	return 0;
 }
 
-int ref_path_get(struct pt_regs *ctx)
+/* get_stackid's skip count is the low byte of its flags */
+static __always_inline void path_get_seen(void *ctx, u64 p, u32 skip)
 {
-	u64 p = PT_REGS_PARM1(ctx);
 	struct path_get_rec rec = {};
 
-	if (!wanted(ctx) || file_lifetime_get(ctx))
-		return 0;
 	read_path(p, &rec.mnt, &rec.dentry);
 	struct path_get_rec *old = path_gets.lookup(&p);
 	if (old && old->dentry == rec.dentry && old->mnt == rec.mnt) {
 		__sync_fetch_and_add(&old->count, 1);
-		return 0;
+		return;
 	}
 	rec.ts_ns = bpf_ktime_get_ns();
 	rec.tgid = bpf_get_current_pid_tgid() >> 32;
 	rec.count = 1;
-	rec.stack_id = stacks.get_stackid(ctx, 0);
+	rec.stack_id = stacks.get_stackid(ctx, skip & BPF_F_SKIP_FIELD_MASK);
 	bpf_get_current_comm(&rec.comm, sizeof(rec.comm));
 	dentry_name(rec.dentry, rec.dentry_name);
 	mount_name(rec.mnt, rec.mnt_name);
 	path_gets.update(&p, &rec);
-	return 0;
 }
 
 static __always_inline void leak_ref(struct path_get_rec *rec, u32 type, u64 object,
@@ -762,18 +762,21 @@ static __always_inline void leak_ref(struct path_get_rec *rec, u32 type, u64 obj
 	__sync_fetch_and_add(&leak->refs, 1);
 }
 
-int ref_path_put(struct pt_regs *ctx)
+/* fentry_frames: 0 for kprobes, whose stacks start in the traced function */
+static __always_inline u32 fentry_frames(void *ctx, u64 start, u64 end, u64 *caller);
+
+static __always_inline void path_put_seen(void *ctx, u64 p, int fentry)
 {
-	u64 p = PT_REGS_PARM1(ctx);
-	u64 mnt = 0, dentry = 0;
+	u64 mnt = 0, dentry = 0, caller;
 	struct path_get_rec *rec = path_gets.lookup(&p);
 
 	if (!rec)
-		return 0;
+		return;
 	read_path(p, &mnt, &dentry);
 	if (mnt != rec->mnt || dentry != rec->dentry) {
 		/* this put drops nothing of what path_get took: those references leak */
-		s32 put_stack = stacks.get_stackid(ctx, 0);
+		u32 skip = fentry ? fentry_frames(ctx, PATH_PUT_START, PATH_PUT_END, &caller) : 0;
+		s32 put_stack = stacks.get_stackid(ctx, skip & BPF_F_SKIP_FIELD_MASK);
 		leak_ref(rec, REF_DENTRY, rec->dentry, rec->dentry_name, put_stack);
 		leak_ref(rec, REF_VFSMOUNT, rec->mnt, rec->mnt_name, put_stack);
 	}
@@ -781,6 +784,71 @@ int ref_path_put(struct pt_regs *ctx)
 		path_gets.delete(&p);
 	else
 		__sync_fetch_and_add(&rec->count, -1);
+}
+
+/* kprobes: at function entry the stack pointer points at the return address */
+int ref_path_get(struct pt_regs *ctx)
+{
+	u64 ret = 0;
+
+	if (!wanted(ctx))
+		return 0;
+	bpf_probe_read_kernel(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
+	if (!ignored_caller(ret))
+		path_get_seen(ctx, PT_REGS_PARM1(ctx), 0);
 	return 0;
 }
+
+int ref_path_put(struct pt_regs *ctx)
+{
+	path_put_seen(ctx, PT_REGS_PARM1(ctx), 0);
+	return 0;
+}
+
+/*
+ * fentry: the program runs from a BPF trampoline, so a stack taken there
+ * starts with the program's and the trampoline's frames (two on 6.1) before
+ * the traced function's. A short scan finds the traced function: the frame
+ * after it is its caller, and the frames before it are skipped in the stacks
+ * kept. Only built where the kernel has BTF and trampolines (REFS_FENTRY);
+ * the tracer attaches these and falls back to the kprobes above if the
+ * kernel refuses.
+ */
+#define FENTRY_SCAN 8
+static __always_inline u32 fentry_frames(void *ctx, u64 start, u64 end, u64 *caller)
+{
+	u64 ips[FENTRY_SCAN] = {};
+
+	*caller = 0;
+	bpf_get_stack(ctx, ips, sizeof(ips), 0);
+#pragma unroll
+	for (int i = 0; i < FENTRY_SCAN - 1; i++) {
+		if (ips[i] >= start && ips[i] < end) {
+			*caller = ips[i + 1];
+			return i;
+		}
+	}
+	return 0;
+}
+
+#ifdef REFS_FENTRY
+KFUNC_PROBE(path_get, void *p)
+{
+	u64 caller;
+	u32 skip;
+
+	if (!wanted(ctx))
+		return 0;
+	skip = fentry_frames(ctx, PATH_GET_START, PATH_GET_END, &caller);
+	if (!ignored_caller(caller))
+		path_get_seen(ctx, (u64)p, skip);
+	return 0;
+}
+
+KFUNC_PROBE(path_put, void *p)
+{
+	path_put_seen(ctx, (u64)p, 1);
+	return 0;
+}
+#endif
 #endif

@@ -51,6 +51,7 @@ class Options:
     kernel_headers: str | None = None
     allocs: bool = True  # --kinds: allocation tracking
     refs: bool = True  # --kinds: reference-count tracking, where the kernel allows it
+    refs_via: str = "auto"  # --refs-via: fentry, kprobe, or auto (fentry where the kernel allows it)
     max_refs: int = 65536
     stacks: str = "sites"  # "sites": a stack per call site until promoted; "all": one per allocation
     max_sites: int = 65536
@@ -93,6 +94,20 @@ def _import_bcc():
             "and run kleaktrace with the system python3)"
         ) from None
     return BPF, lib
+
+
+def _manual_kfuncs(BPF):
+    """BPF that leaves kfunc__ programs unattached on load: BCC would attach
+    them and raise where the kernel refuses fentry, losing the compiled
+    module; the tracer attaches them itself, with kprobes as the fallback."""
+    class ManualKfuncBPF(BPF):
+        def _trace_autoload(self):
+            self.attach_kfunc = lambda fn_name=b"": self
+            try:
+                super()._trace_autoload()
+            finally:
+                del self.attach_kfunc
+    return ManualKfuncBPF
 
 
 @contextlib.contextmanager
@@ -152,10 +167,11 @@ class Tracer:
         self.missing: list[str] = []
         self.notes: list[str] = []  # what this kernel keeps from being seen, said once
         self._bulk_kprobe = False
-        self.refs_method: str | None = None  # "kprobe" once reference tracking is attached
+        self.refs_method: str | None = None  # "fentry" or "kprobe" once reference tracking is attached
         self.refs_unavailable: str | None = None
+        self._refs_ways: dict[str, str | None] = {}  # "fentry"/"kprobe" -> why not, None if worth trying
         self.started_ns = 0
-        self.slot_bits = max(10, (opts.max_objects - 1).bit_length())
+        self.slot_bits = max(10, (opts.max_objects - 1).bit_length()) if opts.allocs else 10
         self._slot_maps: dict[str, tuple] = {}  # array name -> (mmap, slots)
         self._site_aged: dict[tuple, int] = {}  # call site -> aged objects under its first stack
 
@@ -170,7 +186,7 @@ class Tracer:
             f"-DSLOT_BITS={self.slot_bits}",
             f"-DSLOT_COUNT={1 << self.slot_bits}",
             f"-DPAGE_SLOT_COUNT={PAGE_SLOTS}",
-            f"-DMAX_OBJECTS={max(1024, o.max_objects // 2)}",
+            f"-DMAX_OBJECTS={max(1024, o.max_objects // 2) if o.allocs else 1024}",
             f"-DSTACK_SLOTS={o.stack_slots}",
             f"-DTARGET_WORDS={-(-kernel.pid_max() // 64)}",
             f"-DMAX_SITES={o.max_sites}",
@@ -192,7 +208,7 @@ class Tracer:
             hardwall = 0
         flags.append(f"-DUSER_PAGE_GFP={hardwall:#x}")
         if o.allocs:
-            flags += self._raw_alloc_cflags()
+            flags += ["-DTRACK_ALLOCS"] + self._raw_alloc_cflags()
         for event in kernel.ALLOC_EVENTS if o.allocs else ():
             fields = kernel.event_fields(event)
             if fields is None:
@@ -236,33 +252,87 @@ class Tracer:
         return flags
 
     def _refs_cflags(self) -> list[str]:
-        """-D flags for TRACK_REFS, or [] with ``refs_unavailable`` saying why."""
-        why = kernel.kprobe_unavailable(("path_get", "path_put"))
-        if why is None:
-            try:
-                from .btf import Btf, BtfError
-                btf = Btf.load()
-                offsets = {
-                    "PATH_MNT_OFF": btf.offset("path", "mnt"),
-                    "PATH_DENTRY_OFF": btf.offset("path", "dentry"),
-                    "DENTRY_NAME_OFF": btf.offset("dentry", "d_name.name"),
-                    "MOUNT_MNT_OFF": btf.offset("mount", "mnt"),
-                    "MOUNT_MOUNTPOINT_OFF": btf.offset("mount", "mnt_mountpoint"),
-                }
-            except BtfError as e:
-                why = f"no usable kernel BTF for struct offsets ({e})"
-            else:
-                flags = ["-DTRACK_REFS", f"-DMAX_REFS={self.opts.max_refs}"]
-                flags += [f"-D{k}={v}" for k, v in offsets.items()]
-                # a struct file's own f_path reference: see probes.c, file_lifetime_get
-                ranges = kernel.function_ranges(("do_dentry_open", "vfs_open"))[:3]
-                for i, (start, end) in enumerate(ranges):
-                    flags += [f"-DIGNORE_CALLER_START_{i}={start:#x}ULL", f"-DIGNORE_CALLER_END_{i}={end:#x}ULL"]
-                return flags
+        """-D flags for TRACK_REFS (REFS_FENTRY too where fentry may work),
+        or [] with ``refs_unavailable`` saying why."""
+        funcs = ("path_get", "path_put")
+        via = self.opts.refs_via
+        ways = {"kprobe": kernel.kprobe_unavailable(funcs) if via != "fentry" else "not chosen",
+                "fentry": kernel.fentry_unavailable(funcs) if via != "kprobe" else "not chosen"}
+        self._refs_ways = ways
+        if ways["kprobe"] and ways["fentry"]:
+            return self._refs_off(self._refs_why())
+        try:
+            from .btf import Btf, BtfError
+            btf = Btf.load()
+            offsets = {
+                "PATH_MNT_OFF": btf.offset("path", "mnt"),
+                "PATH_DENTRY_OFF": btf.offset("path", "dentry"),
+                "DENTRY_NAME_OFF": btf.offset("dentry", "d_name.name"),
+                "MOUNT_MNT_OFF": btf.offset("mount", "mnt"),
+                "MOUNT_MOUNTPOINT_OFF": btf.offset("mount", "mnt_mountpoint"),
+            }
+        except BtfError as e:
+            return self._refs_off(f"no usable kernel BTF for struct offsets ({e})")
+        flags = ["-DTRACK_REFS", f"-DMAX_REFS={self.opts.max_refs}"]
+        flags += [f"-D{k}={v}" for k, v in offsets.items()]
+        if ways["fentry"] is None:
+            flags.append("-DREFS_FENTRY")
+        for fn in funcs:
+            start, end = (kernel.function_ranges((fn,)) or [(0, 0)])[0]
+            flags += [f"-D{fn.upper()}_START={start:#x}ULL", f"-D{fn.upper()}_END={end:#x}ULL"]
+        # a struct file's own f_path reference: see probes.c, ignored_caller
+        ranges = kernel.function_ranges(("do_dentry_open", "vfs_open"))[:3]
+        for i, (start, end) in enumerate(ranges):
+            flags += [f"-DIGNORE_CALLER_START_{i}={start:#x}ULL", f"-DIGNORE_CALLER_END_{i}={end:#x}ULL"]
+        return flags
+
+    def _refs_why(self) -> str:
+        """Why neither fentry nor kprobes (or not the one --refs-via chose) carry
+        reference tracking; kprobes' reason first."""
+        if self.opts.refs_via != "auto":
+            return self._refs_ways[self.opts.refs_via]
+        return f"{self._refs_ways['kprobe']}, and {self._refs_ways['fentry']}"
+
+    def _refs_off(self, why: str) -> list[str]:
         self.refs_unavailable = why
         self.notes.append(f"reference-count tracking unavailable: {why}; tracing allocations only"
                           if self.opts.allocs else f"reference-count tracking unavailable: {why}")
         return []
+
+    def _attach_refs(self) -> None:
+        """fentry on path_get/path_put where the kernel permits it, kprobes
+        otherwise; ``refs_method`` says which, ``refs_unavailable`` why neither."""
+        ways = self._refs_ways
+        if ways["fentry"] is None:
+            try:
+                with captured_stderr() as log:
+                    for fn in ("path_get", "path_put"):
+                        self.bpf.attach_kfunc(fn_name=fn.encode())
+                self.attached += ["fentry/path_get", "fentry/path_put"]
+                self.refs_method = "fentry"
+                return
+            except Exception as e:  # BCC raises bare Exception; errno says what the kernel said
+                err = ctypes.get_errno()
+                for fn in list(self.bpf.kfunc_entry_fds):
+                    self.bpf.detach_kfunc(fn_name=fn)
+                ways["fentry"] = (f"the kernel refuses fentry ({os.strerror(err)})" if err
+                                  else f"fentry failed ({bcc_failure(e, ''.join(log))})")
+        if ways["kprobe"] is None:
+            try:
+                with captured_stderr() as log:
+                    self.bpf.attach_kprobe(event="path_get", fn_name="ref_path_get")
+                    self.bpf.attach_kprobe(event="path_put", fn_name="ref_path_put")
+                self.attached += ["kprobe/path_get", "kprobe/path_put"]
+                self.refs_method = "kprobe"
+                if self.opts.refs_via == "auto" and ways["fentry"]:
+                    self.notes.append(f"reference counts via kprobes: {ways['fentry']}")
+                return
+            except Exception as e:
+                for event in ("path_get", "path_put"):
+                    with contextlib.suppress(Exception):
+                        self.bpf.detach_kprobe(event=event)
+                ways["kprobe"] = f"kprobes refused ({bcc_failure(e, ''.join(log))})"
+        self._refs_off(self._refs_why())
 
     def __enter__(self):
         self.start()
@@ -287,7 +357,7 @@ class Tracer:
             raise KleakError(f"--kinds refs: reference-count tracking unavailable: {self.refs_unavailable}")
         try:
             with captured_stderr() as log:
-                self.bpf = BPF(src_file=PROBES_C.encode(), cflags=cflags)
+                self.bpf = _manual_kfuncs(BPF)(src_file=PROBES_C.encode(), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception for compile and load errors
             raise KleakError(f"cannot load the BPF programs: {bcc_failure(e, ''.join(log))}") from None
         _release_compiler_memory()
@@ -301,11 +371,9 @@ class Tracer:
                 self._attach_raw_frees(BPF, lib)
                 self._attach_bulk_frees()
             if self.opts.refs and self.refs_unavailable is None:
-                with captured_stderr():
-                    self.bpf.attach_kprobe(event="path_get", fn_name="ref_path_get")
-                    self.bpf.attach_kprobe(event="path_put", fn_name="ref_path_put")
-                self.attached += ["kprobe/path_get", "kprobe/path_put"]
-                self.refs_method = "kprobe"
+                self._attach_refs()
+                if not self.opts.allocs and self.refs_unavailable:
+                    raise KleakError(f"--kinds refs: reference-count tracking unavailable: {self.refs_unavailable}")
             if self.opts.targets:
                 self._attach_irq_state(BPF, lib)
             for pid in self.opts.targets:

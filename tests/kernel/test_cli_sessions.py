@@ -100,7 +100,11 @@ def test_doctor_reports_this_host():
     assert res.returncode == 0, res.stdout
     assert "ok   tracepoint kmem:kmem_cache_alloc" in res.stdout
     # this host has neither kprobes nor a usable fentry: doctor says so
-    assert any(line.startswith(("ok   kprobes", "warn kprobes")) for line in res.stdout.splitlines())
+    lines = res.stdout.splitlines()
+    assert "warn kprobes: not built into this kernel (CONFIG_KPROBE_EVENTS); refcount tracking needs kprobes or fentry" in lines
+    assert ("warn fentry: cannot attach to path_get (the kernel refuses it: Operation not permitted); "
+            "refcount tracking needs kprobes instead") in lines
+    assert any(line.startswith("warn reference counts: unavailable (this kernel has no kprobes") for line in lines)
 
 
 def test_processes_that_exited_keep_their_names(tmp_path):

@@ -34,3 +34,16 @@ def test_event_fields_missing_event(tmp_path):
         "format:\n\tfield:unsigned long call_site;\toffset:8;\tsize:8;\tsigned:0;\n")
     assert kernel.event_fields("kmem/kfree", str(tmp_path)) == {"call_site": "unsigned long call_site"}
     assert kernel.event_fields("vmalloc/alloc_vmap_area", str(tmp_path)) is None
+
+
+def test_fentry_unavailable_reads_kallsyms(tmp_path, monkeypatch):
+    monkeypatch.setattr(kernel.os.path, "exists", lambda p: True)  # as if /sys/kernel/btf/vmlinux
+    syms = tmp_path / "kallsyms"
+    syms.write_text("ffffffff81000000 T path_get\nffffffff81000040 T path_put.cold\n")
+    assert kernel.fentry_unavailable(("path_get", "path_put"), str(syms)) == \
+        "no BPF trampolines for fentry in this kernel"
+    syms.write_text(syms.read_text() + "ffffffff81100000 t bpf_trampoline_link_prog\n")
+    assert kernel.fentry_unavailable(("path_get", "path_put"), str(syms)) is None
+    assert kernel.fentry_unavailable(("path_get", "mntget"), str(syms)) == "mntget not in kallsyms"
+    monkeypatch.setattr(kernel.os.path, "exists", lambda p: False)
+    assert kernel.fentry_unavailable(("path_get",), str(syms)).startswith("no kernel BTF")
