@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Compares a lab report with what the driver planted; writes OUT/<scenario>.json.
 
-Usage: labcheck.py EXPECTED.json REPORT.json OUT
+Usage: labcheck.py EXPECTED.json REPORT.json OUT [LABEL EXPECTED.json REPORT.json ...]
 Exit 0 only when every planted leak is found with its exact count and a stack
 through the module's function, and no decoy is reported. Reference-count
 scenarios are "pending" when the report says references were not tracked.
+Each further (LABEL, EXPECTED, REPORT) is a session that ran only some
+scenarios (e.g. the reference ones with --refs-via kprobe): checked the same
+way, its rows named SCENARIO@LABEL, its files OUT/SCENARIO@LABEL.json.
 """
 
 import json
@@ -51,6 +54,8 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
     rows, per_scenario = [], {}
     tracked = report.get("refs_tracking", "off").startswith(("kprobe", "fentry"))
     for name, (func, must_have, per, how) in SCENARIOS.items():
+        if name not in times:
+            continue
         groups = [g for g in report["groups"] if through(g, func)]
         counted = [g for g in groups if must_have is None or through(g, must_have)]
         found = sum(g["objects"] for g in counted)
@@ -74,26 +79,38 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
     return rows, per_scenario
 
 
-def main(argv):
-    expected_path, report_path, out = argv
-    with open(expected_path) as f:
-        times = json.load(f)
-    with open(report_path) as f:
+def load_report(path: str):
+    with open(path) as f:
         lines = [line for line in f if line.startswith("{")]
-    if not lines:
-        print("lab: the tracer wrote no report", file=sys.stderr)
-        return 1
-    report = json.loads(lines[-1])
-    rows, per_scenario = check(times, report)
-    for name, sub in per_scenario.items():
-        with open(os.path.join(out, f"{name}.json"), "w") as f:
-            json.dump(sub, f, indent=1)
+    return json.loads(lines[-1]) if lines else None
+
+
+def main(argv):
+    out = argv[2]
+    sessions = [("", argv[0], argv[1])] + [tuple(argv[i:i + 3]) for i in range(3, len(argv), 3)]
+    rows, report = [], None
+    for label, expected_path, report_path in sessions:
+        with open(expected_path) as f:
+            times = json.load(f)
+        this = load_report(report_path)
+        if this is None:
+            print(f"lab: the tracer wrote no report{' for ' + label if label else ''}", file=sys.stderr)
+            return 1
+        report = report or this
+        these, per_scenario = check(times, this)
+        suffix = f"@{label}" if label else ""
+        for row in these:
+            row["scenario"] += suffix
+        rows += these
+        for name, sub in per_scenario.items():
+            with open(os.path.join(out, f"{name}{suffix}.json"), "w") as f:
+                json.dump(sub, f, indent=1)
     summary = {"kernel": report["kernel"], "scenarios": rows,
                "passed": all(r["status"] != "FAIL" for r in rows)}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    text = [f"{'scenario':12} {'check':10} {'expected':>8} {'found':>6}  status"]
-    text += [f"{r['scenario']:12} {r['kind']:10} {r['expected']:>8} {r['found']:>6}  {r['status']}" for r in rows]
+    text = [f"{'scenario':18} {'check':10} {'expected':>8} {'found':>6}  status"]
+    text += [f"{r['scenario']:18} {r['kind']:10} {r['expected']:>8} {r['found']:>6}  {r['status']}" for r in rows]
     with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write("\n".join(text) + "\n")
     for line in text:

@@ -24,13 +24,25 @@ run() {
 	[ -f "$ko" ] || { say "no module at $ko (provision.sh build first)"; exit 1; }
 	lsmod | grep -q '^kleaklab ' && rmmod kleaklab
 	insmod "$ko"
+	if [ -f "$src/experiment" ]; then  # lab qemu --experiment NAME
+		say "running experiment $(cat "$src/experiment")"
+		python3 "$src/vagrant/experiments/$(cat "$src/experiment").py" "$out"
+		return
+	fi
 	say "module loaded; tracing the scenarios (the BPF compile takes about a minute under emulation)"
 	cd "$src"
 	# -c: probes attach before the driver starts; the session ends when it exits,
 	# so what it left outstanding is what the modules leaked
 	PYTHONPATH=$src python3 -m bpftrace_leak.cli -c "python3 $src/vagrant/driver.py --expect $out/expected.json" \
 		--format json --top 100000 --min-age 1000ms > "$out/report.json"
-	PYTHONPATH=$src python3 "$src/vagrant/labcheck.py" "$out/expected.json" "$out/report.json" "$out"
+	# the session above takes fentry where the kernel allows it (6.1 does);
+	# the reference scenarios again through the kprobe fallback
+	say "reference scenarios again with --refs-via kprobe"
+	PYTHONPATH=$src python3 -m bpftrace_leak.cli --kinds refs --refs-via kprobe \
+		-c "python3 $src/vagrant/driver.py --only pathref,decoy_ref --expect $out/expected-kprobe.json" \
+		--format json --top 100000 --min-age 1000ms > "$out/report-kprobe.json"
+	PYTHONPATH=$src python3 "$src/vagrant/labcheck.py" "$out/expected.json" "$out/report.json" "$out" \
+		kprobe "$out/expected-kprobe.json" "$out/report-kprobe.json"
 }
 
 case "${1:-}" in
