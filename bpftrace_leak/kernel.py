@@ -112,27 +112,19 @@ def fentry_unavailable(funcs, kallsyms: str = "/proc/kallsyms") -> str | None:
     work (whether the kernel permits the attach is only known by trying)."""
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return "no kernel BTF for fentry (CONFIG_DEBUG_INFO_BTF)"
-    want = {"bpf_trampoline_link_prog", *funcs}
-    found = set()
-    try:
-        with open(kallsyms) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 3 and parts[2].split(".", 1)[0] in want:
-                    found.add(parts[2].split(".", 1)[0])
-    except OSError as e:
-        return f"cannot read {kallsyms} ({e.strerror})"
+    found = function_ranges(("bpf_trampoline_link_prog", *funcs), kallsyms)
     if "bpf_trampoline_link_prog" not in found:
         return "no BPF trampolines for fentry in this kernel"
-    missing = set(funcs) - found
+    missing = set(funcs) - found.keys()
     if missing:
         return f"{', '.join(sorted(missing))} not in kallsyms"
     return None
 
 
-def function_ranges(names, kallsyms: str = "/proc/kallsyms") -> list[tuple[int, int]]:
-    """[start, end) address ranges of the text symbols ``names`` (suffixed
-    variants such as ``.isra.0`` included), each ending at the next symbol."""
+def function_ranges(names, kallsyms: str = "/proc/kallsyms") -> dict[str, list[tuple[int, int]]]:
+    """{name: [start, end) address ranges} of the text symbols ``names``
+    (suffixed variants such as ``.isra.0`` included), each ending at the next
+    symbol; names not found are absent. One read of kallsyms for them all."""
     wanted = set(names)
     syms = []
     try:
@@ -142,12 +134,13 @@ def function_ranges(names, kallsyms: str = "/proc/kallsyms") -> list[tuple[int, 
                 if len(parts) >= 3 and parts[1] in "tT":
                     syms.append((int(parts[0], 16), parts[2]))
     except OSError:
-        return []
+        return {}
     syms.sort()
-    out = []
+    out: dict[str, list[tuple[int, int]]] = {}
     for i, (addr, name) in enumerate(syms):
-        if addr and name.split(".", 1)[0] in wanted and i + 1 < len(syms):
-            out.append((addr, syms[i + 1][0]))
+        base = name.split(".", 1)[0]
+        if addr and base in wanted and i + 1 < len(syms):
+            out.setdefault(base, []).append((addr, syms[i + 1][0]))
     return out
 
 

@@ -762,8 +762,32 @@ static __always_inline void leak_ref(struct path_get_rec *rec, u32 type, u64 obj
 	__sync_fetch_and_add(&leak->refs, 1);
 }
 
-/* fentry_frames: 0 for kprobes, whose stacks start in the traced function */
-static __always_inline u32 fentry_frames(void *ctx, u64 start, u64 end, u64 *caller);
+/*
+ * fentry: the program runs from a BPF trampoline, so a stack taken there
+ * starts with the program's and the trampoline's frames (two on 6.1) before
+ * the traced function's. A short scan finds the traced function: the frame
+ * after it is its caller, and the frames before it are skipped in the stacks
+ * kept (kprobe stacks start in the traced function: no scan). The fentry
+ * programs are built where the kernel has BTF and trampolines
+ * (REFS_FENTRY); the tracer attaches them and falls back to the kprobes
+ * below if the kernel refuses.
+ */
+#define FENTRY_SCAN 8
+static __always_inline u32 fentry_frames(void *ctx, u64 start, u64 end, u64 *caller)
+{
+	u64 ips[FENTRY_SCAN] = {};
+
+	*caller = 0;
+	bpf_get_stack(ctx, ips, sizeof(ips), 0);
+#pragma unroll
+	for (int i = 0; i < FENTRY_SCAN - 1; i++) {
+		if (ips[i] >= start && ips[i] < end) {
+			*caller = ips[i + 1];
+			return i;
+		}
+	}
+	return 0;
+}
 
 static __always_inline void path_put_seen(void *ctx, u64 p, int fentry)
 {
@@ -802,32 +826,6 @@ int ref_path_get(struct pt_regs *ctx)
 int ref_path_put(struct pt_regs *ctx)
 {
 	path_put_seen(ctx, PT_REGS_PARM1(ctx), 0);
-	return 0;
-}
-
-/*
- * fentry: the program runs from a BPF trampoline, so a stack taken there
- * starts with the program's and the trampoline's frames (two on 6.1) before
- * the traced function's. A short scan finds the traced function: the frame
- * after it is its caller, and the frames before it are skipped in the stacks
- * kept. Only built where the kernel has BTF and trampolines (REFS_FENTRY);
- * the tracer attaches these and falls back to the kprobes above if the
- * kernel refuses.
- */
-#define FENTRY_SCAN 8
-static __always_inline u32 fentry_frames(void *ctx, u64 start, u64 end, u64 *caller)
-{
-	u64 ips[FENTRY_SCAN] = {};
-
-	*caller = 0;
-	bpf_get_stack(ctx, ips, sizeof(ips), 0);
-#pragma unroll
-	for (int i = 0; i < FENTRY_SCAN - 1; i++) {
-		if (ips[i] >= start && ips[i] < end) {
-			*caller = ips[i + 1];
-			return i;
-		}
-	}
 	return 0;
 }
 

@@ -277,12 +277,13 @@ class Tracer:
         flags += [f"-D{k}={v}" for k, v in offsets.items()]
         if ways["fentry"] is None:
             flags.append("-DREFS_FENTRY")
+        ranges = kernel.function_ranges(funcs + ("do_dentry_open", "vfs_open"))
         for fn in funcs:
-            start, end = (kernel.function_ranges((fn,)) or [(0, 0)])[0]
+            start, end = ranges.get(fn, [(0, 0)])[0]
             flags += [f"-D{fn.upper()}_START={start:#x}ULL", f"-D{fn.upper()}_END={end:#x}ULL"]
         # a struct file's own f_path reference: see probes.c, ignored_caller
-        ranges = kernel.function_ranges(("do_dentry_open", "vfs_open"))[:3]
-        for i, (start, end) in enumerate(ranges):
+        ignored = ranges.get("do_dentry_open", []) + ranges.get("vfs_open", [])
+        for i, (start, end) in enumerate(ignored[:3]):
             flags += [f"-DIGNORE_CALLER_START_{i}={start:#x}ULL", f"-DIGNORE_CALLER_END_{i}={end:#x}ULL"]
         return flags
 

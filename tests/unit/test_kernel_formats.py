@@ -42,7 +42,8 @@ def test_fentry_unavailable_reads_kallsyms(tmp_path, monkeypatch):
     syms.write_text("ffffffff81000000 T path_get\nffffffff81000040 T path_put.cold\n")
     assert kernel.fentry_unavailable(("path_get", "path_put"), str(syms)) == \
         "no BPF trampolines for fentry in this kernel"
-    syms.write_text(syms.read_text() + "ffffffff81100000 t bpf_trampoline_link_prog\n")
+    # a range ends at the next symbol, as in every real kallsyms
+    syms.write_text(syms.read_text() + "ffffffff81100000 t bpf_trampoline_link_prog\nffffffff81200000 T _etext\n")
     assert kernel.fentry_unavailable(("path_get", "path_put"), str(syms)) is None
     assert kernel.fentry_unavailable(("path_get", "mntget"), str(syms)) == "mntget not in kallsyms"
     monkeypatch.setattr(kernel.os.path, "exists", lambda p: False)
