@@ -25,6 +25,7 @@ __all__ = [
     "pid_max",
     "kprobe_unavailable",
     "fentry_unavailable",
+    "TRAMPOLINE_SYMBOL",
     "traceable_functions",
     "function_ranges",
 ]
@@ -107,13 +108,19 @@ def kprobe_unavailable(funcs) -> str | None:
     return None
 
 
-def fentry_unavailable(funcs, kallsyms: str = "/proc/kallsyms") -> str | None:
+#: the kernel symbol whose presence says BPF trampolines (fentry) exist
+TRAMPOLINE_SYMBOL = "bpf_trampoline_link_prog"
+
+
+def fentry_unavailable(funcs, kallsyms: str = "/proc/kallsyms", ranges: dict | None = None) -> str | None:
     """Why fentry on ``funcs`` cannot even be tried here, or None when it may
-    work (whether the kernel permits the attach is only known by trying)."""
+    work (whether the kernel permits the attach is only known by trying).
+    ``ranges``: function_ranges() already read for ``funcs`` and
+    TRAMPOLINE_SYMBOL, so kallsyms is not read again."""
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return "no kernel BTF for fentry (CONFIG_DEBUG_INFO_BTF)"
-    found = function_ranges(("bpf_trampoline_link_prog", *funcs), kallsyms)
-    if "bpf_trampoline_link_prog" not in found:
+    found = ranges if ranges is not None else function_ranges((TRAMPOLINE_SYMBOL, *funcs), kallsyms)
+    if TRAMPOLINE_SYMBOL not in found:
         return "no BPF trampolines for fentry in this kernel"
     missing = set(funcs) - found.keys()
     if missing:

@@ -256,8 +256,10 @@ class Tracer:
         or [] with ``refs_unavailable`` saying why."""
         funcs = ("path_get", "path_put")
         via = self.opts.refs_via
+        # one read of kallsyms: fentry's check and the probes' address ranges
+        ranges = kernel.function_ranges(funcs + ("do_dentry_open", "vfs_open", kernel.TRAMPOLINE_SYMBOL))
         ways = {"kprobe": kernel.kprobe_unavailable(funcs) if via != "fentry" else "not chosen",
-                "fentry": kernel.fentry_unavailable(funcs) if via != "kprobe" else "not chosen"}
+                "fentry": kernel.fentry_unavailable(funcs, ranges=ranges) if via != "kprobe" else "not chosen"}
         self._refs_ways = ways
         if ways["kprobe"] and ways["fentry"]:
             return self._refs_off(self._refs_why())
@@ -277,7 +279,6 @@ class Tracer:
         flags += [f"-D{k}={v}" for k, v in offsets.items()]
         if ways["fentry"] is None:
             flags.append("-DREFS_FENTRY")
-        ranges = kernel.function_ranges(funcs + ("do_dentry_open", "vfs_open"))
         for fn in funcs:
             start, end = ranges.get(fn, [(0, 0)])[0]
             flags += [f"-D{fn.upper()}_START={start:#x}ULL", f"-D{fn.upper()}_END={end:#x}ULL"]

@@ -46,5 +46,9 @@ def test_fentry_unavailable_reads_kallsyms(tmp_path, monkeypatch):
     syms.write_text(syms.read_text() + "ffffffff81100000 t bpf_trampoline_link_prog\nffffffff81200000 T _etext\n")
     assert kernel.fentry_unavailable(("path_get", "path_put"), str(syms)) is None
     assert kernel.fentry_unavailable(("path_get", "mntget"), str(syms)) == "mntget not in kallsyms"
+    # ranges already read: kallsyms is not opened again
+    read = kernel.function_ranges(("path_get", kernel.TRAMPOLINE_SYMBOL), str(syms))
+    assert kernel.fentry_unavailable(("path_get",), "/nonexistent", ranges=read) is None
+    assert kernel.fentry_unavailable(("path_get", "mntget"), "/nonexistent", ranges=read) == "mntget not in kallsyms"
     monkeypatch.setattr(kernel.os.path, "exists", lambda p: False)
     assert kernel.fentry_unavailable(("path_get",), str(syms)).startswith("no kernel BTF")
