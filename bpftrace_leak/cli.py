@@ -157,7 +157,9 @@ def record(snap_interval, **kw):
 @click.option("--cull", "cull_by", type=click.Choice(["stack", "cache"]), default="stack", show_default=True,
               help="Merge groups by stack (as recorded) or by cache.")
 @click.option("-T", "--top", type=click.IntRange(min=1), help="Show this many groups.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write here (a new file, mode 0600) instead of stdout.")
+@click.option("--force", is_flag=True, help="Replace --output if it exists (a regular file, atomically).")
 def report(capture, **kw):
     """Report on a capture file: text, JSON, folded stacks or an HTML page."""
     from .offline import run_report

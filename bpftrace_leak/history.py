@@ -3,62 +3,97 @@
 A group is the same group in two snapshots when its (kind, cache, stack)
 match. Growth is the least-squares slope of its objects and bytes over the
 snapshots' times, per hour; a group absent from a snapshot counts as zero
-there (it had nothing outstanding old enough).
+there (it had nothing outstanding old enough). Slopes are computed for all
+groups at once with numpy: 100 snapshots of 5,000 groups take milliseconds
+(a loop per group and snapshot made ``report`` quadratic in the groups).
 """
 
-__all__ = ["group_key", "slope", "growth", "slab_growth", "diff", "headline"]
+import numpy as np
+
+__all__ = ["group_key", "point", "slope", "growth", "series_of", "slab_growth", "diff", "headline"]
 
 
 def group_key(g: dict) -> tuple:
     return (g["kind"], g["cache"], tuple(g["stack"]))
 
 
+def point(groups: list[dict]) -> dict[tuple, tuple[int, int]]:
+    """One snapshot's groups as growth() reads them: {key: (objects, bytes)}
+    (capture.py builds the same while it checks each group)."""
+    return {group_key(g): (g["objects"], g["bytes"]) for g in groups}
+
+
+def _slopes(times, values) -> np.ndarray:
+    """Least-squares slope of each row of ``values`` (rows x len(times)) against ``times``."""
+    t = np.asarray(times, dtype=float)
+    y = np.asarray(values, dtype=float).reshape(-1, len(t))
+    if len(t) < 2:
+        return np.zeros(len(y))
+    dt = t - t.mean()
+    sxx = float((dt * dt).sum())
+    if sxx == 0:
+        return np.zeros(len(y))
+    return ((y - y.mean(axis=1, keepdims=True)) * dt).sum(axis=1) / sxx
+
+
 def slope(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (x, y) points; 0.0 with fewer than two distinct x."""
-    n = len(points)
-    if n < 2:
+    if not points:
         return 0.0
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    if sxx == 0:
-        return 0.0
-    return sum((x - mx) * (y - my) for x, y in points) / sxx
+    return float(_slopes([x for x, _ in points], [[y for _, y in points]])[0])
 
 
-def growth(snapshots: list[dict]) -> dict[tuple, dict]:
-    """{group key: {"objects_per_h", "bytes_per_h", "series": [(t_s, objects, bytes)]}}."""
-    keys = {}
-    for snap in snapshots:
-        for g in snap["report"]["groups"]:
-            keys.setdefault(group_key(g), None)
-    out = {}
-    for key in keys:
-        series = []
-        for snap in snapshots:
-            g = next((g for g in snap["report"]["groups"] if group_key(g) == key), None)
-            series.append((snap["t_s"], g["objects"] if g else 0, g["bytes"] if g else 0))
-        out[key] = {
-            "objects_per_h": slope([(t, o) for t, o, _ in series]) * 3600,
-            "bytes_per_h": slope([(t, b) for t, _, b in series]) * 3600,
-            "series": series,
-        }
-    return out
+def growth(series: list[tuple[float, dict]], keys=None) -> dict[tuple, dict]:
+    """{group key: {"objects_per_h", "bytes_per_h"}}.
+
+    ``series`` is a capture's: per snapshot (t_s, {key: (objects, bytes)});
+    ``keys`` limits the result (default: every group seen).
+    """
+    if keys is None:
+        keys = {}
+        for _, groups in series:
+            keys.update(dict.fromkeys(groups))
+    index = {key: i for i, key in enumerate(keys)}
+    objects = np.zeros((len(index), len(series)))
+    nbytes = np.zeros((len(index), len(series)))
+    for j, (_, groups) in enumerate(series):
+        rows, o_b = [], []
+        for key, value in groups.items():
+            i = index.get(key)
+            if i is not None:
+                rows.append(i)
+                o_b.append(value)
+        if rows:
+            objects[rows, j], nbytes[rows, j] = np.array(o_b, dtype=float).T
+    times = [t for t, _ in series]
+    per_h_objects = _slopes(times, objects) * 3600
+    per_h_bytes = _slopes(times, nbytes) * 3600
+    return {key: {"objects_per_h": float(per_h_objects[i]), "bytes_per_h": float(per_h_bytes[i])}
+            for key, i in index.items()}
 
 
-def slab_growth(snapshots: list[dict]) -> dict[str, dict]:
-    """Per slab cache (from /proc/slabinfo): bytes per hour and the series."""
-    names = set()
-    for snap in snapshots:
-        names |= set(snap.get("slab", {}).get("caches", {}))
-    out = {}
-    for name in names:
-        series = []
-        for snap in snapshots:
-            c = snap.get("slab", {}).get("caches", {}).get(name)
-            series.append((snap["t_s"], c["objects"] * c["objsize"] if c else 0))
-        out[name] = {"bytes_per_h": slope(series) * 3600, "series": series}
-    return out
+def series_of(series: list[tuple[float, dict]], key: tuple) -> list[tuple[float, int, int]]:
+    """[(t_s, objects, bytes)] of one group over a capture's snapshots (0 where absent)."""
+    return [(t, *groups.get(key, (0, 0))) for t, groups in series]
+
+
+def slab_growth(slab: list[tuple[float, dict]]) -> dict[str, dict]:
+    """Per slab cache (from /proc/slabinfo): bytes per hour and the series [(t_s, bytes)]."""
+    names = {}
+    for _, facts in slab:
+        names.update(dict.fromkeys(facts.get("caches", {})))
+    names = list(names)
+    times = [t for t, _ in slab]
+    values = np.zeros((len(names), len(slab)))
+    for j, (_, facts) in enumerate(slab):
+        caches = facts.get("caches", {})
+        for i, name in enumerate(names):
+            c = caches.get(name)
+            if c:
+                values[i, j] = c["objects"] * c["objsize"]
+    per_h = _slopes(times, values) * 3600
+    return {name: {"bytes_per_h": float(per_h[i]), "series": [(t, int(values[i, j])) for j, t in enumerate(times)]}
+            for i, name in enumerate(names)}
 
 
 def diff(old: dict, new: dict) -> list[dict]:

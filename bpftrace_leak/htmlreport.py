@@ -1,12 +1,15 @@
 """A self-contained HTML page for a capture: flame graph and growth charts.
 
 No scripts and no external files: inline SVG with <title> tooltips, so the
-page opens anywhere and can be attached to a bug report.
+page opens anywhere and can be attached to a bug report. People attach it to
+bug reports, and a capture may come from anyone: every value that reaches the
+page, numbers included, goes through _e() (tests/unit/test_html.py renders a
+capture with a payload in every field in Chromium and checks its DOM).
 """
 
 import html
 
-from .history import slab_growth
+from .history import group_key, series_of, slab_growth
 from .reporter import human_bytes, warnings
 
 __all__ = ["render_html"]
@@ -14,6 +17,11 @@ __all__ = ["render_html"]
 _W = 1100
 _ROW = 18
 _PALETTE = ["#e4572e", "#29335c", "#f3a712", "#669bbc", "#a8c686", "#8e5572", "#4d9078", "#c06e52"]
+
+
+def _e(value) -> str:
+    """Any value as HTML text, quotes included (it may land in an attribute)."""
+    return html.escape(str(value), quote=True)
 
 
 def _trie(groups):
@@ -33,26 +41,25 @@ def _flame(groups) -> str:
     root = _trie(groups)
     rects = []
     depth_max = 0
-
-    def walk(node, x, depth, scale):
-        nonlocal depth_max
-        depth_max = max(depth_max, depth)
+    # an explicit stack, not recursion: a stack's depth is the input's to choose
+    todo = [(root, 0.0, 0)] if root["value"] else []
+    scale = _W / root["value"] if root["value"] else 0
+    while todo:
+        node, x, depth = todo.pop()
         w = node["value"] * scale
         if w < 0.5:
-            return
+            continue
+        depth_max = max(depth_max, depth)
         y = depth * _ROW
-        color = _PALETTE[hash(node["name"].split("+")[0]) % len(_PALETTE)] if depth else "#999"
-        tip = html.escape(f"{node['name']}: {human_bytes(node['value'])}")
-        label = html.escape(node["name"][: max(0, int(w / 7) - 1)]) if w > 30 else ""
+        color = _PALETTE[sum(node["name"].split("+")[0].encode()) % len(_PALETTE)] if depth else "#999"
+        tip = _e(f"{node['name']}: {human_bytes(node['value'])}")
+        label = _e(node["name"][: max(0, int(w / 7) - 1)]) if w > 30 else ""
         rects.append(f'<g class="frame"><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" '
                      f'height="{_ROW - 1}" fill="{color}"/><text x="{x + 3:.1f}" y="{y + 13}">{label}</text></g>')
         cx = x
         for child in sorted(node["children"].values(), key=lambda c: -c["value"]):
-            walk(child, cx, depth + 1, scale)
+            todo.append((child, cx, depth + 1))
             cx += child["value"] * scale
-
-    if root["value"]:
-        walk(root, 0.0, 0, _W / root["value"])
     height = (depth_max + 1) * _ROW
     return (f'<svg id="flamegraph" xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" '
             f'font-family="monospace" font-size="11">{"".join(rects)}</svg>')
@@ -63,61 +70,54 @@ def _chart(svg_id: str, series: list[tuple[str, list[tuple[float, float]]]], tit
     w, h, pad = _W, 260, 50
     pts = [p for _, s in series for p in s]
     if not pts:
-        return f'<svg id="{svg_id}" width="{w}" height="40"><text x="10" y="25">{html.escape(title)}: no data</text></svg>'
+        return f'<svg id="{svg_id}" width="{w}" height="40"><text x="10" y="25">{_e(title)}: no data</text></svg>'
     tmax = max(t for t, _ in pts) or 1.0
     ymax = max(max(y for _, y in pts), 1.0)
-    parts = [f'<text x="{pad}" y="16" font-weight="bold">{html.escape(title)}</text>',
+    parts = [f'<text x="{pad}" y="16" font-weight="bold">{_e(title)}</text>',
              f'<line x1="{pad}" y1="{h - pad}" x2="{w - 10}" y2="{h - pad}" stroke="#333"/>',
              f'<line x1="{pad}" y1="30" x2="{pad}" y2="{h - pad}" stroke="#333"/>',
              f'<text x="{pad}" y="{h - pad + 16}">0 s</text>',
              f'<text x="{w - 80}" y="{h - pad + 16}">{tmax:.0f} s</text>',
-             f'<text x="2" y="36">{html.escape(human_bytes(int(ymax)))}</text>']
+             f'<text x="2" y="36">{_e(human_bytes(int(ymax)))}</text>']
     for i, (name, s) in enumerate(series):
         color = _PALETTE[i % len(_PALETTE)]
         coords = " ".join(f"{pad + (t / tmax) * (w - pad - 10):.1f},{(h - pad) - (y / ymax) * (h - pad - 30):.1f}"
                           for t, y in s)
         parts.append(f'<polyline class="series" fill="none" stroke="{color}" stroke-width="2" points="{coords}">'
-                     f'<title>{html.escape(name)}</title></polyline>')
+                     f'<title>{_e(name)}</title></polyline>')
         # the legend goes under the time axis, one line per series
         parts.append(f'<text x="{pad + 10}" y="{h - pad + 34 + 14 * i}" fill="{color}" '
-                     f'font-size="11">{html.escape(name[:120])}</text>')
+                     f'font-size="11">{_e(name[:120])}</text>')
     return f'<svg id="{svg_id}" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h - pad + 40 + 14 * len(series)}" ' \
            f'font-family="sans-serif" font-size="12">{"".join(parts)}</svg>'
 
 
-def render_html(report: dict, snapshots: list[dict], top: int = 8) -> str:
-    """The page for ``report`` (the capture's last, with growth) over ``snapshots``."""
-    from .history import growth, group_key
-    g_rates = growth(snapshots)
-    top_groups = report["groups"][:top]
+def render_html(report: dict, capture, top: int = 8) -> str:
+    """The page for ``report`` (the last of ``capture``, with growth)."""
     group_series = []
-    for g in top_groups:
-        series = g_rates.get(group_key(g), {}).get("series", [])
+    for g in report["groups"][:top]:
+        series = series_of(capture.series, group_key(g))
         label = f"{g['cache'] or g['kind']} {g['stack'][0] if g['stack'] else ''}"
         group_series.append((label, [(t, b) for t, _, b in series]))
-    caches = sorted(slab_growth(snapshots).items(), key=lambda kv: -kv[1]["bytes_per_h"])[:top]
+    caches = sorted(slab_growth(capture.slab).items(), key=lambda kv: -kv[1]["bytes_per_h"])[:top]
     # growth since the first snapshot: a cache's size would hide its growth
     cache_series = [(name, [(t, b - data["series"][0][1]) for t, b in data["series"]])
                     for name, data in caches if data["bytes_per_h"] > 0]
-    rows = "".join(
-        f"<tr><td>{html.escape(g['kind'])}</td><td>{html.escape(g['cache'] or '-')}</td>"
-        f"<td>{g['objects']:,}</td><td>{html.escape(human_bytes(g['bytes']))}</td>"
-        f"<td>{html.escape(human_bytes(max(0, int(g.get('bytes_per_h', 0)))))}/h</td>"
-        f"<td><code>{html.escape(' <- '.join(g['stack'][:4]))}</code></td></tr>"
-        for g in report["groups"][:50])
-    warn = "".join(f"<p class='warn'>warning: {html.escape(w)}</p>" for w in warnings(report))
-    headline = f"<p id='headline'><b>Leak rate:</b> {html.escape(report['headline'])}</p>" \
+    rows = "".join(_row(g) for g in report["groups"][:50])
+    warn = "".join(f"<p class='warn'>warning: {_e(w)}</p>" for w in warnings(report))
+    headline = f"<p id='headline'><b>Leak rate:</b> {_e(report['headline'])}</p>" \
         if report.get("headline") else ""
     t = report["totals"]
+    targets = ", ".join(map(str, report["targets"])) or "all"
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>kleaktrace report</title>
 <style>body{{font-family:sans-serif;margin:20px}} td,th{{padding:2px 8px;text-align:left}}
 .warn{{color:#b00}} svg text{{pointer-events:none}}</style></head>
 <body>
 <h1>kleaktrace: outstanding kernel allocations</h1>
-<p>kernel {html.escape(report['kernel'])}, started {html.escape(report['started'])}, {len(snapshots)} snapshots
-over {report['duration_s']:.0f} s; targets {html.escape(', '.join(map(str, report['targets'])) or 'all')};
-{t['objects']:,} objects, {html.escape(human_bytes(t['bytes']))} older than {report['min_age_ms']} ms.</p>
+<p>kernel {_e(report['kernel'])}, started {_e(report['started'])}, {_e(len(capture.series))} snapshots
+over {_e(f"{report['duration_s']:.0f}")} s; targets {_e(targets)};
+{_e(f"{t['objects']:,}")} objects, {_e(human_bytes(t['bytes']))} older than {_e(report['min_age_ms'])} ms.</p>
 {headline}{warn}
 <h2>Flame graph of outstanding bytes</h2>
 {_flame(report['groups'])}
@@ -129,3 +129,10 @@ over {report['duration_s']:.0f} s; targets {html.escape(', '.join(map(str, repor
 {rows}</table>
 </body></html>
 """
+
+
+def _row(g: dict) -> str:
+    cells = [g["kind"], g["cache"] or "-", f"{g['objects']:,}", human_bytes(g["bytes"]),
+             f"{human_bytes(max(0, int(g.get('bytes_per_h', 0))))}/h"]
+    return ("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells)
+            + f"<td><code>{_e(' <- '.join(g['stack'][:4]))}</code></td></tr>")

@@ -10,7 +10,8 @@ import sys
 
 from .capture import load_capture
 from .history import diff, group_key, growth, headline
-from .reporter import human_bytes, limit, render
+from .outfiles import write_private
+from .reporter import limit, printable, render, render_diff
 
 __all__ = ["annotate", "select", "cull", "sort_groups", "run_report", "run_diff", "SORT_KEYS"]
 
@@ -27,11 +28,11 @@ SORT_KEYS = {
 def annotate(capture) -> dict:
     """The last report of ``capture``, each group with objects_per_h and bytes_per_h."""
     report = dict(capture.last)
-    rates = growth(capture.snapshots)
+    rates = growth(capture.series, [group_key(g) for g in report["groups"]])
     report["groups"] = [dict(g, objects_per_h=round(rates[group_key(g)]["objects_per_h"], 1),
                              bytes_per_h=round(rates[group_key(g)]["bytes_per_h"], 1))
                         for g in report["groups"]]
-    report["snapshots"] = len(capture.snapshots)
+    report["snapshots"] = len(capture.series)
     report["headline"] = headline(report)
     return report
 
@@ -74,11 +75,11 @@ def sort_groups(groups, key: str):
 
 
 def run_report(path, fmt="text", sort="bytes", pid=None, comm=None, cache=None, cull_by="stack",
-               top=None, output=None) -> int:
+               top=None, output=None, force=False) -> int:
     cap = load_capture(path)
     if cap.torn:
-        print(f"kleaktrace: note: {path} ends in a torn line (the recording was cut short); "
-              f"using its {len(cap.snapshots)} complete snapshots", file=sys.stderr)
+        print(f"kleaktrace: note: {printable(path)} ends in a torn line (the recording was cut short); "
+              f"using its {len(cap.series)} complete snapshots", file=sys.stderr)
     report = annotate(cap)
     groups = sort_groups(cull(select(report["groups"], pid, comm, cache), cull_by), sort)
     report["groups"] = groups
@@ -86,12 +87,11 @@ def run_report(path, fmt="text", sort="bytes", pid=None, comm=None, cache=None, 
                             bytes=sum(g["bytes"] for g in groups))
     if fmt == "html":
         from .htmlreport import render_html
-        text = render_html(report, cap.snapshots)
+        text = render_html(report, cap)
     else:
         text = render(limit(report, top), fmt)
     if output:
-        with open(output, "w") as f:
-            f.write(text)
+        write_private(output, text, replace=force)
     else:
         sys.stdout.write(text)
     return 0
@@ -100,20 +100,5 @@ def run_report(path, fmt="text", sort="bytes", pid=None, comm=None, cache=None, 
 def run_diff(path_a, path_b, fmt="text", top=None) -> int:
     a, b = load_capture(path_a), load_capture(path_b)
     grown = diff(a.last, b.last)
-    if top:
-        grown = grown[:top]
-    if fmt == "json":
-        import json
-        sys.stdout.write(json.dumps({"schema": "kleaktrace.diff/1", "a": path_a, "b": path_b, "groups": grown}) + "\n")
-        return 0
-    if not grown:
-        print(f"no group grew from {path_a} to {path_b}")
-        return 0
-    print(f"groups grown from {path_a} to {path_b}:")
-    for i, g in enumerate(grown, 1):
-        print(f"[{i}] {g['kind']} {g['cache'] or '-'}: {g['delta_objects']:+,} objects, "
-              f"{'+' if g['delta_bytes'] >= 0 else '-'}{human_bytes(abs(g['delta_bytes']))}"
-              f"{' (new)' if g['new'] else ''}; now {g['objects']:,} objects")
-        for frame in g["stack"]:
-            print(f"      {frame}")
+    sys.stdout.write(render_diff(grown[:top] if top else grown, path_a, path_b, fmt))
     return 0

@@ -1,8 +1,29 @@
-"""Renders a ``kleaktrace.report/1`` document as text or JSON."""
+"""Renders a ``kleaktrace.report/1`` document as text or JSON.
+
+Text goes to terminals, and much of it is named by others: a process names
+itself (prctl PR_SET_NAME), a user names files, a capture may be made up.
+Every string in text and folded output passes through printable(), so an
+escape sequence is shown, never obeyed; JSON escapes control characters itself.
+"""
 
 import json
 
-__all__ = ["render", "render_text", "render_json", "render_folded", "warnings", "human_bytes", "limit"]
+__all__ = ["render", "render_text", "render_json", "render_folded", "render_diff", "warnings", "human_bytes",
+           "limit", "printable"]
+
+
+def printable(value) -> str:
+    """``value`` as text with every non-printable character (controls, escapes,
+    bidi overrides: Unicode's C* categories, and line breaks) spelled ``\\xNN``."""
+    s = str(value)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+                   for c in s)
+
+
+def _names(items, n) -> str:
+    return ", ".join(printable(x) for x in items[:n])
 
 
 def human_bytes(n: int) -> str:
@@ -40,21 +61,19 @@ def render_text(report: dict) -> str:
     lines = [
         f"kleaktrace: {len(report['groups'])} groups shown, {t['objects']:,} objects, "
         f"{human_bytes(t['bytes'])} outstanding for at least {report['min_age_ms']} ms "
-        f"[{who}; kernel {report['kernel']}; {report['duration_s']:.1f} s]",
-        f"  allocs {t['allocs']:,}  frees {t['frees']:,}  missed frees {t['missed_frees']:,}  "
-        f"dropped {t['dropped']:,}  skipped frees {t.get('skipped_frees', 0):,}",
+        f"[{who}; kernel {printable(report['kernel'])}; {report['duration_s']:.1f} s]",
+        f"  allocs {t.get('allocs', 0):,}  frees {t.get('frees', 0):,}  missed frees {t.get('missed_frees', 0):,}  "
+        f"dropped {t.get('dropped', 0):,}  skipped frees {t.get('skipped_frees', 0):,}",
     ]
     for i, g in enumerate(report["groups"], 1):
-        cache = g["cache"] or "-"
+        cache = printable(g["cache"] or "-")
         if g.get("cache_aliases"):
-            cache += f" (merged: {', '.join(g['cache_aliases'])})"
-        procs = ", ".join(
-            f"{p}" for p in g["pids"][:8]
-        ) + (" ..." if len(g["pids"]) > 8 else "")
+            cache += f" (merged: {_names(g['cache_aliases'], len(g['cache_aliases']))})"
+        procs = ", ".join(f"{p}" for p in g["pids"][:8]) + (" ..." if len(g["pids"]) > 8 else "")
         lines.append("")
         lines.append(
-            f"[{i}] {g['kind']} {cache}: {g['objects']:,} objects, {human_bytes(g['bytes'])}, "
-            f"oldest {g['oldest_ms'] / 1000:.1f} s, pids {procs} ({', '.join(g['comms'][:4])})"
+            f"[{i}] {printable(g['kind'])} {cache}: {g['objects']:,} objects, {human_bytes(g['bytes'])}, "
+            f"oldest {g['oldest_ms'] / 1000:.1f} s, pids {procs} ({_names(g['comms'], 4)})"
         )
         if "bytes_per_h" in g:
             lines.append(f"      growth: {human_bytes(max(0, int(g['bytes_per_h'])))}/h, "
@@ -62,9 +81,9 @@ def render_text(report: dict) -> str:
         if g.get("site_stack_objects"):
             lines.append(f"      stack first seen at this call site, for {g['site_stack_objects']:,} "
                          f"of the objects (--stacks all takes each one's own)")
-        lines.extend(f"      {frame}" for frame in g["stack"])
+        lines.extend(f"      {printable(frame)}" for frame in g["stack"])
     if report.get("headline"):
-        lines.insert(2, f"  leak rate: {report['headline']}")
+        lines.insert(2, f"  leak rate: {printable(report['headline'])}")
     if report.get("sockets"):
         lines.append("")
         lines.append("sockets held by the processes of socket groups (sock_diag):")
@@ -73,7 +92,7 @@ def render_text(report: dict) -> str:
                 f"inode {e['inode']}" + (f" peer {e['peer']}" if e.get("peer") else "")
                 + (f" port {e['sport']}->{e['dport']}" if e.get("sport") is not None else "")
                 for e in s.get("examples", [])[:3])
-            lines.append(f"  pid {s['pid']}: {s['count']:,} {s['family']} {s['state']}"
+            lines.append(f"  pid {s['pid']}: {s['count']:,} {printable(s['family'])} {printable(s['state'])}"
                          + (f" (e.g. {examples})" if examples else ""))
     if not report["groups"]:
         lines.append("")
@@ -89,20 +108,20 @@ def _refs_text(report: dict) -> list[str]:
     if tracking == "off":
         return []
     if not tracking.startswith(("kprobe", "fentry")):
-        return ["", f"references: not tracked ({tracking})"]
-    out = ["", f"references (path_get/path_put, {tracking}):"]
-    if not report["refs"]:
+        return ["", f"references: not tracked ({printable(tracking)})"]
+    out = ["", f"references (path_get/path_put, {printable(tracking)}):"]
+    if not report.get("refs"):
         out.append("  no unbalanced path_get older than the minimum age")
-    for i, r in enumerate(report["refs"], 1):
-        names = ", ".join(f"'{n}'" for n in r["names"][:5]) + (" ..." if len(r["names"]) > 5 else "")
+    for i, r in enumerate(report.get("refs", []), 1):
+        names = ", ".join(f"'{printable(n)}'" for n in r["names"][:5]) + (" ..." if len(r["names"]) > 5 else "")
         noun = r["object"] if r["objects"] == 1 else {"dentry": "dentries"}.get(r["object"], r["object"] + "s")
-        out.append(f"[r{i}] +{r['net']:,} references on {r['objects']:,} {noun} {names} "
-                   f"{r['why']}, pids {', '.join(map(str, r['pids'][:8]))} ({', '.join(r['comms'][:4])})")
+        out.append(f"[r{i}] +{r['net']:,} references on {r['objects']:,} {printable(noun)} {names} "
+                   f"{printable(r['why'])}, pids {', '.join(map(str, r['pids'][:8]))} ({_names(r['comms'], 4)})")
         out.append("      taken at:")
-        out.extend(f"        {frame}" for frame in r["stack"])
+        out.extend(f"        {printable(frame)}" for frame in r["stack"])
         if r["put_stack"]:
             out.append("      put (dropping nothing) at:")
-            out.extend(f"        {frame}" for frame in r["put_stack"])
+            out.extend(f"        {printable(frame)}" for frame in r["put_stack"])
     return out
 
 
@@ -115,13 +134,33 @@ def render_folded(report: dict) -> str:
     """Folded stacks for flamegraph.pl and speedscope: ``root;...;leaf bytes``.
 
     The root frame is the kind and cache; frames run outermost to innermost.
+    A ``;`` inside a name would split a frame, a space the count: both are
+    replaced, and control characters escaped.
     """
+    def frame(name):
+        return printable(name).replace(";", ",").replace(" ", "_")
     out = []
     for g in report["groups"]:
         root = f"{g['kind']}:{g['cache']}" if g["cache"] else g["kind"]
-        frames = [root] + [f.replace(";", ",") for f in reversed(g["stack"])]
+        frames = [frame(root)] + [frame(f) for f in reversed(g["stack"])]
         out.append(f"{';'.join(frames)} {g['bytes']}")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def render_diff(grown: list[dict], a: str, b: str, fmt: str = "text") -> str:
+    """Groups grown from capture ``a`` to ``b`` (history.diff()), as text or ``kleaktrace.diff/1`` JSON."""
+    if fmt == "json":
+        return json.dumps({"schema": "kleaktrace.diff/1", "a": a, "b": b, "groups": grown},
+                          separators=(",", ":")) + "\n"
+    if not grown:
+        return f"no group grew from {printable(a)} to {printable(b)}\n"
+    lines = [f"groups grown from {printable(a)} to {printable(b)}:"]
+    for i, g in enumerate(grown, 1):
+        lines.append(f"[{i}] {printable(g['kind'])} {printable(g['cache'] or '-')}: {g['delta_objects']:+,} objects, "
+                     f"{'+' if g['delta_bytes'] >= 0 else '-'}{human_bytes(abs(g['delta_bytes']))}"
+                     f"{' (new)' if g['new'] else ''}; now {g['objects']:,} objects")
+        lines.extend(f"      {printable(frame)}" for frame in g["stack"])
+    return "\n".join(lines) + "\n"
 
 
 def limit(report: dict, top: int | None) -> dict:

@@ -17,7 +17,7 @@ def test_roundtrip_and_private_mode(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     cap = load_capture(str(path))
     assert cap.header["schema"] == SCHEMA and not cap.torn
-    assert [s["t_s"] for s in cap.snapshots] == [1, 2, 3, 4, 5]
+    assert cap.times == [1, 2, 3, 4, 5]
     assert cap.last["groups"][0]["objects"] == 500
 
 
@@ -26,7 +26,7 @@ def test_torn_last_line_loses_only_that_interval(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 200])  # killed while writing the last snapshot
     cap = load_capture(str(path))
-    assert cap.torn and len(cap.snapshots) == 4
+    assert cap.torn and len(cap.times) == 4
 
 
 @pytest.mark.parametrize("content,message", [

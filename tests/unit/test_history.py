@@ -1,7 +1,7 @@
 import pytest
 from capture_data import FILP, SOCK, report
 
-from bpftrace_leak.history import diff, growth, headline, slope
+from bpftrace_leak.history import diff, growth, headline, point, series_of, slope
 
 
 def test_slope_is_least_squares():
@@ -15,10 +15,11 @@ def test_growth_per_group_and_absent_group_counts_zero():
     extra = {"kind": "kmalloc", "cache": "kmalloc-64", "objects": 9, "bytes": 576, "oldest_ms": 1,
              "pids": [7], "comms": ["w"], "stack": ["f+0x1"]}
     snaps.append({"t_s": 4, "report": report(4, [extra])})
-    g = growth(snaps)
+    series = [(s["t_s"], point(s["report"]["groups"])) for s in snaps]
+    g = growth(series)
     assert g[("slab", "sock_inode_cache", tuple(SOCK))]["objects_per_h"] == pytest.approx(360_000)
     assert g[("slab", "filp", tuple(FILP))]["objects_per_h"] == pytest.approx(0)
-    assert g[("kmalloc", "kmalloc-64", ("f+0x1",))]["series"][0] == (1, 0, 0)
+    assert series_of(series, ("kmalloc", "kmalloc-64", ("f+0x1",)))[0] == (1, 0, 0)
 
 
 def test_diff_lists_grown_groups_only():

@@ -86,3 +86,24 @@ def test_text_warns_on_drops_missed_and_skipped_frees():
     assert "3 addresses were handed out again" in text
     assert "up to 2 free events" in text
     assert "[1] slab filp: 1 objects, 192 B" in text
+
+
+def test_text_escapes_control_characters_named_by_others():
+    from bpftrace_leak.reporter import printable, render_diff, render_folded
+    evil = "\x1b[2J\x1b]0;owned\x07\u202egnp.exe\r\n"
+    r = report([o("slab", "filp", 192, 1)])
+    g = r["groups"][0]
+    g.update(comms=[evil], cache=evil, cache_aliases=[evil], stack=[evil, "path_openat+0x40"])
+    r["kernel"] = evil
+    r["refs_tracking"] = "kprobe"
+    r["refs"] = [{"object": "dentry", "objects": 1, "net": 1, "why": evil, "names": [evil], "oldest_ms": 1,
+                  "pids": [7], "comms": [evil], "stack": [evil], "put_stack": [evil]}]
+    r["sockets"] = [{"pid": 7, "family": evil, "state": evil, "count": 1, "examples": []}]
+    for text in (render_text(r), render_folded(r),
+                 render_diff([dict(g, delta_objects=1, delta_bytes=1, new=True)], evil, evil)):
+        assert not any(c in text for c in "\x1b\x07\r\u202e"), text
+        assert "\\x1b[2J" in text
+    assert printable("plain name+0x1") == "plain name+0x1"
+    assert printable("a\tb") == "a\\x09b"
+    folded = render_folded(r).splitlines()
+    assert len(folded) == 1 and folded[0].count(" ") == 1  # one line, one count
