@@ -30,7 +30,7 @@ from interleave import interleaved  # noqa: E402
 
 
 def workload(sockets, churn):
-    w = subprocess.Popen([sys.executable, "-m", "bpftrace_leak.workload", "--churn", str(churn),
+    w = subprocess.Popen([sys.executable, "-m", "bpftrace_leak.sessions.workload", "--churn", str(churn),
                           "--sockets", str(sockets), "--files", "0", "--wait", "--until-eof"],
                          cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     return w

@@ -25,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bpftrace_leak.capture import CaptureWriter  # noqa: E402
+from bpftrace_leak.output.capture import CaptureWriter  # noqa: E402
 
 FUNCS = ["sock_alloc_inode", "alloc_inode", "__d_alloc", "alloc_empty_file", "path_openat", "do_filp_open",
          "do_sys_openat2", "__x64_sys_openat", "do_syscall_64", "entry_SYSCALL_64_after_hwframe", "ext4_alloc_inode",

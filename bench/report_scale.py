@@ -24,9 +24,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bpftrace_leak.report import build_report  # noqa: E402
-from bpftrace_leak.reporter import render  # noqa: E402
-from bpftrace_leak.tracer import Options, Tracer  # noqa: E402
+from bpftrace_leak.analysis.report import build_report  # noqa: E402
+from bpftrace_leak.config import Config  # noqa: E402
+from bpftrace_leak.output.reporter import render  # noqa: E402
+from bpftrace_leak.tracer.reader import Reader  # noqa: E402
+from bpftrace_leak.tracer.session import Session  # noqa: E402
 
 HOLDER = r"""
 import os, shutil, sys, tempfile
@@ -43,21 +45,6 @@ finally:
 """
 
 
-def map_memory(tracer) -> int:
-    """bytes_memlock of this session's maps."""
-    ids = set()
-    for name in ("slots", "page_slots", "live", "stacks", "sites", "site_marks", "targets", "counters",
-                 "exited_comms", "irq_state", "free_running", "free_covered", "free_last"):
-        try:
-            fd = tracer.bpf[name].map_fd
-        except KeyError:
-            continue
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            info = dict(line.split(":", 1) for line in f if ":" in line)
-        ids.add((int(info["map_id"]), int(info["memlock"])))
-    return sum(m for _, m in ids)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=320_000)
@@ -65,25 +52,27 @@ def main():
     args = ap.parse_args()
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(args.files)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
-    with Tracer(Options(targets=[holder.pid], refs=False)) as tracer:
-        memory = map_memory(tracer)
+    with Session(Config(refs=False), [holder.pid]) as session:
+        reader = Reader(session)
+        memory = reader.map_memory()
         holder.stdin.write("go\n")
         holder.stdin.flush()
         holder.stdout.readline()
         time.sleep(1.0)
-        symbolizer = tracer.symbolizer()
+        symbolizer = reader.symbolizer()
         began = time.perf_counter()
-        report = build_report(tracer.snapshot(500_000_000), symbolizer, kernel="", started="",
+        report = build_report(reader.snapshot(500_000_000), symbolizer, kernel="", started="",
                               duration_s=0, min_age_ms=500, targets=[holder.pid])
         text = render(report, "json")
+        reader.close()
         took = time.perf_counter() - began
     holder.stdin.close()
     holder.wait()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     totals = json.loads(text)["totals"]
     objects = totals["objects"]
-    with Tracer(Options(targets=[os.getpid()], refs=False, max_objects=args.max_objects)) as big:
-        big_memory = map_memory(big)
+    with Session(Config(refs=False, max_objects=args.max_objects), [os.getpid()]):
+        big_memory = Reader.map_memory()
     print(f"{objects:,} live objects ({args.files:,} tmpfs files created; {totals['dropped']:,} not recorded: maps full)")
     print(f"  report (read maps, group, symbolize, render JSON): {took:.2f} s")
     print(f"  frontend peak RSS: {rss / 2**20:.0f} MiB")

@@ -1,7 +1,10 @@
 """Command line: parses arguments and dispatches; no BPF and no formatting here.
 
     kleaktrace [-p PID]... [-c CMD] [options] [INTERVAL [COUNT]]
-    kleaktrace demo | doctor
+    kleaktrace record | report | diff | demo | doctor
+
+Option defaults are config.Config's; every tracing command builds one Config
+and validates it the same way.
 """
 
 import re
@@ -9,6 +12,7 @@ import sys
 
 import click
 
+from .config import Config, default
 from .errors import KleakError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -16,26 +20,34 @@ _SCALE = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Duration(click.ParamType):
-    """``500ms``, ``30s``, ``5m``, ``8h``; a bare number is in ``default_unit``."""
+    """``500ms``, ``30s``, ``5m``, ``8h``; a bare number is in ``default_unit``.
+    Converts to seconds, or to whole milliseconds with ``to="ms"``."""
 
     name = "duration"
 
-    def __init__(self, default_unit: str = "s"):
+    def __init__(self, default_unit: str = "s", to: str = "s"):
         self.default_unit = default_unit
+        self.to = to
 
     def convert(self, value, param, ctx):
         if isinstance(value, (int, float)):
-            return float(value) * _SCALE[self.default_unit]
-        m = _DURATION.match(str(value))
-        if not m:
-            self.fail(f"{value!r} is not a duration (like 500ms, 30s, 5m, 8h)", param, ctx)
-        return float(m.group(1)) * _SCALE[m.group(2) or self.default_unit]
+            seconds = float(value) * _SCALE[self.default_unit]
+        else:
+            m = _DURATION.match(str(value))
+            if not m:
+                self.fail(f"{value!r} is not a duration (like 500ms, 30s, 5m, 8h)", param, ctx)
+            seconds = float(m.group(1)) * _SCALE[m.group(2) or self.default_unit]
+        return int(round(seconds * 1000)) if self.to == "ms" else seconds
 
 
 class _DefaultGroup(click.Group):
-    """A group whose default command is ``trace``, so ``kleaktrace -p 1 5`` works."""
+    """A group whose default command is ``trace``, so ``kleaktrace -p 1 5`` works;
+    a word that is neither a command nor a duration is an unknown command."""
 
     def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            if not args[0].startswith("-") and not _DURATION.match(args[0]):
+                raise click.UsageError(f"no such command {args[0]!r} (commands: {', '.join(sorted(self.commands))})")
         if not args or args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["trace"] + list(args)
         return super().parse_args(ctx, args)
@@ -45,19 +57,28 @@ def _trace_options(f):
     options = [
         click.option("-p", "--pid", "pids", type=int, multiple=True, help="Trace this process (repeatable)."),
         click.option("-c", "--command", help="Run CMD and trace it; probes attach before it starts."),
-        click.option("--children", is_flag=True, help="Also trace processes the targets fork."),
-        click.option("-o", "--min-age", "min_age", type=Duration("ms"), default="1000ms", show_default=True,
+        click.option("--children", is_flag=True, help="Also trace processes the targets fork; "
+                                                      "the session ends when all of them have exited."),
+        click.option("-o", "--min-age", "min_age_ms", type=Duration("ms", to="ms"),
+                     default=f"{default('min_age_ms')}ms", show_default=True,
                      help="Report only allocations at least this old (bare number: ms)."),
-        click.option("--duration", type=Duration("s"), help="End the session after this long (30s, 5m, 8h)."),
-        click.option("-T", "--top", type=click.IntRange(min=1), default=10, show_default=True,
+        click.option("--duration", "duration_s", type=Duration("s"), help="End the session after this long (30s, 5m, 8h)."),
+        click.option("-T", "--top", type=click.IntRange(min=1), default=default("top"), show_default=True,
                      help="Show this many groups."),
         click.option("--cache", "cache_glob", metavar="GLOB", help="Only slab caches matching GLOB."),
-        click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True),
+        click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=default("fmt"),
+                     show_default=True),
+        click.option("--output", metavar="FILE",
+                     help="Write the reports to FILE (a new file, mode 0600) instead of standard output, "
+                          "which -c's command keeps: `-c CMD --format json --output r.json` gives clean JSON."),
         click.option("-w", "--write", "capture_path", metavar="FILE",
-                     help="Also record every snapshot to capture FILE (mode 0600) for `kleaktrace report`."),
+                     help="Also record every snapshot to capture FILE (a new file, mode 0600) for `kleaktrace report`."),
+        click.option("--force", is_flag=True,
+                     help="Replace --output / -w FILE if it exists (a regular file only, atomically)."),
         click.option("--kinds", type=click.Choice(["both", "allocs", "refs"]), default="both", show_default=True,
                      help="Track allocations, reference counts (path_get/path_put; needs fentry or kprobes), or both."),
-        click.option("--refs-via", type=click.Choice(["auto", "fentry", "kprobe"]), default="auto", show_default=True,
+        click.option("--refs-via", type=click.Choice(["auto", "fentry", "kprobe"]), default=default("refs_via"),
+                     show_default=True,
                      help="How reference counts are probed; auto takes fentry where the kernel allows it."),
         click.option("--shake", is_flag=True,
                      help="Before the final report, drop unused dentries and inodes system-wide "
@@ -66,35 +87,28 @@ def _trace_options(f):
                      help="Also track the targets' own anonymous and page-cache pages (kind user-page)."),
         click.option("--kernel-headers", type=click.Path(file_okay=False), metavar="DIR",
                      help="Kernel header tree for BCC (default: the running kernel's, else the newest installed)."),
-        click.option("--max-objects", type=click.IntRange(min=1024), default=1_000_000, show_default=True,
-                     help="Capacity of the live-object map."),
-        click.option("--stacks", type=click.Choice(["sites", "all"]), default="sites", show_default=True,
+        click.option("--max-objects", type=click.IntRange(min=1024), default=default("max_objects"),
+                     show_default=True, help="Capacity of the live-object map."),
+        click.option("--stacks", type=click.Choice(["sites", "all"]), default=default("stacks"), show_default=True,
                      help="sites: a kernel stack on a call site's first allocation, and on each one at sites "
                           "whose aged objects grow; all: on every allocation (exact, several times slower)."),
-        click.option("--stack-slots", type=click.IntRange(min=64), default=16384, show_default=True,
-                     help="Capacity of the stack table."),
+        click.option("--stack-slots", type=click.IntRange(min=64), default=default("stack_slots"),
+                     show_default=True, help="Capacity of the stack table."),
         # copies of each raw free program (README: Accuracy); 1 shows what a
         # single program loses, for tests and benchmarks
-        click.option("--free-copies", type=click.IntRange(1, 3), default=2, hidden=True),
+        click.option("--free-copies", type=click.IntRange(1, 3), default=default("free_copies"), hidden=True),
     ]
     for opt in reversed(options):
         f = opt(f)
     return f
 
 
-def _config(**kw):
-    from .live import LiveConfig
-    return LiveConfig(
-        pids=list(kw.get("pids") or ()), command=kw.get("command"), children=kw.get("children", False),
-        min_age_ms=int(round(kw["min_age"] * 1000)), duration_s=kw.get("duration"),
-        top=kw["top"], cache_glob=kw.get("cache_glob"), fmt=kw["fmt"], user_pages=kw["user_pages"],
-        kernel_headers=kw.get("kernel_headers"), max_objects=kw["max_objects"], stack_slots=kw["stack_slots"],
-        interval_s=kw.get("interval"), count=kw.get("count"), free_copies=kw["free_copies"],
-        stacks=kw["stacks"],
-        allocs=kw["kinds"] in ("both", "allocs"), refs=kw["kinds"] in ("both", "refs"),
-        refs_via=kw["refs_via"],
-        capture_path=kw.get("capture_path"), shake=kw.get("shake", False),
-    )
+def _config(**kw) -> Config:
+    """The Config of a tracing command's options, validated."""
+    kinds = kw.pop("kinds")
+    kw["pids"] = tuple(kw.get("pids") or ())
+    kw["interval_s"] = kw.pop("interval", None)
+    return Config(allocs=kinds in ("both", "allocs"), refs=kinds in ("both", "refs"), **kw).validate()
 
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,34 +129,25 @@ def trace(**kw):
 
     INTERVAL prints a report every INTERVAL seconds, COUNT times; without
     it one report is printed when the session ends (--duration, Ctrl-C,
-    SIGTERM, or all targets exited).
+    SIGTERM, SIGHUP, or all targets exited).
     """
-    from . import live
-    if kw["pids"] and kw["command"]:
-        raise KleakError("-p and -c cannot be combined", status=2)
-    if kw["children"] and not (kw["pids"] or kw["command"]):
-        raise KleakError("--children needs -p or -c", status=2)
+    from .sessions import live
     sys.exit(live.run(_config(**kw)))
 
 
 @main.command()
 @_trace_options
-@click.option("--interval", "snap_interval", type=Duration("s"), default="10s", show_default=True,
-              help="Time between snapshots in the capture.")
-def record(snap_interval, **kw):
+@click.option("--interval", "capture_interval_s", type=Duration("s"), default=f"{default('capture_interval_s'):g}s",
+              show_default=True, help="Time between snapshots in the capture.")
+def record(**kw):
     """Record a timed session to a capture file (-w FILE), for later reports.
 
     Example: kleaktrace record -p PID --duration 8h -w leak.kcap
     """
-    from . import live
+    from .sessions import live
     if not kw.get("capture_path"):
         raise KleakError("record needs -w FILE", status=2)
-    if kw["pids"] and kw["command"]:
-        raise KleakError("-p and -c cannot be combined", status=2)
-    cfg = _config(**kw)
-    cfg.capture_interval_s = snap_interval
-    cfg.quiet = True
-    sys.exit(live.run(cfg))
+    sys.exit(live.run(_config(quiet=True, **kw)))
 
 
 @main.command()
@@ -162,7 +167,7 @@ def record(snap_interval, **kw):
 @click.option("--force", is_flag=True, help="Replace --output if it exists (a regular file, atomically).")
 def report(capture, **kw):
     """Report on a capture file: text, JSON, folded stacks or an HTML page."""
-    from .offline import run_report
+    from .sessions.offline import run_report
     sys.exit(run_report(capture, **kw))
 
 
@@ -173,7 +178,7 @@ def report(capture, **kw):
 @click.option("-T", "--top", type=click.IntRange(min=1))
 def diff(a, b, fmt, top):
     """Groups that grew from capture A to capture B."""
-    from .offline import run_diff
+    from .sessions.offline import run_diff
     sys.exit(run_diff(a, b, fmt=fmt, top=top))
 
 
@@ -184,14 +189,16 @@ def diff(a, b, fmt, top):
 @click.option("--churn", type=click.IntRange(min=0), default=20000, show_default=True)
 def demo(sockets, files, churn, **kw):
     """Trace the bundled workload that leaks a known number of objects."""
-    from .demo import run_demo
+    from .sessions.demo import run_demo
+    if kw["pids"] or kw["command"] is not None:
+        raise KleakError("demo traces its own workload: no -p or -c", status=2)
     sys.exit(run_demo(_config(**kw), churn=churn, sockets=sockets, files=files))
 
 
 @main.command()
 def doctor():
     """Say what this kernel and host support, and what to do about what is missing."""
-    from .doctor import run_doctor
+    from .sessions.doctor import run_doctor
     sys.exit(run_doctor())
 
 

@@ -1,9 +1,13 @@
 /*
- * Record layouts and limits shared by probes.c and the Python side.
+ * Record layouts, limits and hashes shared by probes.c and the Python side.
  *
- * This file is the one definition: probes.c includes it, layout.py parses its
- * enums and defines, and the map key/value ctypes come from BCC compiling it.
- * Keep it to enums, defines and plain structs so that both readers agree.
+ * This file is the one definition: probes.c includes it, tracer/layout.py
+ * parses its enums and defines, the map key/value ctypes come from BCC
+ * compiling it, and tests/unit/test_layout.py compiles site_hash() with the
+ * host's C compiler to pin tracer/sites.py's copy of it. Keep it to enums,
+ * defines, plain structs and that one function so that every reader agrees.
+ * Program names are the probe catalog's (tracer/catalog.py; a unit test
+ * checks it against probes.c).
  */
 #ifndef KLEAKTRACE_LAYOUT_H
 #define KLEAKTRACE_LAYOUT_H
@@ -41,11 +45,13 @@ enum counter {
 	CNT_FREES = 1,		/* frees that retired a recorded allocation (ditto) */
 	CNT_MISSED_FREES = 2,	/* address handed out again while still recorded */
 	CNT_DROPPED = 3,	/* live map full: allocation not recorded */
-	CNT_STACK_ERRORS = 4,	/* get_stackid failed: stack table full or collision */
+	CNT_STACK_ERRORS = 4,	/* stacks lost: get_stackid failed, a retry too */
 	CNT_FAILED_ALLOCS = 5,	/* NULL / ERR_PTR results, never recorded */
 	CNT_IRQ_SKIPPED = 6,	/* target filter on: allocation made in interrupt context */
 	CNT_OWN_STACKS = 7,	/* allocations that took their own stack (not atomic) */
-	NR_COUNTERS = 8,
+	CNT_STACK_COLLISIONS = 8,	/* -EEXIST: another stack holds the hash bucket */
+	CNT_STACK_FULL = 9,	/* -ENOMEM: every entry of the stack table is taken */
+	NR_COUNTERS = 10,
 };
 
 /* Raw-tracepoint slab free events, each attached as up to FREE_COPIES copies. */
@@ -99,7 +105,11 @@ struct slab_slot {
 	s64 spilled;		/* objects of this slot's addresses in the `live` hash */
 };
 
-/* site_marks entries: a site's hash tag | its state */
+/* Objects of the page table (probes.c: page_slots) before pages spill to the hash */
+#define PAGE_SLOT_COUNT 65536
+
+/* site_marks: an array of 1 << SITE_MARK_BITS entries, a site's hash tag | its state */
+#define SITE_MARK_BITS 16
 #define SITE_MARK_STATE 3
 #define SITE_MARK_SEEN 1	/* has a representative stack in `sites` */
 #define SITE_MARK_PROMOTED 2	/* every allocation takes its own stack */
@@ -111,6 +121,15 @@ struct site_key {
 	u32 kind;
 	u32 pad;
 };
+
+/*
+ * A call site's hash: its site_marks slot is the top SITE_MARK_BITS bits,
+ * its tag the rest but SITE_MARK_STATE. tracer/sites.py computes the same.
+ */
+static inline __attribute__((always_inline)) u64 site_hash(u64 call_site, u64 cache, u32 kind)
+{
+	return (call_site ^ (cache >> 3) ^ ((u64)kind << 56)) * 0x9E3779B97F4A7C15ULL;
+}
 
 struct site {
 	s32 stack_id;		/* of the site's first allocation */

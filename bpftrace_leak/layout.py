@@ -7,9 +7,12 @@ from the same header when it compiles probes.c (``bpf["live"].Leaf``).
 import os
 import re
 
-__all__ = ["HEADER", "KINDS", "SPACES", "COUNTERS", "FREE_EVENTS", "REF_OBJECTS", "REF_WHY", "STACK_HOW", "DEFINES", "KIND_NAMES", "parse_header"]
+__all__ = ["HEADER", "PROBES_C", "KINDS", "SPACES", "COUNTERS", "FREE_EVENTS", "REF_OBJECTS", "REF_WHY", "STACK_HOW", "DEFINES", "KIND_NAMES",
+           "KIND_BY_NAME", "COUNTER_NAMES", "parse_header"]
 
-HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layout.h")
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(PACKAGE, "layout.h")
+PROBES_C = os.path.join(PACKAGE, "probes.c")
 
 
 def parse_header(text: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
@@ -50,6 +53,7 @@ COUNTERS = _ENUMS["counter"]
 FREE_EVENTS = _ENUMS["free_event"]
 REF_OBJECTS = _ENUMS["ref_object"]
 REF_WHY = _ENUMS["ref_why"]
+COUNTER_NAMES = {v: k[len("CNT_"):].lower() for k, v in COUNTERS.items() if k.startswith("CNT_")}
 STACK_HOW = _ENUMS["stack_how"]
 
 #: report names of the kinds, as the JSON schema spells them
@@ -61,3 +65,4 @@ KIND_NAMES = {
     KINDS["KIND_VMALLOC"]: "vmalloc",
     KINDS["KIND_USER_PAGE"]: "user-page",
 }
+KIND_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}

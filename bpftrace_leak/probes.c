@@ -1,13 +1,15 @@
 /*
  * kleaktrace kernel side: keeps every outstanding allocation, slab objects
- * in `slots`, the rest in `live`.
+ * in `slots`, pages in `page_slots`, the rest in `live`.
  *
- * Slab allocations (kmalloc, kmem_cache_alloc: millions a second) come from
- * raw tracepoints, whose argument positions and the struct kmem_cache
- * offsets tracer.py reads from the running kernel's BTF. Page, percpu and
- * vmalloc allocations come from perf-event tracepoints: BCC builds their
- * argument structs from tracefs, and fields some kernels lack are guarded by
- * HAVE_FIELD_* macros tracer.py defines from the same format files.
+ * Every tracepoint is attached raw: the program gets the tracepoint's
+ * arguments themselves, several times cheaper than the perf-event form,
+ * which first copies a record into a buffer. Their positions come from the
+ * running kernel's BTF (tracer/plan.py): ARG_<event>_<name> is the index of
+ * argument <name> in ctx->args, defined for every argument the kernel's
+ * tracepoint has, so a program tests for an argument some kernels lack with
+ * #ifdef. EVENT_<event> is defined for each tracepoint the session attaches.
+ * What each program attaches to is the probe catalog's (tracer/catalog.py).
  *
  * A kernel stack costs about ten times the rest of a probe, so by default a
  * call site takes one on its first allocation and again only once user space
@@ -19,16 +21,21 @@
  * sockets inside a running probe would lose its frees and leave phantom
  * leaks (iovisor/bcc#3005). A nested free finds a copy that is not running.
  *
- * Compile-time knobs (set by tracer.py): SLOT_BITS, SLOT_COUNT, PAGE_SLOT_COUNT, MAX_OBJECTS,
- * STACK_SLOTS, MAX_SITES, SITE_MARK_BITS, SITE_MARK_SLOTS, STACKS_AT_SITES,
- * TARGET_WORDS, PAGE_BYTES, FILTER_TARGETS, TRACE_CHILDREN, USER_PAGE_GFP,
- * INCLUDE_USER_PAGES, KMALLOC_ARG_*, CACHE_ALLOC_ARG_*, KMEM_CACHE_*_OFF,
- * HAVE_TP_<system>_<event>, HAVE_FIELD_<event>_<field>.
+ * Compile-time knobs (tracer/plan.py): SLOT_BITS, SLOT_COUNT, MAX_OBJECTS,
+ * STACK_SLOTS, MAX_SITES, STACKS_AT_SITES, TARGET_WORDS, PAGE_BYTES,
+ * FILTER_TARGETS, TRACE_CHILDREN, USER_PAGE_GFP, INCLUDE_USER_PAGES,
+ * TRACK_ALLOCS, TRACK_REFS, REFS_FENTRY, EVENT_*, ARG_*, and struct
+ * offsets from BTF (KMEM_CACHE_*_OFF, TASK_*_OFF, PATH_*_OFF, ...).
  */
 #include <uapi/linux/ptrace.h>
 #include "layout.h"
 
-#define EEXIST_ 17	/* errno value; the uapi header differs between trees */
+/* errno values; the uapi headers differ between trees */
+#define EEXIST_ 17
+#define ENOMEM_ 12
+
+/* argument ``name`` of raw tracepoint ``event`` */
+#define ARG(event, name) (ctx->args[ARG_##event##_##name])
 
 /*
  * Slab objects live in `slots`, pages in `page_slots`, arrays indexed by the address:
@@ -46,11 +53,16 @@ BPF_F_TABLE("array", u32, struct slab_slot, slots, SLOT_COUNT, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", u32, struct slab_slot, page_slots, PAGE_SLOT_COUNT, BPF_F_MMAPABLE);
 BPF_HASH(live, struct live_key, struct live_obj, MAX_OBJECTS);
 BPF_STACK_TRACE(stacks, STACK_SLOTS);
+#define SITE_MARK_SLOTS (1 << SITE_MARK_BITS)
 BPF_HASH(sites, struct site_key, struct site, MAX_SITES);
 BPF_PERCPU_ARRAY(counters, u64, NR_COUNTERS);
 /* The traced tgids, a bit each: an array lookup, not a hash lookup, on
- * every allocation (TARGET_WORDS u64 words cover pid_max). */
+ * every allocation (TARGET_WORDS u64 words cover pid_max). A target's bit
+ * is cleared when it exits (task_exit), so a pid used again later is not
+ * traced, and target_count, how many bits are set, tells user space when
+ * every target (children included) is gone. */
 BPF_ARRAY(targets, u64, TARGET_WORDS);
+BPF_ARRAY(target_count, s64, 1);
 
 static __always_inline int is_target(u32 tgid)
 {
@@ -198,17 +210,11 @@ static __always_inline int admit(void *args, struct live_key *key, int failed)
 
 /*
  * What is known of a call site, for the hot path: `site_marks`, an array
- * indexed by a hash of the site, holds that hash's tag and a SITE_MARK_*
- * state, so a known site costs no hash lookup. A site whose slot holds
- * another's tag uses `sites` itself. site_mark() in tracer.py computes the
- * same hash.
+ * indexed by a hash of the site (layout.h: site_hash), holds that hash's tag
+ * and a SITE_MARK_* state, so a known site costs no hash lookup. A site
+ * whose slot holds another's tag uses `sites` itself.
  */
 BPF_ARRAY(site_marks, u64, SITE_MARK_SLOTS);	/* u64: BPF's cmpxchg before v3 */
-
-static __always_inline u64 site_hash(struct site_key *sk)
-{
-	return (sk->call_site ^ (sk->cache >> 3) ^ ((u64)sk->kind << 56)) * 0x9E3779B97F4A7C15ULL;
-}
 
 static __always_inline u64 *site_mark(u64 h)
 {
@@ -219,6 +225,32 @@ static __always_inline u64 *site_mark(u64 h)
 static __always_inline u64 site_tag(u64 h)
 {
 	return h & ~(u64)SITE_MARK_STATE;
+}
+
+/*
+ * A stack id for the current stack, ``skip`` frames left out. Without
+ * BPF_F_REUSE_STACKID (which would give an old object's id to another
+ * stack), get_stackid fails with -EEXIST when another stack holds the hash
+ * bucket: with a table of a power of two entries that is the only way it
+ * fails, never "full" (-ENOMEM needs more buckets than entries;
+ * kernel/bpf/stackmap.c). A collision is retried once with one more frame
+ * skipped: another hash, another bucket. The frame lost is the innermost,
+ * a tracing or allocator frame the report trims anyway; reference stacks,
+ * which must start at the traced function, are not retried.
+ */
+static __always_inline s32 stack_of(void *ctx, u32 skip, int retry)
+{
+	s32 id = stacks.get_stackid(ctx, skip & BPF_F_SKIP_FIELD_MASK);
+	if (id == -EEXIST_)
+		count(CNT_STACK_COLLISIONS);
+	if (id == -EEXIST_ && retry) {
+		id = stacks.get_stackid(ctx, (skip + 1) & BPF_F_SKIP_FIELD_MASK);
+	}
+	if (id == -ENOMEM_)
+		count(CNT_STACK_FULL);
+	if (id < 0)
+		count(CNT_STACK_ERRORS);
+	return id;
 }
 
 /*
@@ -237,7 +269,7 @@ static __always_inline void take_stack(void *ctx, struct site_key *sk, u64 s,
 	u64 tag = 0;
 
 	if (sk) {
-		u64 h = site_hash(sk);
+		u64 h = site_hash(sk->call_site, sk->cache, sk->kind);
 		mark = site_mark(h);
 		tag = site_tag(h);
 		u64 m = mark ? *mark : 0;
@@ -261,11 +293,9 @@ static __always_inline void take_stack(void *ctx, struct site_key *sk, u64 s,
 #endif
 		}
 	}
-	obj->stack_id = stacks.get_stackid(ctx, 0);
+	obj->stack_id = stack_of(ctx, 0, 1);
 	obj->stack_how = STACK_OWN;
-	if (obj->stack_id < 0)
-		count(CNT_STACK_ERRORS);
-	else
+	if (obj->stack_id >= 0)
 		count_hot(CNT_OWN_STACKS);
 	if (!sk)
 		return;
@@ -357,22 +387,16 @@ static __always_inline int forget(u32 space, u64 addr)
 }
 
 #ifdef TRACK_ALLOCS	/* --kinds refs compiles none of the allocation probes */
-/*
- * ---- slab: kmalloc and kmem_cache_alloc, raw tracepoints ------------------
- * The perf-event form of a tracepoint first copies the record into a buffer;
- * the raw form hands the probe the arguments themselves, several times
- * cheaper on the hottest events of all. Argument positions come from the
- * running kernel's BTF (KMALLOC_ARG_*, CACHE_ALLOC_ARG_*); so do the struct
- * kmem_cache offsets that give a cache's object size and name.
- */
+/* ---- slab: kmalloc and kmem_cache_alloc --------------------------------------- */
+
 int alloc_kmalloc(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct live_key key = {.addr = ctx->args[KMALLOC_ARG_ptr], .space = SPACE_SLAB};
+	struct live_key key = {.addr = ARG(kmalloc, ptr), .space = SPACE_SLAB};
 	if (!admit(ctx, &key, failed_ptr(key.addr)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_KMALLOC};
-	obj.bytes = ctx->args[KMALLOC_ARG_bytes_alloc];
-	obj.call_site = ctx->args[KMALLOC_ARG_call_site];
+	obj.bytes = ARG(kmalloc, bytes_alloc);
+	obj.call_site = ARG(kmalloc, call_site);
 	struct site_key sk = {.call_site = obj.call_site, .kind = KIND_KMALLOC};
 	record(ctx, &key, &obj, &sk, 0);
 	return 0;
@@ -380,19 +404,19 @@ int alloc_kmalloc(struct bpf_raw_tracepoint_args *ctx)
 
 int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct live_key key = {.addr = ctx->args[CACHE_ALLOC_ARG_ptr], .space = SPACE_SLAB};
+	struct live_key key = {.addr = ARG(kmem_cache_alloc, ptr), .space = SPACE_SLAB};
 	if (!admit(ctx, &key, failed_ptr(key.addr)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_SLAB};
-	obj.call_site = ctx->args[CACHE_ALLOC_ARG_call_site];
-#ifdef CACHE_ALLOC_ARG_s
+	obj.call_site = ARG(kmem_cache_alloc, call_site);
+#ifdef ARG_kmem_cache_alloc_s
 	/* 6.1+: the cache itself. Its object size (what bytes_alloc reported)
 	 * is read once per call site, into `sites`: user space fills it in. */
-	u64 s = ctx->args[CACHE_ALLOC_ARG_s];
+	u64 s = ARG(kmem_cache_alloc, s);
 	obj.cache = s;
 #else
 	u64 s = 0;
-	obj.bytes = ctx->args[CACHE_ALLOC_ARG_bytes_alloc];
+	obj.bytes = ARG(kmem_cache_alloc, bytes_alloc);
 #endif
 	struct site_key sk = {.call_site = obj.call_site, .cache = s, .kind = KIND_SLAB};
 	record(ctx, &key, &obj, &sk, s);
@@ -402,17 +426,17 @@ int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 /* ---- pages ---------------------------------------------------------------- */
 
 /*
- * Raw too: page-cache and anonymous pages come and go by the hundred
- * thousand a second under file I/O. Keyed by the struct page address (the
- * raw events give no PFN), the same on the free side.
+ * Page-cache and anonymous pages come and go by the hundred thousand a
+ * second under file I/O. Keyed by the struct page address (the raw events
+ * give no PFN), the same on the free side.
  */
-#ifdef PAGE_ALLOC_ARG_page
-int page_alloc(struct bpf_raw_tracepoint_args *ctx)
+#ifdef EVENT_mm_page_alloc
+int alloc_page(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct live_key key = {.addr = ctx->args[PAGE_ALLOC_ARG_page], .space = SPACE_PAGE};
+	struct live_key key = {.addr = ARG(mm_page_alloc, page), .space = SPACE_PAGE};
 	/* GFP_USER and its relatives set __GFP_HARDWALL: anonymous, page-cache and
 	 * pipe pages of the process, not kernel objects */
-	u32 kind = (ctx->args[PAGE_ALLOC_ARG_gfp_flags] & USER_PAGE_GFP) ? KIND_USER_PAGE : KIND_PAGE;
+	u32 kind = (ARG(mm_page_alloc, gfp_flags) & USER_PAGE_GFP) ? KIND_USER_PAGE : KIND_PAGE;
 #ifndef INCLUDE_USER_PAGES
 	if (kind == KIND_USER_PAGE) {
 		retire_reused(&key);
@@ -422,112 +446,162 @@ int page_alloc(struct bpf_raw_tracepoint_args *ctx)
 	if (!admit(ctx, &key, key.addr == 0))
 		return 0;
 	struct live_obj obj = {.kind = kind};
-	obj.bytes = (u64)PAGE_BYTES << (u32)ctx->args[PAGE_ALLOC_ARG_order];
+	obj.bytes = (u64)PAGE_BYTES << (u32)ARG(mm_page_alloc, order);
 	record(ctx, &key, &obj, NULL, 0);	/* no call site: every page takes its stack */
 	return 0;
 }
-
 #endif
 
-#ifdef PAGE_FREE_ARG_page
-int page_free(struct bpf_raw_tracepoint_args *ctx)
+#ifdef EVENT_mm_page_free
+int free_page(struct bpf_raw_tracepoint_args *ctx)
 {
-	return forget(SPACE_PAGE, ctx->args[PAGE_FREE_ARG_page]);
+	return forget(SPACE_PAGE, ARG(mm_page_free, page));
 }
 #endif
 
-#ifdef PAGE_FREE_BATCHED_ARG_page
-int page_free_batched(struct bpf_raw_tracepoint_args *ctx)
+#ifdef EVENT_mm_page_free_batched
+int free_page_batched(struct bpf_raw_tracepoint_args *ctx)
 {
-	return forget(SPACE_PAGE, ctx->args[PAGE_FREE_BATCHED_ARG_page]);
+	return forget(SPACE_PAGE, ARG(mm_page_free_batched, page));
 }
 #endif
-
-#endif /* TRACK_ALLOCS */
 
 /* ---- percpu --------------------------------------------------------------- */
 
-#ifdef HAVE_TP_percpu_percpu_alloc_percpu
-TRACEPOINT_PROBE(percpu, percpu_alloc_percpu)
+#ifdef EVENT_percpu_alloc_percpu
+int alloc_percpu(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct live_key key = {.addr = (u64)args->ptr, .space = SPACE_PERCPU};
-	if (!admit(args, &key, failed_ptr(key.addr)))
+	struct live_key key = {.addr = ARG(percpu_alloc_percpu, ptr), .space = SPACE_PERCPU};
+	if (!admit(ctx, &key, failed_ptr(key.addr)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_PERCPU};
 	/* call_site and bytes_alloc were added in 5.19 (commit dee6876db0a7) */
-#ifdef HAVE_FIELD_percpu_alloc_percpu_bytes_alloc
-	obj.bytes = args->bytes_alloc;
+#ifdef ARG_percpu_alloc_percpu_bytes_alloc
+	obj.bytes = ARG(percpu_alloc_percpu, bytes_alloc);
 #else
-	obj.bytes = args->size;
+	obj.bytes = ARG(percpu_alloc_percpu, size);
 #endif
-#ifdef HAVE_FIELD_percpu_alloc_percpu_call_site
-	obj.call_site = args->call_site;
+#ifdef ARG_percpu_alloc_percpu_call_site
+	obj.call_site = ARG(percpu_alloc_percpu, call_site);
 	struct site_key sk = {.call_site = obj.call_site, .kind = KIND_PERCPU};
-	record(args, &key, &obj, &sk, 0);
+	record(ctx, &key, &obj, &sk, 0);
 #else
-	record(args, &key, &obj, NULL, 0);
+	record(ctx, &key, &obj, NULL, 0);
 #endif
 	return 0;
 }
 #endif
 
-#ifdef HAVE_TP_percpu_percpu_free_percpu
-TRACEPOINT_PROBE(percpu, percpu_free_percpu)
+#ifdef EVENT_percpu_free_percpu
+int free_percpu(struct bpf_raw_tracepoint_args *ctx)
 {
-	return forget(SPACE_PERCPU, (u64)args->ptr);
+	return forget(SPACE_PERCPU, ARG(percpu_free_percpu, ptr));
 }
 #endif
 
 /* ---- vmalloc (per vmap area; the events exist from 6.2) -------------------- */
 
-#ifdef HAVE_TP_vmalloc_alloc_vmap_area
-TRACEPOINT_PROBE(vmalloc, alloc_vmap_area)
+#ifdef EVENT_alloc_vmap_area
+int alloc_vmalloc(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct live_key key = {.addr = args->addr, .space = SPACE_VMALLOC};
-	if (!admit(args, &key, args->failed || key.addr == 0))
+	struct live_key key = {.addr = ARG(alloc_vmap_area, addr), .space = SPACE_VMALLOC};
+	if (!admit(ctx, &key, (int)ARG(alloc_vmap_area, failed) || key.addr == 0))
 		return 0;
 	struct live_obj obj = {.kind = KIND_VMALLOC};
-	obj.bytes = args->size;
-	record(args, &key, &obj, NULL, 0);
+	obj.bytes = ARG(alloc_vmap_area, size);
+	record(ctx, &key, &obj, NULL, 0);
 	return 0;
 }
 #endif
 
-#ifdef HAVE_TP_vmalloc_free_vmap_area_noflush
-TRACEPOINT_PROBE(vmalloc, free_vmap_area_noflush)
+#ifdef EVENT_free_vmap_area_noflush
+int free_vmalloc(struct bpf_raw_tracepoint_args *ctx)
 {
-	return forget(SPACE_VMALLOC, args->va_start);
+	return forget(SPACE_VMALLOC, ARG(free_vmap_area_noflush, va_start));
 }
 #endif
 
+#endif /* TRACK_ALLOCS */
+
 /* ---- exits: keep the comm of a process that goes ------------------------------ */
 
-TRACEPOINT_PROBE(sched, sched_process_exit)
+/*
+ * Whether the exiting task is its process's last thread. 6.16 gave the
+ * tracepoint a group_dead argument; before it, do_exit() has already done
+ * atomic_dec_and_test(&tsk->signal->live) when the tracepoint fires, so a
+ * live count of 0 says the same (offsets from BTF).
+ */
+static __always_inline int group_dead(struct bpf_raw_tracepoint_args *ctx)
+{
+#ifdef ARG_sched_process_exit_group_dead
+	return (u8)ARG(sched_process_exit, group_dead);
+#elif defined(TASK_SIGNAL_OFF) && defined(SIGNAL_LIVE_OFF)
+	u64 signal = 0;
+	s32 live = 1;
+	bpf_probe_read_kernel(&signal, sizeof(signal), (void *)(ARG(sched_process_exit, p) + TASK_SIGNAL_OFF));
+	if (signal)
+		bpf_probe_read_kernel(&live, sizeof(live), (void *)(signal + SIGNAL_LIVE_OFF));
+	return live == 0;
+#else
+	u64 id = bpf_get_current_pid_tgid();
+	return (u32)id == id >> 32;	/* the leader: no better guess */
+#endif
+}
+
+int task_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	if ((u32)id != id >> 32)
-		return 0;	/* a thread, not the process */
 	u32 tgid = id >> 32;
-	struct exited_comm c = {};
-	bpf_get_current_comm(&c.comm, sizeof(c.comm));
-	exited_comms.update(&tgid, &c);
+	if ((u32)id == tgid) {	/* the process, not one of its threads */
+		struct exited_comm c = {};
+		bpf_get_current_comm(&c.comm, sizeof(c.comm));
+		exited_comms.update(&tgid, &c);
+	}
+#ifdef FILTER_TARGETS
+	if (is_target(tgid) && group_dead(ctx)) {
+		u32 word = tgid / 64, zero = 0;
+		u64 bit = 1ULL << (tgid % 64), *w = targets.lookup(&word);
+		s64 *n = target_count.lookup(&zero);
+		/* a subtract clears the bit atomically: it is set, and only this
+		 * process's last thread gets here */
+		if (w && (*w & bit)) {
+			__sync_fetch_and_add(w, -bit);
+			if (n)
+				__sync_fetch_and_add(n, -1);
+		}
+	}
+#endif
 	return 0;
 }
 
 /* ---- children ------------------------------------------------------------- */
 
 #ifdef TRACE_CHILDREN
-TRACEPOINT_PROBE(sched, sched_process_fork)
+/*
+ * sched_process_fork(parent, child) fires in the forking task for new
+ * processes and new threads alike: a thread (same tgid as its parent) is
+ * already covered by its process's bit. TASK_{PID,TGID}_OFF come from BTF.
+ */
+int task_fork(struct bpf_raw_tracepoint_args *ctx)
 {
-	/* the forking task is current; parent_pid is its thread id, not its tgid */
 	u32 parent = bpf_get_current_pid_tgid() >> 32;
-	if (is_target(parent)) {
-		u32 child = args->child_pid, word = child / 64;
-		u64 bit = 1ULL << (child % 64), *w = targets.lookup(&word);
-		/* an add sets the bit atomically: it is clear, and forks on other
-		 * CPUs set other bits */
-		if (w && !(*w & bit))
-			__sync_fetch_and_add(w, bit);
+	if (!is_target(parent))
+		return 0;
+	u64 task = ARG(sched_process_fork, child);
+	u32 child = 0, child_tgid = 0;
+	bpf_probe_read_kernel(&child, sizeof(child), (void *)(task + TASK_PID_OFF));
+	bpf_probe_read_kernel(&child_tgid, sizeof(child_tgid), (void *)(task + TASK_TGID_OFF));
+	if (child != child_tgid)
+		return 0;
+	u32 word = child / 64, zero = 0;
+	u64 bit = 1ULL << (child % 64), *w = targets.lookup(&word);
+	s64 *n = target_count.lookup(&zero);
+	/* an add sets the bit atomically: it is clear, and forks on other
+	 * CPUs set other bits */
+	if (w && !(*w & bit)) {
+		__sync_fetch_and_add(w, bit);
+		if (n)
+			__sync_fetch_and_add(n, 1);
 	}
 	return 0;
 }
@@ -535,9 +609,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 
 #ifdef TRACK_ALLOCS
 /*
- * ---- slab frees, raw tracepoints ------------------------------------------
- * kfree(call_site, ptr) and kmem_cache_free(call_site, ptr, s | name): the
- * pointer is args[1] in every kernel from 4.x to 6.18.
+ * ---- slab frees --------------------------------------------------------------
+ * kfree(call_site, ptr) and kmem_cache_free(call_site, ptr, s | name).
  */
 /*
  * Which copies are running on this CPU (free_running[event][copy]) and how
@@ -590,18 +663,22 @@ static __always_inline int free_copy(int event, int copy, u64 addr)
 	return 0;
 }
 
+/* free_<event>_<n>: copy n of event's free program */
 #define SLAB_FREE_COPY(event, idx, n)                                          \
 	int free_##event##_##n(struct bpf_raw_tracepoint_args *ctx)           \
 	{                                                                      \
-		return free_copy(idx, n, ctx->args[1]);                        \
+		return free_copy(idx, n, ARG(event, ptr));                     \
 	}
+#define SLAB_FREE_COPIES(event, idx)                                           \
+	SLAB_FREE_COPY(event, idx, 0)                                          \
+	SLAB_FREE_COPY(event, idx, 1)                                          \
+	SLAB_FREE_COPY(event, idx, 2)
+#if FREE_COPIES != 3
+#error "SLAB_FREE_COPIES writes out FREE_COPIES copies"
+#endif
 
-SLAB_FREE_COPY(kfree, FREE_EV_KFREE, 0)
-SLAB_FREE_COPY(kfree, FREE_EV_KFREE, 1)
-SLAB_FREE_COPY(kfree, FREE_EV_KFREE, 2)
-SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 0)
-SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 1)
-SLAB_FREE_COPY(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE, 2)
+SLAB_FREE_COPIES(kfree, FREE_EV_KFREE)
+SLAB_FREE_COPIES(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE)
 
 /*
  * ---- bulk frees, kprobe (attached only where the kernel has kprobes) ---------
@@ -719,7 +796,6 @@ static __always_inline int ignored_caller(u64 ret)
 	return 0;
 }
 
-/* get_stackid's skip count is the low byte of its flags */
 static __always_inline void path_get_seen(void *ctx, u64 p, u32 skip)
 {
 	struct path_get_rec rec = {};
@@ -733,7 +809,7 @@ static __always_inline void path_get_seen(void *ctx, u64 p, u32 skip)
 	rec.ts_ns = bpf_ktime_get_ns();
 	rec.tgid = bpf_get_current_pid_tgid() >> 32;
 	rec.count = 1;
-	rec.stack_id = stacks.get_stackid(ctx, skip & BPF_F_SKIP_FIELD_MASK);
+	rec.stack_id = stack_of(ctx, skip, 0);
 	bpf_get_current_comm(&rec.comm, sizeof(rec.comm));
 	dentry_name(rec.dentry, rec.dentry_name);
 	mount_name(rec.mnt, rec.mnt_name);
@@ -800,7 +876,7 @@ static __always_inline void path_put_seen(void *ctx, u64 p, int fentry)
 	if (mnt != rec->mnt || dentry != rec->dentry) {
 		/* this put drops nothing of what path_get took: those references leak */
 		u32 skip = fentry ? fentry_frames(ctx, PATH_PUT_START, PATH_PUT_END, &caller) : 0;
-		s32 put_stack = stacks.get_stackid(ctx, skip & BPF_F_SKIP_FIELD_MASK);
+		s32 put_stack = stack_of(ctx, skip, 0);
 		leak_ref(rec, REF_DENTRY, rec->dentry, rec->dentry_name, put_stack);
 		leak_ref(rec, REF_VFSMOUNT, rec->mnt, rec->mnt_name, put_stack);
 	}

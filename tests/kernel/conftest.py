@@ -86,12 +86,12 @@ class Tracer:
 
 
 class Workload:
-    """bpftrace_leak.workload, held at --wait until ``go()``, holding its leak until ``end()``."""
+    """bpftrace_leak.sessions.workload, held at --wait until ``go()``, holding its leak until ``end()``."""
 
     def __init__(self, churn=20000, sockets=300, files=200, fork=False, rate=0, for_s=0, rate_files=False,
                  create=0):
         self.sockets, self.files = sockets, files
-        cmd = [sys.executable, "-m", "bpftrace_leak.workload", "--churn", str(churn), "--sockets",
+        cmd = [sys.executable, "-m", "bpftrace_leak.sessions.workload", "--churn", str(churn), "--sockets",
                str(sockets), "--files", str(files), "--create", str(create), "--wait", "--until-eof"] \
             + (["--fork"] if fork else [])
         if rate:

@@ -7,7 +7,7 @@ import time
 
 from conftest import Tracer, count
 
-from bpftrace_leak.progstats import BpfProgInfo
+from bpftrace_leak.tracer.progstats import BpfProgInfo
 
 N, M = 300, 200
 

@@ -9,7 +9,7 @@ import time
 from conftest import ROOT, Tracer, count
 
 CLI = [sys.executable, "-m", "bpftrace_leak.cli"]
-WORKLOAD = f"{sys.executable} -m bpftrace_leak.workload"
+WORKLOAD = f"{sys.executable} -m bpftrace_leak.sessions.workload"
 
 
 def run(*args, user=None, env=None, timeout=120):

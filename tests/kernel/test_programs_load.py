@@ -2,21 +2,20 @@
 kernel (and any with kprobes) attaches them, and a verifier refusal there
 only shows as a note."""
 
-from bpftrace_leak.tracer import Options, Tracer
+from bpftrace_leak.config import Config
+from bpftrace_leak.tracer.bcc import program_fd
+from bpftrace_leak.tracer.session import Session
 
 
 def test_bulk_free_kprobe_program_loads_here():
-    from bcc import BPF
-    with Tracer(Options(targets=[1], refs=False)) as t:
-        fn = t.bpf.load_func(b"free_bulk", BPF.KPROBE)  # raises on a verifier refusal
-        assert fn.fd >= 0
+    with Session(Config(refs=False), targets=[1]) as t:
+        assert program_fd(t.module, "free_bulk", "kprobe") >= 0  # raises on a verifier refusal
 
 
 def test_reference_kprobe_programs_load_here():
     """The kprobe fallback for path_get/path_put passes this kernel's verifier
     (the fentry ones cannot even be loaded here: EPERM; the lab runs both)."""
-    from bcc import BPF
-    with Tracer(Options(targets=[1], refs=True, max_objects=1024)) as t:
+    with Session(Config(refs=True, max_objects=1024), targets=[1]) as t:
         assert t.refs_method is None and "refuses fentry" in t.refs_unavailable
-        for name in (b"ref_path_get", b"ref_path_put"):
-            assert t.bpf.load_func(name, BPF.KPROBE).fd >= 0
+        for name in ("ref_path_get", "ref_path_put"):
+            assert program_fd(t.module, name, "kprobe") >= 0

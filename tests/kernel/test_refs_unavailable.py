@@ -8,11 +8,11 @@ import time
 
 from conftest import ROOT, Tracer, count
 
-from bpftrace_leak import kernel
+from bpftrace_leak.kernel.functions import kprobes_available
 
 
 def test_refs_unavailable_note_and_allocations_still_traced(workloads):
-    assert not kernel.kprobes_available(), "this test is for a kernel without kprobes"
+    assert not kprobes_available(), "this test is for a kernel without kprobes"
     w = workloads(churn=0, sockets=12, files=0)
     t = Tracer("-p", w.pid, "--format", "json", "--min-age", "200ms").start()
     w.go()

@@ -1,7 +1,7 @@
 """Synthetic captures for the offline tests: a socket group leaking 100 objects
 a second beside a steady filp group."""
 
-from bpftrace_leak.capture import CaptureWriter
+from bpftrace_leak.output.capture import CaptureWriter
 
 SOCK = ["sock_alloc_inode+0x1e", "__sys_socketpair+0xd5"]
 FILP = ["alloc_empty_file+0x3c", "path_openat+0x40"]

@@ -2,7 +2,7 @@ import struct
 
 import pytest
 
-from bpftrace_leak.btf import Btf, BtfError
+from bpftrace_leak.kernel.btf import Btf, BtfError
 
 
 def build_btf(types: list[bytes], strings: list[str]) -> tuple[bytes, dict]:

@@ -5,7 +5,7 @@ import stat
 import pytest
 from capture_data import write_capture
 
-from bpftrace_leak.capture import SCHEMA, load_capture
+from bpftrace_leak.output.capture import SCHEMA, load_capture
 from bpftrace_leak.errors import KleakError
 
 

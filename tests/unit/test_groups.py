@@ -1,4 +1,4 @@
-from bpftrace_leak.groups import Obj, age_and_group, filter_caches, kmalloc_cache_name
+from bpftrace_leak.analysis.groups import Obj, age_and_group, kmalloc_cache_name, select
 
 S = 1_000_000_000
 
@@ -35,9 +35,10 @@ def test_kmalloc_cache_name():
 
 
 def test_cache_filter_follows_merged_aliases():
-    groups = age_and_group([obj(0, cache="signal_cache"), obj(0, cache="filp", stack=2)], 5 * S, S)
     aliases = {"signal_cache": {"UNIX", "UNIX-STREAM"}}
-    assert [g.cache for g in filter_caches(groups, "UNIX*", aliases)] == ["signal_cache"]
-    assert [g.cache for g in filter_caches(groups, "fil?", aliases)] == ["filp"]
-    assert filter_caches(groups, "dentry", aliases) == []
-    assert len(filter_caches(groups, None, aliases)) == 2
+    groups = [{"cache": g.cache, "cache_aliases": sorted(aliases.get(g.cache, ()))}
+              for g in age_and_group([obj(0, cache="signal_cache"), obj(0, cache="filp", stack=2)], 5 * S, S)]
+    assert [g["cache"] for g in select(groups, cache="UNIX*")] == ["signal_cache"]
+    assert [g["cache"] for g in select(groups, cache="fil?")] == ["filp"]
+    assert select(groups, cache="dentry") == []
+    assert len(select(groups, cache=None)) == 2

@@ -1,7 +1,7 @@
 import pytest
 from capture_data import FILP, SOCK, report
 
-from bpftrace_leak.history import diff, growth, headline, point, series_of, slope
+from bpftrace_leak.analysis.history import diff, growth, headline, point, series_of, slope
 
 
 def test_slope_is_least_squares():

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from bpftrace_leak import headers, slabs
+from bpftrace_leak.kernel import headers, slabs
 from bpftrace_leak.errors import KleakError
 
 

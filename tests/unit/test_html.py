@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from capture_data import write_capture
 
-from bpftrace_leak.offline import run_report
+from bpftrace_leak.sessions.offline import run_report
 
 CHROMIUM = shutil.which("chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,4 +1,5 @@
-from bpftrace_leak import kernel
+from bpftrace_leak.kernel import functions
+from bpftrace_leak.kernel import tracefs as kernel
 
 KMEM_CACHE_ALLOC_618 = """name: kmem_cache_alloc
 ID: 501
@@ -37,18 +38,18 @@ def test_event_fields_missing_event(tmp_path):
 
 
 def test_fentry_unavailable_reads_kallsyms(tmp_path, monkeypatch):
-    monkeypatch.setattr(kernel.os.path, "exists", lambda p: True)  # as if /sys/kernel/btf/vmlinux
+    monkeypatch.setattr(functions.os.path, "exists", lambda p: True)  # as if /sys/kernel/btf/vmlinux
     syms = tmp_path / "kallsyms"
     syms.write_text("ffffffff81000000 T path_get\nffffffff81000040 T path_put.cold\n")
-    assert kernel.fentry_unavailable(("path_get", "path_put"), str(syms)) == \
+    assert functions.fentry_unavailable(("path_get", "path_put"), str(syms)) == \
         "no BPF trampolines for fentry in this kernel"
     # a range ends at the next symbol, as in every real kallsyms
     syms.write_text(syms.read_text() + "ffffffff81100000 t bpf_trampoline_link_prog\nffffffff81200000 T _etext\n")
-    assert kernel.fentry_unavailable(("path_get", "path_put"), str(syms)) is None
-    assert kernel.fentry_unavailable(("path_get", "mntget"), str(syms)) == "mntget not in kallsyms"
+    assert functions.fentry_unavailable(("path_get", "path_put"), str(syms)) is None
+    assert functions.fentry_unavailable(("path_get", "mntget"), str(syms)) == "mntget not in kallsyms"
     # ranges already read: kallsyms is not opened again
-    read = kernel.function_ranges(("path_get", kernel.TRAMPOLINE_SYMBOL), str(syms))
-    assert kernel.fentry_unavailable(("path_get",), "/nonexistent", ranges=read) is None
-    assert kernel.fentry_unavailable(("path_get", "mntget"), "/nonexistent", ranges=read) == "mntget not in kallsyms"
-    monkeypatch.setattr(kernel.os.path, "exists", lambda p: False)
-    assert kernel.fentry_unavailable(("path_get",), str(syms)).startswith("no kernel BTF")
+    read = functions.function_ranges(("path_get", functions.TRAMPOLINE_SYMBOL), str(syms))
+    assert functions.fentry_why(("path_get",), True, read) is None
+    assert functions.fentry_why(("path_get", "mntget"), True, read) == "mntget not in kallsyms"
+    monkeypatch.setattr(functions.os.path, "exists", lambda p: False)
+    assert functions.fentry_unavailable(("path_get",), str(syms)).startswith("no kernel BTF")

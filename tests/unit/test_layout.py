@@ -17,3 +17,50 @@ def test_layout_h_kinds_cover_the_json_schema():
     assert len(layout.KIND_NAMES) == layout.KINDS["NR_KINDS"]
     assert layout.COUNTERS["NR_COUNTERS"] == len(layout.COUNTERS) - 1
     assert layout.DEFINES["CACHE_NAME_LEN"] == 32
+
+
+def test_site_hash_is_the_c_one(tmp_path):
+    """tracer/sites.py's site_hash() against layout.h's, compiled by the host's compiler."""
+    import shutil
+    import subprocess
+
+    from bpftrace_leak.tracer.sites import site_hash
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed (./setup --tests installs gcc)"
+    cases = [(0, 0, 0), (0xffffffff81234567, 0xffff888012345600, 1), (0xffffffffc0001234, 0, 3),
+             (2**64 - 1, 2**64 - 1, 5), (0x1234, 0xffff888100000000, 2)]
+    prog = tmp_path / "hash.c"
+    prog.write_text(
+        "#include <stdint.h>\n#include <stdio.h>\n"
+        "typedef uint64_t u64; typedef uint32_t u32; typedef int32_t s32; typedef int64_t s64;\n"
+        "typedef uint16_t u16;\n"
+        f'#include "{layout.HEADER}"\n'
+        "int main(void) {\n"
+        + "".join(f"  printf(\"%llu\\n\", (unsigned long long)site_hash({a}ULL, {b}ULL, {k}));\n" for a, b, k in cases)
+        + "  return 0;\n}\n")
+    subprocess.run([cc, "-O2", "-o", str(tmp_path / "hash"), str(prog)], check=True)
+    out = subprocess.run([str(tmp_path / "hash")], capture_output=True, text=True, check=True).stdout.split()
+    assert [int(x) for x in out] == [site_hash(a, b, k) for a, b, k in cases]
+
+
+def test_catalog_names_every_program_of_probes_c_once():
+    """Each program probes.c defines is in the probe catalog, and each catalog
+    program is defined in probes.c: the two never drift apart."""
+    import re
+
+    from bpftrace_leak.tracer import catalog
+    text = open(layout.PROBES_C).read()
+    defined = set(re.findall(r"^int (\w+)\((?:struct bpf_raw_tracepoint_args|struct pt_regs) \*ctx\)", text, re.M))
+    for event in re.findall(r"^SLAB_FREE_COPIES\((\w+), \w+\)", text, re.M):
+        defined |= {f"free_{event}_{n}" for n in range(layout.DEFINES["FREE_COPIES"])}
+    defined |= {f"kfunc__{fn}" for fn in re.findall(r"^KFUNC_PROBE\((\w+)", text, re.M)}
+    listed = {name for p in catalog.PROBES for name in p.programs(p.copies)}
+    assert defined == listed
+    assert len(catalog.PROBES) == len({(p.target, p.program) for p in catalog.PROBES})
+
+
+def test_constants_shared_with_python_come_from_layout_h():
+    from bpftrace_leak.analysis.refs import WHY_TEXT
+    assert set(WHY_TEXT) == set(layout.REF_WHY.values())
+    assert layout.DEFINES["PAGE_SLOT_COUNT"] & (layout.DEFINES["PAGE_SLOT_COUNT"] - 1) == 0
+    assert set(layout.COUNTER_NAMES.values()) >= {"allocs", "frees", "stack_collisions", "stack_full"}

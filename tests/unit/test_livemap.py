@@ -4,7 +4,7 @@ import struct
 
 import numpy as np
 
-from bpftrace_leak import livemap
+from bpftrace_leak.tracer import livemap
 
 KEY = struct.Struct("<QQQIiHHI")  # call_site, cache, bytes, tgid, stack_id, kind, stack_how, pad: 40 bytes
 VALUE = 8 + KEY.size

@@ -3,7 +3,7 @@ import json
 import pytest
 from capture_data import write_capture
 
-from bpftrace_leak.offline import run_report, run_diff
+from bpftrace_leak.sessions.offline import run_report, run_diff
 
 
 def out_of(capsys, fn, *args, **kw):

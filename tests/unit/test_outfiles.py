@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from bpftrace_leak.errors import KleakError
-from bpftrace_leak.outfiles import open_private, write_private
+from bpftrace_leak.output.outfiles import open_private, write_private
 
 
 def mode(path):

@@ -1,4 +1,4 @@
-from bpftrace_leak.symbols import (backs_other_kind, base_name, is_user_page_stack,
+from bpftrace_leak.analysis.symbols import (backs_other_kind, base_name, is_user_page_stack,
                                    trim_allocator_frames)
 
 

@@ -4,13 +4,12 @@ Rendering it as text or JSON is reporter.py's job; this module decides what
 is in it: aged groups, symbolized and trimmed stacks, totals and warnings.
 """
 
-from .groups import Group, age_and_group, filter_caches
+from .groups import Group, age_and_group, select, sort_groups
 from .refs import group_refs
+from .schema import REPORT_SCHEMA as SCHEMA
 from .symbols import backs_other_kind, is_user_page_stack, trim_allocator_frames
 
 __all__ = ["SCHEMA", "build_report", "group_stacks"]
-
-SCHEMA = "kleaktrace.report/1"
 
 _PAGE_KINDS = ("page", "user-page")
 
@@ -54,24 +53,40 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
 
     ``refs_tracking`` says how references were tracked ("kprobe") or why not.
     """
+    aliases = aliases or {}
     groups = age_and_group(snapshot.objects, snapshot.now_ns, min_age_ms * 1_000_000)
-    groups = filter_caches(groups, cache_glob, aliases)
     groups = group_stacks(groups, symbolizer.raw_frames, symbolizer.name, user_pages)
-    groups.sort(key=lambda g: (-g.bytes, -g.objects, g.kind, g.cache or ""))
+    groups = [
+        {
+            "kind": g.kind,
+            "cache": g.cache,
+            "cache_aliases": sorted(aliases.get(g.cache, ())) if g.cache else [],
+            "objects": g.objects,
+            "bytes": g.bytes,
+            "oldest_ms": g.oldest_ns // 1_000_000,
+            "pids": sorted(g.pids),
+            "comms": sorted(g.comms),
+            "stack": g.stack,
+            "site_stack_objects": g.site_stack_objects,
+        }
+        for g in groups
+    ]
+    groups = sort_groups(select(groups, cache=cache_glob))
     c = snapshot.counters
     totals = {
-        "objects": sum(g.objects for g in groups),
-        "bytes": sum(g.bytes for g in groups),
+        "objects": sum(g["objects"] for g in groups),
+        "bytes": sum(g["bytes"] for g in groups),
         "allocs": c.get("allocs", 0),
         "frees": c.get("frees", 0),
         "missed_frees": c.get("missed_frees", 0),
         "dropped": c.get("dropped", 0),
         "skipped_frees": snapshot.skipped_frees,
         "stack_errors": c.get("stack_errors", 0),
+        "stack_collisions": c.get("stack_collisions", 0),
+        "stack_table_full": c.get("stack_full", 0),
         "own_stacks": c.get("own_stacks", 0),
         "failed_allocs": c.get("failed_allocs", 0),
     }
-    aliases = aliases or {}
     refs = group_refs(snapshot.ref_holds, snapshot.now_ns, min_age_ms * 1_000_000)
 
     def frames(stack_id):
@@ -84,21 +99,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "min_age_ms": min_age_ms,
         "targets": sorted(targets),
         "totals": totals,
-        "groups": [
-            {
-                "kind": g.kind,
-                "cache": g.cache,
-                "cache_aliases": sorted(aliases.get(g.cache, ())) if g.cache else [],
-                "objects": g.objects,
-                "bytes": g.bytes,
-                "oldest_ms": g.oldest_ns // 1_000_000,
-                "pids": sorted(g.pids),
-                "comms": sorted(g.comms),
-                "stack": g.stack,
-                "site_stack_objects": g.site_stack_objects,
-            }
-            for g in groups
-        ],
+        "groups": groups,
         "refs_tracking": refs_tracking,
         "refs": [
             {

@@ -9,7 +9,7 @@ capture with a payload in every field in Chromium and checks its DOM).
 
 import html
 
-from .history import group_key, series_of, slab_growth
+from ..analysis.history import group_key, series_of, slab_growth
 from .reporter import human_bytes, warnings
 
 __all__ = ["render_html"]

@@ -20,13 +20,14 @@ def expected_counts(sockets: int, files: int) -> dict[str, int]:
     return {"sock_inode_cache": 2 * sockets, "filp": 2 * sockets + files}
 
 
-def run_demo(cfg: live.LiveConfig, churn: int = 20000, sockets: int = 300, files: int = 200) -> int:
-    cmd = [sys.executable, "-m", "bpftrace_leak.workload", "--churn", str(churn),
+def run_demo(cfg, churn: int = 20000, sockets: int = 300, files: int = 200) -> int:
+    """Trace the workload with Config ``cfg`` (its targets are the workload's)."""
+    cmd = [sys.executable, "-m", "bpftrace_leak.sessions.workload", "--churn", str(churn),
            "--sockets", str(sockets), "--files", str(files), "--wait", "--until-eof"]
     work = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     stop = threading.Event()
 
-    def go(_tracer):
+    def go(_session):
         print(f"kleaktrace demo: workload PID {work.pid} churns {churn:,} socketpair+open cycles, "
               f"then keeps {sockets} socketpairs and {files} files", file=sys.stderr, flush=True)
         work.stdin.write("go\n")
@@ -41,9 +42,8 @@ def run_demo(cfg: live.LiveConfig, churn: int = 20000, sockets: int = 300, files
         threading.Thread(target=wait_for_leak, daemon=True).start()
 
     final = {}
-    cfg.pids = [work.pid]
     try:
-        status = live.run(cfg, on_attached=go, stop_event=stop, on_report=final.update)
+        status = live.run(cfg.replace(pids=(work.pid,)), on_attached=go, stop_event=stop, on_report=final.update)
     finally:
         try:
             work.stdin.close()

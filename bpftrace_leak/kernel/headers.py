@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 
-from .errors import KleakError
+from ..errors import KleakError
 
 __all__ = ["CACHE_DIR", "find_headers", "merged_debian_tree"]
 

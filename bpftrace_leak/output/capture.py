@@ -28,8 +28,8 @@ import os
 import socket
 import stat
 
-from . import schema
-from .errors import KleakError
+from ..analysis import schema
+from ..errors import KleakError
 from .outfiles import open_private
 
 __all__ = ["SCHEMA", "CaptureWriter", "Capture", "load_capture", "slab_facts", "MAX_LINE"]

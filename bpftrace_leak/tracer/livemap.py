@@ -11,32 +11,16 @@ bytes with array operations, so no Python code runs per object.
 import ctypes
 import errno
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
-from .layout import DEFINES
+from ..layout import DEFINES
 
-__all__ = ["LiveRow", "aggregate", "decode", "read_values", "slot_records", "value_records"]
+__all__ = ["aggregate", "decode", "read_values", "slot_records", "value_records"]
 
 _CHUNK = 262144
 SLOT_BUSY = DEFINES["SLOT_BUSY"]
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-@dataclass(frozen=True)
-class LiveRow:
-    """Aged objects sharing every field but their allocation time."""
-
-    kind: int
-    cache: int  # struct kmem_cache address, 0 when not a slab object
-    call_site: int
-    bytes: int  # of each object
-    tgid: int
-    stack_id: int
-    stack_how: int
-    count: int
-    oldest_ts_ns: int
 
 
 def read_values(lib, map_fd: int, key_size: int, value_size: int, chunk: int = _CHUNK):
@@ -130,13 +114,9 @@ def value_records(buf, value_size: int):
     return np.frombuffer(buf, dtype=dt)
 
 
-def decode(rows: dict[bytes, list[int]], leaf_type) -> list[LiveRow]:
-    """LiveRows from aggregate()'s result; ``leaf_type`` is BCC's ctypes Leaf of ``live``."""
-    out = []
+def decode(rows: dict[bytes, list[int]], leaf_type):
+    """Yield (struct live_obj, objects, oldest ts) for aggregate()'s result;
+    ``leaf_type`` is BCC's ctypes Leaf of ``live`` (its ts_ns is not set)."""
     pad = bytes(8)
     for key, (n, oldest) in rows.items():
-        v = leaf_type.from_buffer_copy(pad + key)
-        out.append(LiveRow(kind=v.kind, cache=v.cache, call_site=v.call_site, bytes=v.bytes, tgid=v.tgid,
-                           stack_id=v.stack_id,
-                           stack_how=v.stack_how, count=n, oldest_ts_ns=oldest))
-    return out
+        yield leaf_type.from_buffer_copy(pad + key), n, oldest

@@ -14,9 +14,14 @@ Grouped by (object type, reason, stack of the get).
 
 from dataclasses import dataclass, field
 
+from ..layout import REF_WHY
+
 __all__ = ["RefHold", "RefGroup", "group_refs", "WHY_TEXT"]
 
-WHY_TEXT = {0: "never put", 1: "put on a cleared path"}
+#: the report's words for layout.h's enum ref_why, by its value
+WHY_TEXT = {REF_WHY[name]: text for name, text in (("WHY_NEVER_PUT", "never put"),
+                                                     ("WHY_PUT_CLEARED", "put on a cleared path"))}
+assert len(WHY_TEXT) == len(REF_WHY), "a layout.h ref_why has no words in refs.py"
 
 
 @dataclass(frozen=True)

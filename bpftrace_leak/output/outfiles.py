@@ -24,7 +24,7 @@ import os
 import stat
 import tempfile
 
-from .errors import KleakError
+from ..errors import KleakError
 
 __all__ = ["open_private", "write_private", "discard"]
 

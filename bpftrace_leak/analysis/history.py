@@ -116,7 +116,7 @@ def headline(report: dict) -> str | None:
     if not groups:
         return None
     g = max(groups, key=lambda g: g["bytes_per_h"])
-    from .reporter import human_bytes
+    from ..output.reporter import human_bytes
     what = g["cache"] or g["kind"]
     return (f"{what} +{human_bytes(int(g['bytes_per_h']))}/h ({g['objects_per_h']:+,.0f} objects/h) from "
             f"{' <- '.join(g['stack'][:3])}")

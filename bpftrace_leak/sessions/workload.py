@@ -5,7 +5,7 @@ RCU), then keeps N socketpairs and M open files: 2N socket inodes
 (sock_inode_cache), 2N+M struct files (filp). It prints ``leaked N M`` and
 holds them until --hold seconds pass, stdin closes (--until-eof) or a signal.
 
-    python3 -m bpftrace_leak.workload --churn 20000 --sockets 300 --files 200
+    python3 -m bpftrace_leak.sessions.workload --churn 20000 --sockets 300 --files 200
 """
 
 import argparse

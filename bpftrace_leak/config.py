@@ -1,0 +1,100 @@
+"""The one configuration of a tracing session, its defaults and its checks.
+
+The CLI builds a Config from its options (whose defaults are read from here),
+calls validate(), and hands it on unchanged: the live session, ``record``,
+``demo``, the tracer's plan and the report all read the same frozen object.
+Times are kept in one unit each: the minimum age in milliseconds, as
+kmemleak's MSECS_MIN_AGE and the report's ``min_age_ms``; session times in
+seconds.
+"""
+
+import dataclasses
+import shlex
+from dataclasses import dataclass
+
+from .errors import KleakError
+
+__all__ = ["Config", "default"]
+
+
+@dataclass(frozen=True)
+class Config:
+    # what is traced
+    pids: tuple = ()  # -p, tgids or tids (resolved by the session)
+    command: str | None = None  # -c
+    children: bool = False
+    allocs: bool = True  # --kinds: allocation tracking
+    refs: bool = True  # --kinds: reference counts (path_get/path_put), where the kernel allows it
+    refs_via: str = "auto"  # fentry, kprobe, or auto (fentry where the kernel allows it)
+    user_pages: bool = False
+    # what is reported
+    min_age_ms: int = 1000
+    top: int = 10
+    cache_glob: str | None = None
+    fmt: str = "text"
+    shake: bool = False  # drop reclaimable dentries and inodes before the final report
+    # when
+    interval_s: float | None = None  # INTERVAL: a report every INTERVAL
+    count: int | None = None  # COUNT reports, then end
+    duration_s: float | None = None
+    # where to
+    output: str | None = None  # --output: reports to this new file instead of stdout
+    capture_path: str | None = None  # -w: every snapshot to this capture
+    capture_interval_s: float = 10.0  # snapshots when no INTERVAL is given (record --interval)
+    force: bool = False  # replace --output / -w if they exist
+    quiet: bool = False  # record: no report on stdout
+    # the kernel side
+    kernel_headers: str | None = None
+    max_objects: int = 1_000_000
+    stack_slots: int = 16384
+    stacks: str = "sites"  # a stack per call site until promoted, or "all": one per allocation
+    free_copies: int = 2  # copies of each raw slab free program (README: Accuracy)
+    max_refs: int = 65536
+    max_sites: int = 65536
+    # the session loop
+    promote_every_s: float = 2.0  # how often growing call sites are looked for
+    settle_s: float = 1.0  # after the targets exit, for their RCU-deferred frees
+
+    @property
+    def min_age_ns(self) -> int:
+        """The minimum age on the kernel's clock (bpf_ktime_get_ns)."""
+        return self.min_age_ms * 1_000_000
+
+    @property
+    def argv(self) -> list[str]:
+        """-c as an argument vector."""
+        return shlex.split(self.command) if self.command is not None else []
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "Config":
+        """Raise KleakError (status 2) for options that cannot go together or
+        mean nothing; returns self."""
+        def bad(msg):
+            raise KleakError(msg, status=2)
+        if self.pids and self.command is not None:
+            bad("-p and -c cannot be combined")
+        if self.command is not None:
+            try:
+                argv = self.argv
+            except ValueError as e:
+                bad(f"-c: cannot parse the command ({e})")
+            if not argv:
+                bad("-c needs a command (it was empty)")
+        if self.children and not (self.pids or self.command is not None):
+            bad("--children needs -p or -c")
+        for name, value in (("--duration", self.duration_s), ("INTERVAL", self.interval_s),
+                            ("--interval", self.capture_interval_s)):
+            if value is not None and value <= 0:
+                bad(f"{name} must be more than 0 (it would never end, or never wait)")
+        if not self.allocs and not self.refs:
+            bad("--kinds: nothing to trace")
+        if self.output and self.capture_path and self.output == self.capture_path:
+            bad("--output and -w name the same file")
+        return self
+
+
+def default(name: str):
+    """The default of Config field ``name`` (for the CLI's options)."""
+    return next(f.default for f in dataclasses.fields(Config) if f.name == name)

@@ -1,0 +1,62 @@
+"""Where a live session's output goes, and what happens when it cannot go there.
+
+A report the terminal cannot take (closed after SIGHUP) or a snapshot the
+disk cannot hold (ENOSPC, EIO) is warned about once and lost alone: the
+session goes on, the capture keeps its whole lines (capture.py cuts a
+failed write back off) and the next snapshots are tried again.
+"""
+
+import datetime
+import sys
+
+from .capture import CaptureWriter, slab_facts
+from .reporter import printable
+
+__all__ = ["ReportSink", "CaptureSink"]
+
+
+class ReportSink:
+    """Where reports go (stdout or --output): a write that fails (a closed
+    terminal after SIGHUP, a full disk) is warned about once and the session
+    goes on; the capture keeps recording."""
+
+    def __init__(self, stream, name: str, warn):
+        self.stream, self.name, self.failed, self.warn = stream, name, False, warn
+
+    def write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+            self.failed = False
+        except OSError as e:
+            if not self.failed:
+                self.failed = True
+                try:
+                    self.warn(f"cannot write reports to {printable(self.name)} ({e.strerror}); the session goes on")
+                except OSError:
+                    pass
+
+
+class CaptureSink:
+    """-w: a CaptureWriter whose failed writes are warned about, not fatal."""
+
+    def __init__(self, path: str, header: dict, replace: bool, warn):
+        self.writer = CaptureWriter(path, header, replace)
+        self.path, self.error, self.lost, self.warn = path, None, 0, warn
+
+    def snapshot(self, t_s: float, report: dict) -> None:
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        try:
+            self.writer.snapshot(t_s, now, report, slab_facts())
+            self.error = None
+        except OSError as e:
+            self.lost += 1
+            if e.strerror != self.error:
+                self.error = e.strerror
+                self.warn(f"capture {printable(self.path)}: cannot write a snapshot ({e.strerror}); the file keeps "
+                          "the snapshots before it, the next ones are tried again")
+
+    def close(self) -> None:
+        self.writer.close()
+        lost = f" ({self.lost} snapshots could not be written)" if self.lost else ""
+        print(f"kleaktrace: capture written to {printable(self.path)}{lost}", file=sys.stderr, flush=True)

@@ -1,0 +1,203 @@
+"""A live session: attach, report every INTERVAL or once at the end, detach.
+
+The session ends at --duration, after COUNT reports, on Ctrl-C, SIGTERM or
+SIGHUP, or when every target has exited (its children too with
+--children); it always ends with a final report (the objects a dead process
+left outstanding are exactly the leaks worth seeing) and with every probe
+detached. A signal never cuts anything short: it ends the waiting, and what
+is being written (a report, a capture line) is finished first; a signal
+while the probes are being compiled ends the session as soon as that is
+done, with one line. A full disk or a closed terminal costs the snapshots or
+reports that cannot be written, with one warning, never the session.
+"""
+
+import datetime
+import os
+import sys
+import time
+
+from ..analysis.report import build_report
+from ..analysis.sockets import is_socket_cache, name_sockets
+from ..errors import KleakError
+from ..kernel import check_privileges, kernel_release
+from ..kernel.slabs import cache_aliases, check_cache_glob, known_caches
+from ..output.outfiles import open_private
+from ..output.reporter import limit, printable, render
+from ..output.sinks import CaptureSink, ReportSink
+from ..tracer.reader import Reader
+from ..tracer.session import Session
+from ..tracer.sites import Promoter
+from .signals import Interrupted, Signals
+from .targets import HeldCommand, alive, resolve_pid
+
+__all__ = ["run"]
+
+
+def _warn(msg: str) -> None:
+    print(f"kleaktrace: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def shake(settle_s: float) -> None:
+    """Drop the reclaimable dentries and inodes, system-wide, and wait for
+    their RCU-deferred frees: what is still outstanding then is pinned (held
+    by a reference), not kept by the dcache for reuse."""
+    _warn("--shake: syncing and writing 2 to /proc/sys/vm/drop_caches (system-wide: "
+          "every unused dentry and inode is dropped)")
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2")
+    except OSError as e:
+        _warn(f"--shake: cannot write /proc/sys/vm/drop_caches: {e.strerror}; report not shaken")
+        return
+    time.sleep(settle_s)
+
+
+def _targets_gone(cfg, watched, held, session) -> bool:
+    """Every traced process has exited: with --children, every one the
+    kernel side still counts (targets it forked included), else the ones
+    named; a held command is reaped as it goes."""
+    if not watched:
+        return False
+    done = held.poll() is not None if held else not any(alive(p) for p in watched)
+    return session.targets_left() == 0 if cfg.children else done
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def run(cfg, out=None, on_attached=None, stop_event=None, on_report=None) -> int:
+    """Run one live session for Config ``cfg``; returns the exit status.
+    Raises KleakError on bad input.
+
+    ``on_attached(session)`` is called once the probes are live; setting
+    ``stop_event`` (a threading.Event) ends the session like Ctrl-C;
+    ``on_report(report)`` sees each report document after it is written.
+    """
+    check_privileges()
+    targets = [resolve_pid(p) for p in cfg.pids]
+    aliases = cache_aliases()
+    if cfg.cache_glob and not check_cache_glob(cfg.cache_glob, known_caches()):
+        raise KleakError(f"--cache {printable(cfg.cache_glob)}: no slab cache of that name (see /proc/slabinfo)",
+                         status=2)
+    with Signals() as signals:
+        return _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report)
+
+
+def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report) -> int:
+    sink = None
+    if cfg.output:
+        sink = ReportSink(open_private(cfg.output, cfg.force), cfg.output, _warn)
+    elif not cfg.quiet:
+        sink = ReportSink(out or sys.stdout, "standard output", _warn)
+    held = HeldCommand(cfg.argv) if cfg.command is not None else None
+    if held:
+        targets.append(held.pid)
+    watched = list(targets)
+    session = Session(cfg, targets, warn=_warn)
+    reader = None
+    capture = None
+    try:
+        session.start()
+        signals.check()
+        reader = Reader(session)
+        promoter = Promoter(session) if cfg.stacks == "sites" and cfg.allocs else None
+        started = _now_iso()
+        t0 = time.monotonic()
+        if cfg.capture_path:
+            capture = CaptureSink(cfg.capture_path, {
+                "kernel": kernel_release(), "started": started, "targets": targets,
+                "command": cfg.command, "min_age_ms": cfg.min_age_ms,
+                "interval_s": cfg.interval_s or cfg.capture_interval_s,
+                "host": {"slab_aliases": {k: sorted(v) for k, v in aliases.items() if v}}}, cfg.force, _warn)
+        symbolizer = reader.symbolizer()  # one for the session: it caches address -> name
+
+        def build():
+            """The full report (every group), with the sockets behind socket groups named."""
+            snap = reader.snapshot(cfg.min_age_ns)
+            if promoter:
+                promoter.promote(snap.objects)
+            report = build_report(
+                snap, symbolizer, kernel=kernel_release(), started=started, duration_s=time.monotonic() - t0,
+                min_age_ms=cfg.min_age_ms, targets=targets, cache_glob=cfg.cache_glob, aliases=aliases,
+                user_pages=cfg.user_pages, refs_tracking=session.refs_tracking)
+            socket_pids = {p for g in report["groups"] if is_socket_cache(g["cache"], aliases.get(g["cache"], set()))
+                           for p in g["pids"]}
+            report["sockets"] = name_sockets(sorted(socket_pids)) if socket_pids and targets else []
+            return report
+
+        def emit():
+            report = build()
+            if capture:
+                capture.snapshot(time.monotonic() - t0, report)
+            shown = limit(report, cfg.top)
+            if sink:
+                sink.write(render(shown, cfg.fmt))
+            if on_report:
+                on_report(shown)
+
+        who = f"PID {', '.join(map(str, watched))}" if watched else "all processes"
+        print(f"kleaktrace: tracing {who} with {len(session.attached)} events"
+              + (f" (kernel lacks: {', '.join(session.missing)})" if session.missing else "")
+              + "... Hit Ctrl-C to end.", file=sys.stderr, flush=True)
+        for note in session.notes:
+            print(f"kleaktrace: note: {note}", file=sys.stderr, flush=True)
+        if on_attached:
+            on_attached(session)
+        if held:
+            held.release()
+        reports = 0
+        final_needed = True
+        next_report = t0 + cfg.interval_s if cfg.interval_s else None
+        # with -w and no INTERVAL, snapshots are still taken, silently
+        next_capture = t0 + cfg.capture_interval_s if capture and not cfg.interval_s else None
+        deadline = t0 + cfg.duration_s if cfg.duration_s else None
+        next_promote = t0 + cfg.promote_every_s if promoter else None
+        while signals.received is None and not (stop_event is not None and stop_event.is_set()):
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if next_capture is not None and now >= next_capture:
+                capture.snapshot(now - t0, build())
+                next_capture += cfg.capture_interval_s
+            if next_promote is not None and now >= next_promote:
+                began = time.monotonic()
+                promoter.promote(reader.objects(cfg.min_age_ns)[1])
+                # a million objects take a good part of a second to read: stay below 5% of a core
+                next_promote = time.monotonic() + max(cfg.promote_every_s, 20 * (time.monotonic() - began))
+            if next_report is not None and now >= next_report:
+                emit()
+                reports += 1
+                next_report += cfg.interval_s
+                if cfg.count and reports >= cfg.count:
+                    final_needed = False
+                    break
+            if _targets_gone(cfg, watched, held, session):
+                print("kleaktrace: targets exited", file=sys.stderr, flush=True)
+                signals.wait(cfg.settle_s)
+                break
+            stops = [t for t in (deadline, next_report, next_capture, next_promote) if t is not None]
+            signals.wait(min([now + 0.2] + stops) - time.monotonic())
+        if final_needed:
+            if cfg.shake and cfg.allocs:
+                shake(cfg.settle_s)
+            emit()
+        return 0
+    except Interrupted as e:
+        print(f"kleaktrace: {e}", file=sys.stderr, flush=True)
+        return e.status
+    finally:
+        # nothing here is cut short by a signal: the handlers only take note
+        if capture:
+            capture.close()
+        if reader:
+            reader.close()
+        session.close()
+        if held:
+            held.stop()
+        if cfg.output and sink:
+            try:
+                sink.stream.close()
+            except OSError:
+                pass

@@ -1,0 +1,142 @@
+"""BCC specifics, in one place: importing it, compiling probes.c, loading and
+attaching programs, and turning its failures into one line.
+
+BCC attaches programs named ``kprobe__*``, ``tracepoint__*``, ``kfunc__*``
+by itself as soon as it compiles them, and raises where the kernel refuses
+one (fentry on this project's 6.18 host), which would lose the compiled
+module. kleaktrace names its programs after the probe catalog and attaches
+every one itself: _Module turns that autoload off.
+"""
+
+import contextlib
+import ctypes
+import os
+import sys
+import tempfile
+
+from ..errors import KleakError
+
+__all__ = ["load_bcc", "compile_module", "captured_output", "failure_line", "attach_raw", "attach_kprobe",
+           "attach_fentry", "detach_kprobe", "detach_fentry", "program_fd", "release_compiler_memory"]
+
+
+def load_bcc():
+    """(BPF class, libbcc) or KleakError when python3-bpfcc is missing."""
+    try:
+        from bcc import BPF
+        from bcc.libbcc import lib
+    except ImportError:
+        raise KleakError(
+            "BCC's Python module is missing (apt-get install python3-bpfcc, "
+            "and run kleaktrace with the system python3)"
+        ) from None
+    return BPF, lib
+
+
+@contextlib.contextmanager
+def captured_output():
+    """Collect what C code writes to fds 1 and 2 (BCC's compiler and verifier
+    output; it prints some of its complaints on stdout).
+
+    Yields a list that holds the captured text once the block ends.
+    """
+    sink: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            sink.append(tmp.read().decode(errors="replace"))
+
+
+def failure_line(exc: Exception, log: str) -> str:
+    """One line from BCC's exception and its compiler/verifier log."""
+    detail = next((ln.strip() for ln in log.splitlines() if "error:" in ln), "")
+    if not detail:
+        detail = next((ln.strip() for ln in reversed(log.splitlines()) if ln.strip()), "")
+    head = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return f"{head}: {detail}" if detail and detail not in head else head
+
+
+def compile_module(src_file: str, cflags: list[str], headers: str | None):
+    """Compile ``src_file`` with ``cflags`` against header tree ``headers``
+    (None: BCC's default); loads nothing into the kernel yet."""
+    BPF, _lib = load_bcc()
+
+    class _Module(BPF):
+        def _trace_autoload(self):
+            pass  # session.py attaches every program from the catalog
+
+    if headers:
+        os.environ["BCC_KERNEL_SOURCE"] = headers
+    try:
+        with captured_output() as log:
+            module = _Module(src_file=src_file.encode(), cflags=cflags)
+    except Exception as e:  # BCC raises bare Exception for compile errors
+        raise KleakError(f"cannot load the BPF programs: {failure_line(e, ''.join(log))}") from None
+    release_compiler_memory()
+    return module
+
+
+def release_compiler_memory() -> None:
+    """Give back to the system what BCC's in-process LLVM freed (a session
+    runs for hours; its compile peak need not stay resident)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def program_fd(module, program: str, kind: str) -> int:
+    """Load ``program`` (verifier included) as a ``kind`` program; its fd."""
+    BPF, _lib = load_bcc()
+    prog_type = {"raw": BPF.RAW_TRACEPOINT, "kprobe": BPF.KPROBE, "fentry": BPF.TRACING}[kind]
+    try:
+        with captured_output() as log:
+            return module.load_func(program.encode(), prog_type).fd
+    except Exception as e:
+        raise KleakError(f"cannot load BPF program {program}: {failure_line(e, ''.join(log))}") from None
+
+
+def attach_raw(module, program: str, event: str) -> int:
+    """Attach ``program`` to raw tracepoint ``event`` (no system); returns the
+    link fd, closed to detach. bcc's attach_raw_tracepoint() refuses a second
+    program on one event; several free copies share theirs."""
+    _BPF, lib = load_bcc()
+    fd = program_fd(module, program, "raw")
+    link = lib.bpf_attach_raw_tracepoint(fd, event.encode())
+    if link < 0:
+        raise KleakError(f"cannot attach raw tracepoint {event}: {os.strerror(ctypes.get_errno() or 1)}")
+    return link
+
+
+def attach_kprobe(module, program: str, function: str) -> None:
+    """Attach ``program`` as a kprobe on ``function``; raises what BCC raises."""
+    with captured_output():
+        module.attach_kprobe(event=function, fn_name=program)
+
+
+def detach_kprobe(module, function: str) -> None:
+    with contextlib.suppress(Exception):
+        module.detach_kprobe(event=function)
+
+
+def attach_fentry(module, program: str) -> None:
+    """Attach fentry ``program`` (named ``kfunc__<function>``); raises what BCC
+    raises, with errno saying what the kernel said."""
+    with captured_output():
+        module.attach_kfunc(fn_name=program.encode())
+
+
+def detach_fentry(module, program: str) -> None:
+    with contextlib.suppress(Exception):
+        module.detach_kfunc(fn_name=program.encode())

@@ -1,0 +1,129 @@
+"""The probe catalog: every BPF program of probes.c, what it attaches to and
+what it needs from the kernel, in one table.
+
+Everything about a program is derived from its row: the compile flags that
+give its arguments' positions (plan.py), the order and way it is attached
+and detached (session.py), the doctor's lines (sessions/doctor.py), and
+whether its skipped runs are lost frees (reader.py). A unit test checks the
+table against probes.c, so a program is named in C once and here once.
+
+Attach kinds:
+
+- ``raw``: a raw tracepoint. The program gets the tracepoint's arguments
+  themselves, several times cheaper than the perf-event form, which first
+  copies a record; their positions come from the kernel's BTF
+  (``__bpf_trace_<event>``), compiled in as ``ARG_<event>_<name>``. A raw
+  program skips an event only while that same program runs on the CPU
+  (perf-event programs: while any of them does), see ``copies``.
+- ``kprobe``: a kprobe on a kernel function (kernels with CONFIG_KPROBES).
+- ``fentry``: a BPF trampoline on a kernel function (BTF and trampolines);
+  BCC names such programs ``kfunc__<function>``.
+"""
+
+from dataclasses import dataclass
+
+from .. import layout
+
+__all__ = ["Probe", "PROBES", "RAW", "KPROBE", "FENTRY", "by_program", "events"]
+
+RAW, KPROBE, FENTRY = "raw", "kprobe", "fentry"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One program of probes.c and where it attaches.
+
+    ``target``: ``system/event`` of a tracepoint, or a kernel function.
+    ``when``: the configuration that wants it: "allocs" (allocation
+    tracking), "targets" (a PID filter), "children" (--children), "refs"
+    (reference counts), "always".
+    ``required``: without it the session cannot run (an error); otherwise its
+    absence is a note.
+    ``args``: the tracepoint arguments the program must find, each a name or
+    a tuple of alternatives (the first one the kernel has is used).
+    ``copies``: identical programs attached to the event (``<program>_<n>``),
+    so that a nested event finds a copy that is not running (probes.c:
+    free_copy); ``free_event`` names its layout.h free_event entry.
+    ``lost_when_skipped``: every run the kernel skips (recursion_misses) is a
+    free nobody saw: counted in the report's skipped_frees.
+    ``template``: the DEFINE_EVENT class the event belongs to on kernels where
+    it is not a TRACE_EVENT of its own: BTF then has no ``__bpf_trace_<event>``,
+    its arguments are ``__bpf_trace_<template>``'s.
+    """
+
+    target: str
+    program: str
+    attach: str
+    when: str
+    required: bool = False
+    args: tuple = ()
+    copies: int = 1
+    free_event: str | None = None
+    lost_when_skipped: bool = False
+    template: str | None = None
+
+    @property
+    def event(self) -> str:
+        """The tracepoint's name without its system (raw programs)."""
+        return self.target.split("/")[1]
+
+    def programs(self, copies: int = 1) -> list[str]:
+        """The program names attached: one, or ``copies`` of a copied one."""
+        if self.copies == 1:
+            return [self.program]
+        return [f"{self.program}_{n}" for n in range(min(copies, self.copies))]
+
+
+#: in attach order: interrupt exits before entries (no CPU may see an entry
+#: whose exit is not attached yet), frees before allocations (nothing is
+#: recorded whose free could go unseen), process events, then references
+PROBES = (
+    Probe("irq/softirq_exit", "irq_softirq_exit", RAW, "targets"),
+    Probe("irq/irq_handler_exit", "irq_irq_handler_exit", RAW, "targets"),
+    Probe("irq/softirq_entry", "irq_softirq_entry", RAW, "targets"),
+    Probe("irq/irq_handler_entry", "irq_irq_handler_entry", RAW, "targets"),
+    Probe("kmem/kfree", "free_kfree", RAW, "allocs", required=True, args=("ptr",),
+          copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KFREE"),
+    Probe("kmem/kmem_cache_free", "free_kmem_cache_free", RAW, "allocs", required=True, args=("ptr",),
+          copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KMEM_CACHE_FREE"),
+    Probe("kmem/mm_page_free", "free_page", RAW, "allocs", args=("page",), lost_when_skipped=True),
+    Probe("kmem/mm_page_free_batched", "free_page_batched", RAW, "allocs", args=("page",), lost_when_skipped=True),
+    Probe("percpu/percpu_free_percpu", "free_percpu", RAW, "allocs", args=("ptr",), lost_when_skipped=True),
+    Probe("vmalloc/free_vmap_area_noflush", "free_vmalloc", RAW, "allocs", args=("va_start",),
+          lost_when_skipped=True),
+    # kmem_cache_free_bulk(s, size, p) frees p[0..size) without a per-object
+    # event: batched kfree_rcu frees that way on 5.x-6.x (the lab's 6.1)
+    Probe("kmem_cache_free_bulk", "free_bulk", KPROBE, "allocs", lost_when_skipped=True),
+    Probe("kmem/kmalloc", "alloc_kmalloc", RAW, "allocs", required=True, args=("call_site", "ptr", "bytes_alloc")),
+    Probe("kmem/kmem_cache_alloc", "alloc_kmem_cache", RAW, "allocs", required=True,
+          args=("call_site", "ptr", ("s", "bytes_alloc"))),
+    Probe("kmem/mm_page_alloc", "alloc_page", RAW, "allocs", args=("page", "order", "gfp_flags")),
+    Probe("percpu/percpu_alloc_percpu", "alloc_percpu", RAW, "allocs", args=("ptr", ("bytes_alloc", "size"))),
+    Probe("vmalloc/alloc_vmap_area", "alloc_vmalloc", RAW, "allocs", args=("addr", "size", "failed")),
+    # its own TRACE_EVENT, with group_dead, from 6.16; sched_process_template's before
+    Probe("sched/sched_process_exit", "task_exit", RAW, "always", required=True, args=("p",),
+          template="sched_process_template"),
+    Probe("sched/sched_process_fork", "task_fork", RAW, "children", required=True, args=("child",)),
+    Probe("path_get", "kfunc__path_get", FENTRY, "refs"),
+    Probe("path_put", "kfunc__path_put", FENTRY, "refs"),
+    Probe("path_get", "ref_path_get", KPROBE, "refs"),
+    Probe("path_put", "ref_path_put", KPROBE, "refs"),
+)
+
+
+def by_program(name: str) -> Probe:
+    """The catalog row of program ``name`` (a copy's name included)."""
+    for p in PROBES:
+        if name == p.program or (p.copies > 1 and name in p.programs(p.copies)):
+            return p
+    raise KeyError(name)
+
+
+def events() -> dict[str, tuple]:
+    """{tracepoint: the BTF functions that may carry its arguments, in order}
+    for every tracepoint in the catalog."""
+    out: dict[str, tuple] = {}
+    for p in PROBES:
+        if p.attach == RAW:
+            out[p.target] = (f"__bpf_trace_{p.event}",) + ((f"__bpf_trace_{p.template}",) if p.template else ())
+    return out

@@ -1,0 +1,200 @@
+"""Reading a session's maps: outstanding objects aggregated with their caches
+named, counters, skipped frees, reference holds, process names.
+
+Read-only: nothing here writes kernel state (promotion is sites.py's, and
+the live loop calls it). A million live objects never become a million
+Python objects: livemap.py aggregates them with numpy as they are read, and
+objects alike in all but their age come out as one Obj with a count.
+"""
+
+import ctypes
+import mmap
+import os
+import time
+from dataclasses import dataclass, field
+
+from ..analysis.groups import Obj, kmalloc_cache_name
+from ..analysis.refs import WHY_TEXT, RefHold
+from .. import layout
+from .livemap import aggregate, decode, read_values, slot_records, value_records
+from .progstats import recursion_misses
+
+__all__ = ["Snapshot", "Reader"]
+
+
+@dataclass
+class Snapshot:
+    """What the kernel side holds at one instant."""
+
+    now_ns: int  # CLOCK_MONOTONIC, same clock as bpf_ktime_get_ns()
+    objects: list[Obj]
+    counters: dict[str, int]  # layout.COUNTER_NAMES
+    skipped_frees: int
+    ref_holds: list = field(default_factory=list)  # analysis.refs.RefHold
+
+
+class Reader:
+    """Reads the maps of a started session.Session."""
+
+    def __init__(self, session):
+        self.session = session
+        self._views: dict[str, tuple] = {}  # slot array name -> (mmap, slots)
+
+    def close(self) -> None:
+        for view, _count in self._views.values():
+            view.close()
+        self._views = {}
+
+    # -- outstanding objects ---------------------------------------------------
+
+    def _records(self, cutoff_ns: int) -> dict:
+        """aggregate()'s {group bytes: [objects, oldest]} of the objects allocated at or before ``cutoff_ns``."""
+        from bcc.libbcc import lib
+        live = self.session.map("live")
+        size = ctypes.sizeof(live.Leaf)
+        if not self._views:
+            for name, count in (("slots", 1 << self.session.plan.slot_bits),
+                                ("page_slots", layout.DEFINES["PAGE_SLOT_COUNT"])):
+                table = self.session.map(name)
+                length = -(-ctypes.sizeof(table.Leaf) * count // mmap.PAGESIZE) * mmap.PAGESIZE
+                self._views[name] = (mmap.mmap(table.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ), count)
+        rows: dict = {}
+        for name, (view, count) in self._views.items():
+            aggregate(slot_records(view, count, ctypes.sizeof(self.session.map(name).Leaf), size), cutoff_ns, rows)
+        try:
+            for chunk in read_values(lib, live.map_fd, ctypes.sizeof(live.Key), size):
+                aggregate(value_records(chunk, size), cutoff_ns, rows)
+        except OSError:  # no batched lookups (kernels before 5.6): one entry at a time
+            aggregate(value_records(b"".join(bytes(v) for v in live.values()), size), cutoff_ns, rows)
+        return rows
+
+    def sites(self) -> tuple[dict[int, tuple[str, int]], dict[tuple, int]]:
+        """({struct kmem_cache address: (name, object size)},
+        {(call_site, cache, kind): first stack id})."""
+        caches, stacks = {}, {}
+        for key, site in self.session.map("sites").items():
+            stacks[(key.call_site, key.cache, key.kind)] = site.stack_id
+            if key.cache and site.cache[:1]:
+                caches[key.cache] = (site.cache.decode(errors="replace"), site.bytes)
+        return caches, stacks
+
+    def objects(self, min_age_ns: int) -> tuple[int, list[Obj]]:
+        """(now, the objects at least ``min_age_ns`` old), alike ones as one Obj with a count."""
+        if not self.session.config.allocs:
+            return time.monotonic_ns(), []
+        now = time.monotonic_ns()
+        rows = self._records(now - min_age_ns)
+        caches, site_stacks = self.sites()
+        kmalloc, slab = layout.KINDS["KIND_KMALLOC"], layout.KINDS["KIND_SLAB"]
+        site_how = layout.STACK_HOW["STACK_SITE"]
+        comms: dict[int, str] = {}
+        objs = []
+        for r, n, oldest in decode(rows, self.session.map("live").Leaf):
+            size = r.bytes
+            if r.kind == kmalloc:
+                cache = kmalloc_cache_name(r.bytes)
+            elif r.kind == slab:
+                cache, cache_size = caches.get(r.cache, (None, 0))
+                size = size or cache_size
+            else:
+                cache = None
+            if r.tgid not in comms:
+                comms[r.tgid] = self.comm(r.tgid)
+            at_site = r.stack_how == site_how
+            stack_id = site_stacks.get((r.call_site, r.cache, r.kind), -1) if at_site else r.stack_id
+            objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
+                            ts_ns=oldest, tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
+                            call_site=r.call_site, count=n, site_stack=at_site, cache_ptr=r.cache))
+        return now, objs
+
+    def comm(self, tgid: int) -> str:
+        """A process's name: from the kernel if it exited while traced, else /proc."""
+        try:
+            return self.session.map("exited_comms")[ctypes.c_uint32(tgid)].comm.decode(errors="replace")
+        except KeyError:
+            pass
+        try:
+            with open(f"/proc/{tgid}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return "?"
+
+    # -- accuracy ----------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        table = self.session.map("counters")
+        return {name: sum(table[ctypes.c_int(idx)]) for idx, name in layout.COUNTER_NAMES.items()}
+
+    def skipped_frees(self) -> int:
+        """Free events no program saw (an upper bound, see probes.c's free_copy).
+
+        A copied free event is lost when every copy skipped it: copy 0's
+        misses less those a later copy covered (free_covered). Every miss of
+        the other free programs is a lost free.
+        """
+        if not self.session.config.allocs:
+            return 0
+        total = 0
+        fds = self.session.prog_fds
+        covered = self.session.map("free_covered")
+        for probe, copies in self.session.plan.probes:
+            names = [n for n in probe.programs(copies) if n in fds]
+            if not names:
+                continue
+            if probe.free_event:
+                idx = layout.FREE_EVENTS[probe.free_event]
+                total += max(0, recursion_misses(fds[names[0]]) - sum(covered[ctypes.c_int(idx)]))
+            elif probe.lost_when_skipped:
+                total += sum(recursion_misses(fds[n]) for n in names)
+        return total
+
+    # -- references ----------------------------------------------------------------
+
+    def ref_holds(self) -> list[RefHold]:
+        """Unbalanced path_get()s: leaked by a put on a cleared path, or not put yet."""
+        if self.session.refs_method is None:
+            return []
+        holds = []
+        dentry = layout.REF_OBJECTS["REF_DENTRY"]
+        for key, leak in self.session.map("ref_leaks").items():
+            holds.append(RefHold(
+                object_type="dentry" if key.type == dentry else "vfsmount",
+                object=key.object, refs=leak.refs, name=leak.name.decode(errors="replace"),
+                tgid=key.tgid, comm=leak.comm.decode(errors="replace"), stack_id=key.get_stack,
+                ts_ns=leak.ts_ns, why=WHY_TEXT[key.why], put_stack_id=leak.put_stack))
+        never = WHY_TEXT[layout.REF_WHY["WHY_NEVER_PUT"]]
+        for _p, rec in self.session.map("path_gets").items():
+            for otype, obj, name in (("dentry", rec.dentry, rec.dentry_name), ("vfsmount", rec.mnt, rec.mnt_name)):
+                if obj:
+                    holds.append(RefHold(
+                        object_type=otype, object=obj, refs=rec.count, name=name.decode(errors="replace"),
+                        tgid=rec.tgid, comm=rec.comm.decode(errors="replace"), stack_id=rec.stack_id,
+                        ts_ns=rec.ts_ns, why=never))
+        return holds
+
+    @staticmethod
+    def map_memory() -> int:
+        """Bytes of kernel memory this process's BPF maps hold (their fdinfo
+        memlock: every map open here is the session's)."""
+        total, seen = 0, set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                with open(f"/proc/self/fdinfo/{fd}") as f:
+                    info = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            if "map_id" in info and int(info["map_id"]) not in seen:
+                seen.add(int(info["map_id"]))
+                total += int(info.get("memlock", 0))
+        return total
+
+    # -- all of it ---------------------------------------------------------------------
+
+    def snapshot(self, min_age_ns: int = 0) -> Snapshot:
+        """What is outstanding, objects younger than ``min_age_ns`` left out."""
+        now, objs = self.objects(min_age_ns)
+        return Snapshot(now, objs, self.counters(), self.skipped_frees(), self.ref_holds())
+
+    def symbolizer(self):
+        from ..analysis.symbols import Symbolizer
+        return Symbolizer(self.session.map("stacks"), self.session.module.ksym)
