@@ -46,8 +46,8 @@ def groups_of(n: int, rnd: random.Random) -> list[dict]:
 def write(path: str, snapshots: int, n: int) -> None:
     rnd = random.Random(1)
     base = groups_of(n, rnd)
-    w = CaptureWriter(path, {"kernel": "6.18", "started": "2026-11-25T00:00:00+00:00", "targets": [],
-                             "command": None, "min_age_ms": 1000, "interval_s": 60})
+    w = CaptureWriter(path, header={"kernel": "6.18", "started": "2026-11-25T00:00:00+00:00", "targets": [],
+                                    "command": None, "min_age_ms": 1000, "interval_s": 60})
     for s in range(snapshots):
         groups = []
         for i, g in enumerate(base):

@@ -52,7 +52,9 @@ BPF_F_TABLE("array", u32, struct slab_slot, slots, SLOT_COUNT, BPF_F_MMAPABLE);
  * pages stay; a table that stays in cache keeps those visits cheap. */
 BPF_F_TABLE("array", u32, struct slab_slot, page_slots, PAGE_SLOT_COUNT, BPF_F_MMAPABLE);
 BPF_HASH(live, struct live_key, struct live_obj, MAX_OBJECTS);
-BPF_STACK_TRACE(stacks, STACK_SLOTS);
+/* Exactly --stack-slots entries (BPF_STACK_TRACE would round them up to a
+ * power of two) in the next power of two of hash buckets: see stack_of. */
+BPF_TABLE("stacktrace", int, struct bpf_stacktrace, stacks, STACK_SLOTS);
 #define SITE_MARK_SLOTS (1 << SITE_MARK_BITS)
 BPF_HASH(sites, struct site_key, struct site, MAX_SITES);
 BPF_PERCPU_ARRAY(counters, u64, NR_COUNTERS);
@@ -231,9 +233,10 @@ static __always_inline u64 site_tag(u64 h)
  * A stack id for the current stack, ``skip`` frames left out. Without
  * BPF_F_REUSE_STACKID (which would give an old object's id to another
  * stack), get_stackid fails with -EEXIST when another stack holds the hash
- * bucket: with a table of a power of two entries that is the only way it
- * fails, never "full" (-ENOMEM needs more buckets than entries;
- * kernel/bpf/stackmap.c). A collision is retried once with one more frame
+ * bucket, and with -ENOMEM when every entry is taken, which needs more
+ * buckets than entries: the kernel gives a table the next power of two of
+ * buckets (kernel/bpf/stackmap.c), so with a power of two of entries (the
+ * default) only collisions lose stacks. A collision is retried once with one more frame
  * skipped: another hash, another bucket. The frame lost is the innermost,
  * a tracing or allocator frame the report trims anyway; reference stacks,
  * which must start at the traced function, are not retried.

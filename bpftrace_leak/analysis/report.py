@@ -54,7 +54,8 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
     ``refs_tracking`` says how references were tracked ("kprobe") or why not.
     """
     aliases = aliases or {}
-    groups = age_and_group(snapshot.objects, snapshot.now_ns, min_age_ms * 1_000_000)
+    # the reader left out objects younger than the minimum age (the kernel's clock)
+    groups = age_and_group(snapshot.objects, snapshot.now_ns, 0)
     groups = group_stacks(groups, symbolizer.raw_frames, symbolizer.name, user_pages)
     groups = [
         {
@@ -87,7 +88,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "own_stacks": c.get("own_stacks", 0),
         "failed_allocs": c.get("failed_allocs", 0),
     }
-    refs = group_refs(snapshot.ref_holds, snapshot.now_ns, min_age_ms * 1_000_000)
+    refs = group_refs(snapshot.ref_holds, snapshot.now_ns, min_age_ms * 1_000_000)  # the kernel side keeps every hold
 
     def frames(stack_id):
         return (symbolizer.raw_frames(stack_id) or ["[stack lost]"]) if stack_id is not None and stack_id >= 0 else []

@@ -62,17 +62,32 @@ def slab_facts(meminfo: str = "/proc/meminfo", slabinfo: str = "/proc/slabinfo")
 
 
 class CaptureWriter:
-    """Appends snapshots to a new capture file (outfiles.open_private)."""
+    """Appends snapshots to a new capture file (outfiles.open_private).
 
-    def __init__(self, path: str, header: dict, replace: bool = False):
+    The file is made at once (a path that cannot take it fails before the
+    probes are compiled); it gets its name, replacing an old capture with
+    --force, when its header is written.
+    """
+
+    def __init__(self, path: str, replace: bool = False, header: dict | None = None):
         self.path = path
-        self._f = open_private(path, replace)
+        self._file = open_private(path, replace)
+        self._f = self._file.stream
+        if header is not None:
+            self.header(header)
+
+    def header(self, header: dict) -> None:
         doc = {"schema": SCHEMA, "type": "header", **header}
         doc["host"] = dict(header.get("host", {}), hostname=socket.gethostname())
         try:
             self._write(doc)
+            self._file.commit()
         except OSError as e:
-            raise KleakError(f"cannot write capture {path}: {e.strerror}", status=1) from None
+            raise KleakError(f"cannot write capture {self.path}: {e.strerror}", status=1) from None
+
+    def discard(self) -> None:
+        """Remove the capture (the session never started)."""
+        self._file.discard()
 
     def _write(self, doc: dict) -> None:
         """One whole line, or (OSError) none: a failed write is cut back off."""
@@ -97,8 +112,8 @@ class CaptureWriter:
 
     def close(self) -> None:
         try:
-            self._f.close()
-        except OSError:
+            self._file.close()
+        except (OSError, KleakError):
             pass
 
 

@@ -26,7 +26,7 @@ import tempfile
 
 from ..errors import KleakError
 
-__all__ = ["open_private", "write_private", "discard"]
+__all__ = ["PrivateFile", "open_private", "write_private", "discard"]
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -83,21 +83,57 @@ def _private(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def open_private(path: str, replace: bool = False):
-    """A new file at ``path`` for writing (text, line-buffered by the caller's
-    flushes), mode 0600 and locked; with ``replace`` an existing regular file
-    is replaced at once (so what is written survives a crash of this session)."""
+class PrivateFile:
+    """A file open_private() made: ``stream`` to write to; commit() puts it
+    at its path (a replacement takes the old file's name only then), discard()
+    removes it. Closing it commits it."""
+
+    def __init__(self, stream, path: str, tmp: str | None):
+        self.stream, self.path, self._tmp = stream, path, tmp
+
+    def commit(self) -> None:
+        if self._tmp is not None:
+            try:
+                os.rename(self._tmp, self.path)
+            except OSError as e:
+                raise _refuse(self.path, f"cannot write: {e.strerror}") from None
+            self._tmp = None
+
+    def discard(self) -> None:
+        """Close and remove what we made (a replaced file stays as it was)."""
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        discard(self._tmp or self.path)
+        self._tmp = None
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self.stream.close()
+
+    def __enter__(self):
+        return self.stream
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def open_private(path: str, replace: bool = False) -> PrivateFile:
+    """A new file at ``path`` for writing, mode 0600 and locked. With
+    ``replace`` an existing regular file is replaced by it at commit() (so a
+    session that fails to start leaves the old one alone)."""
     fd, tmp = _new_file(path, replace)
     try:
         _private(fd)
-        if tmp is not None:
-            os.rename(tmp, path)
     except OSError as e:
         os.close(fd)
-        if tmp is not None:
-            discard(tmp)
+        discard(tmp or path)
         raise _refuse(path, f"cannot write: {e.strerror}") from None
-    return os.fdopen(fd, "w", encoding="utf-8")
+    return PrivateFile(os.fdopen(fd, "w", encoding="utf-8"), path, tmp)
 
 
 def write_private(path: str, text: str, replace: bool = False) -> None:

@@ -50,8 +50,14 @@ def warnings(report: dict) -> list[str]:
         )
     if t.get("dropped"):
         out.append(f"{t['dropped']:,} allocations not recorded: live map full (raise --max-objects)")
-    if t.get("stack_errors"):
-        out.append(f"{t['stack_errors']:,} stacks not recorded: stack table full (raise --stack-slots)")
+    full = t.get("stack_table_full", 0)
+    if full:
+        out.append(f"{full:,} stacks not recorded: the stack table is full (raise --stack-slots)")
+    collided = t.get("stack_errors", 0) - full
+    if collided > 0:
+        out.append(f"{collided:,} stacks not recorded: their hash bucket in the stack table held another "
+                   "stack, a retry too (a larger --stack-slots makes collisions rarer); "
+                   "those objects are grouped by call site")
     return out
 
 

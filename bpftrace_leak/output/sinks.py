@@ -16,18 +16,31 @@ __all__ = ["ReportSink", "CaptureSink"]
 
 
 class ReportSink:
-    """Where reports go (stdout or --output): a write that fails (a closed
-    terminal after SIGHUP, a full disk) is warned about once and the session
-    goes on; the capture keeps recording."""
+    """Where reports go (stdout or --output's outfiles.PrivateFile): a write
+    that fails (a closed terminal after SIGHUP, a full disk) is warned about
+    once and the session goes on; the capture keeps recording."""
 
-    def __init__(self, stream, name: str, warn):
+    def __init__(self, stream, name: str, warn, file=None):
         self.stream, self.name, self.failed, self.warn = stream, name, False, warn
+        self.file = file  # ours to close: kept only if a report reached it
+        self.written = False
+
+    def close(self) -> None:
+        if self.file is None:
+            return
+        if not self.written:
+            self.file.discard()
+            return
+        try:
+            self.file.close()
+        except Exception:  # a failed commit: warned about already by the writes
+            pass
 
     def write(self, text: str) -> None:
         try:
             self.stream.write(text)
             self.stream.flush()
-            self.failed = False
+            self.failed, self.written = False, True
         except OSError as e:
             if not self.failed:
                 self.failed = True
@@ -40,9 +53,14 @@ class ReportSink:
 class CaptureSink:
     """-w: a CaptureWriter whose failed writes are warned about, not fatal."""
 
-    def __init__(self, path: str, header: dict, replace: bool, warn):
-        self.writer = CaptureWriter(path, header, replace)
+    def __init__(self, path: str, replace: bool, warn):
+        self.writer = CaptureWriter(path, replace)
         self.path, self.error, self.lost, self.warn = path, None, 0, warn
+        self.started = False
+
+    def header(self, header: dict) -> None:
+        self.writer.header(header)
+        self.started = True
 
     def snapshot(self, t_s: float, report: dict) -> None:
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -57,6 +75,9 @@ class CaptureSink:
                           "the snapshots before it, the next ones are tried again")
 
     def close(self) -> None:
+        if not self.started:
+            self.writer.discard()  # the session never started: leave nothing behind
+            return
         self.writer.close()
         lost = f" ({self.lost} snapshots could not be written)" if self.lost else ""
         print(f"kleaktrace: capture written to {printable(self.path)}{lost}", file=sys.stderr, flush=True)

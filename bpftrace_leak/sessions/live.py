@@ -86,31 +86,33 @@ def run(cfg, out=None, on_attached=None, stop_event=None, on_report=None) -> int
 
 
 def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report) -> int:
-    sink = None
-    if cfg.output:
-        sink = ReportSink(open_private(cfg.output, cfg.force), cfg.output, _warn)
-    elif not cfg.quiet:
-        sink = ReportSink(out or sys.stdout, "standard output", _warn)
-    held = HeldCommand(cfg.argv) if cfg.command is not None else None
-    if held:
-        targets.append(held.pid)
-    watched = list(targets)
-    session = Session(cfg, targets, warn=_warn)
-    reader = None
-    capture = None
+    sink = capture = held = reader = session = None
     try:
+        # files first: a path that cannot take them fails before the compile
+        if cfg.output:
+            made = open_private(cfg.output, cfg.force)
+            sink = ReportSink(made.stream, cfg.output, _warn, file=made)
+        elif not cfg.quiet:
+            sink = ReportSink(out or sys.stdout, "standard output", _warn)
+        if cfg.capture_path:
+            capture = CaptureSink(cfg.capture_path, cfg.force, _warn)
+        if cfg.command is not None:
+            held = HeldCommand(cfg.argv)
+            targets.append(held.pid)
+        watched = list(targets)
+        session = Session(cfg, targets, warn=_warn)
         session.start()
         signals.check()
         reader = Reader(session)
         promoter = Promoter(session) if cfg.stacks == "sites" and cfg.allocs else None
         started = _now_iso()
         t0 = time.monotonic()
-        if cfg.capture_path:
-            capture = CaptureSink(cfg.capture_path, {
+        if capture:
+            capture.header({
                 "kernel": kernel_release(), "started": started, "targets": targets,
                 "command": cfg.command, "min_age_ms": cfg.min_age_ms,
                 "interval_s": cfg.interval_s or cfg.capture_interval_s,
-                "host": {"slab_aliases": {k: sorted(v) for k, v in aliases.items() if v}}}, cfg.force, _warn)
+                "host": {"slab_aliases": {k: sorted(v) for k, v in aliases.items() if v}}})
         symbolizer = reader.symbolizer()  # one for the session: it caches address -> name
 
         def build():
@@ -193,11 +195,9 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
             capture.close()
         if reader:
             reader.close()
-        session.close()
+        if session:
+            session.close()
         if held:
             held.stop()
-        if cfg.output and sink:
-            try:
-                sink.stream.close()
-            except OSError:
-                pass
+        if sink:
+            sink.close()

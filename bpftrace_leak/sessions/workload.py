@@ -46,7 +46,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rate-files", action="store_true", help="--rate leaks open files, not socketpairs")
     ap.add_argument("--create", type=int, default=0,
                     help="also create this many files, closed (their dentries stay cached, not pinned)")
+    ap.add_argument("--name", help="set the process's name (prctl PR_SET_NAME; escapes welcome)")
     args = ap.parse_args(argv)
+    if args.name:
+        import ctypes
+        ctypes.CDLL(None).prctl(15, args.name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     # opened before --wait returns, so its own struct file is not in the count
     with tempfile.NamedTemporaryFile(prefix="kleaktrace-workload-") as f:

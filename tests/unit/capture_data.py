@@ -23,8 +23,9 @@ def report(t: float, extra_groups=()):
 
 
 def write_capture(path, seconds=(1, 2, 3, 4, 5)):
-    w = CaptureWriter(str(path), {"kernel": "6.18", "started": "2026-11-25T00:00:00+00:00", "targets": [7],
-                                  "command": None, "min_age_ms": 1000, "interval_s": 1}, replace=True)
+    w = CaptureWriter(str(path), replace=True, header={"kernel": "6.18", "started": "2026-11-25T00:00:00+00:00",
+                                                       "targets": [7], "command": None, "min_age_ms": 1000,
+                                                       "interval_s": 1})
     for t in seconds:
         w.snapshot(t, f"2026-11-25T00:00:0{t}+00:00", report(t),
                    {"meminfo_slab_kb": 1000 + t, "caches": {"sock_inode_cache": {"objects": 100 * t, "objsize": 832},

@@ -88,8 +88,8 @@ def test_fifo_is_refused(tmp_path):
 def test_a_file_another_session_writes_is_not_replaced(tmp_path):
     path = str(tmp_path / "leak.kcap")
     first = open_private(path)
-    first.write("header\n")
-    first.flush()
+    first.stream.write("header\n")
+    first.stream.flush()
     with pytest.raises(KleakError, match="another kleaktrace session is writing"):
         open_private(path, replace=True)
     first.close()
