@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from bpftrace_leak.headers import find_headers  # noqa: E402
+from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
 from interleave import interleaved  # noqa: E402
 
 

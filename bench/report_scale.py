@@ -6,7 +6,8 @@ A child process creates N empty files on a tmpfs while kleaktrace traces it
 tmpfs keeps them), then holds them. The benchmark runs the tracer in this
 process, as `kleaktrace -p CHILD` does, and times what the final report
 does: read the maps, group, symbolize, render as JSON. It prints that time,
-the peak RSS of this process (BCC's compile included), and the BPF maps'
+the peak RSS of this process (BCC's compile included), the slab census
+that runs before each report (tracer/census.py), and the BPF maps'
 memory (bpftool's bytes_memlock) at the default --max-objects and at a
 larger one.
 
@@ -27,6 +28,7 @@ sys.path.insert(0, ROOT)
 from bpftrace_leak.analysis.report import build_report  # noqa: E402
 from bpftrace_leak.config import Config  # noqa: E402
 from bpftrace_leak.output.reporter import render  # noqa: E402
+from bpftrace_leak.tracer.census import Census  # noqa: E402
 from bpftrace_leak.tracer.reader import Reader  # noqa: E402
 from bpftrace_leak.tracer.session import Session  # noqa: E402
 
@@ -61,6 +63,9 @@ def main():
         time.sleep(1.0)
         symbolizer = reader.symbolizer()
         began = time.perf_counter()
+        found = Census(session, reader).run(500_000_000, seeds=reader.sites()[0]) if session.plan.census else 0
+        census_took = time.perf_counter() - began
+        began = time.perf_counter()
         report = build_report(reader.snapshot(500_000_000), symbolizer, kernel="", started="",
                               duration_s=0, min_age_ms=500, targets=[holder.pid])
         text = render(report, "json")
@@ -74,6 +79,8 @@ def main():
     with Session(Config(refs=False, max_objects=args.max_objects), [os.getpid()]):
         big_memory = Reader.map_memory()
     print(f"{objects:,} live objects ({args.files:,} tmpfs files created; {totals['dropped']:,} not recorded: maps full)")
+    print(f"  slab census (every slab page holding them, every CPU's freelists and sheaves): {census_took:.2f} s, "
+          f"{found:,} found free")
     print(f"  report (read maps, group, symbolize, render JSON): {took:.2f} s")
     print(f"  frontend peak RSS: {rss / 2**20:.0f} MiB")
     print(f"  BPF maps at the default --max-objects 1000000: {memory / 2**20:.0f} MiB")

@@ -81,8 +81,9 @@ def _trace_options(f):
                      show_default=True,
                      help="How reference counts are probed; auto takes fentry where the kernel allows it."),
         click.option("--shake", is_flag=True,
-                     help="Before the final report, drop unused dentries and inodes system-wide "
-                          "(sync, then 2 > /proc/sys/vm/drop_caches): what stays outstanding is pinned, not cached."),
+                     help="Before the final report, drop clean page cache, unused dentries and inodes "
+                          "system-wide (sync, then 3 > /proc/sys/vm/drop_caches): what stays outstanding is "
+                          "pinned, not cached."),
         click.option("--user-pages", is_flag=True,
                      help="Also track the targets' own anonymous and page-cache pages (kind user-page)."),
         click.option("--kernel-headers", type=click.Path(file_okay=False), metavar="DIR",

@@ -51,7 +51,10 @@ enum counter {
 	CNT_OWN_STACKS = 7,	/* allocations that took their own stack (not atomic) */
 	CNT_STACK_COLLISIONS = 8,	/* -EEXIST: another stack holds the hash bucket */
 	CNT_STACK_FULL = 9,	/* -ENOMEM: every entry of the stack table is taken */
-	NR_COUNTERS = 10,
+	CNT_FREED_WITH_SLAB = 10,	/* retired: their slab page went back to the page allocator */
+	CNT_FREED_BY_RCU = 11,	/* retired at kvfree_call_rcu(): dead to their owner (kprobe) */
+	CNT_FOUND_FREE = 12,	/* retired: the slab allocator holds them free (tracer/census.py) */
+	NR_COUNTERS = 13,
 };
 
 /* Raw-tracepoint slab free events, each attached as up to FREE_COPIES copies. */
@@ -93,7 +96,7 @@ struct live_obj {
 	s32 stack_id;		/* negative: stack lost, fall back to call_site */
 	u16 kind;
 	u16 stack_how;
-	u32 pad;
+	u32 syscall;		/* the allocating task's syscall number: tells call paths apart */
 };
 
 /* A slot of the object table (probes.c: slots); 64 bytes, a cache line. */
@@ -114,22 +117,83 @@ struct slab_slot {
 #define SITE_MARK_SEEN 1	/* has a representative stack in `sites` */
 #define SITE_MARK_PROMOTED 2	/* every allocation takes its own stack */
 
-/* A call site: the allocator's caller, for one cache. */
+/*
+ * A call site: the allocator's caller, for one cache, in one system call.
+ * The syscall number (pt_regs->orig_ax, read for the cost of two helper
+ * calls) tells apart paths that meet in one function: alloc_empty_file()
+ * from socketpair() and from openat() take a first stack each.
+ */
 struct site_key {
 	u64 call_site;
 	u64 cache;
 	u32 kind;
-	u32 pad;
+	u32 syscall;
 };
 
 /*
  * A call site's hash: its site_marks slot is the top SITE_MARK_BITS bits,
  * its tag the rest but SITE_MARK_STATE. tracer/sites.py computes the same.
  */
-static inline __attribute__((always_inline)) u64 site_hash(u64 call_site, u64 cache, u32 kind)
+static inline __attribute__((always_inline)) u64 site_hash(u64 call_site, u64 cache, u32 kind, u32 syscall)
 {
-	return (call_site ^ (cache >> 3) ^ ((u64)kind << 56)) * 0x9E3779B97F4A7C15ULL;
+	return (call_site ^ (cache >> 3) ^ ((u64)kind << 56) ^ ((u64)syscall << 40)) * 0x9E3779B97F4A7C15ULL;
 }
+
+/*
+ * ---- slab pages that go back to the page allocator (probes.c: retire_page) ----
+ * A leaked object pins its slab page, so when a slab page is freed every
+ * object recorded inside it is dead, whatever path freed it (bulk frees,
+ * kfree_rcu batches and 6.18's sheaves fire no per-object event). The free
+ * event gives the struct page; its address in the direct map is
+ * page * (PAGE_BYTES / sizeof(struct page)) + offset, the offset fixed at boot
+ * (KASLR moves page_offset_base and vmemmap_base, and this kernel's kallsyms
+ * may not list them): it is learned from two large kmallocs whose page
+ * allocation was seen just before them, which agree.
+ */
+struct page_calib {
+	u64 offset;		/* va - page * ratio, once two observations agreed */
+	u64 candidate;		/* the last observation */
+	u64 ready;		/* offset is valid */
+};
+
+/* the 4 KiB pages of a freed page still to visit (probes.c: retire_pages) */
+struct retire_state {
+	u64 va;
+	u32 next;
+	u32 n;
+};
+
+/*
+ * ---- the slab census (tracer/census.py, probes.c: census_*) ----
+ * Programs run on demand (BPF_PROG_TEST_RUN), not on events: they read the
+ * slab allocator's own free lists (slab freelists, per-CPU freelists, 6.18's
+ * sheaves and barns) and retire every recorded object found on them.
+ */
+#define PEEK_BYTES 4096		/* census_peek reads at most this much */
+#define CENSUS_LIST_MAX 64	/* slabs or sheaves listed per run */
+#define CENSUS_FREELIST_MAX 512	/* objects walked per freelist (the verifier follows 8,192 jumps) */
+#define CENSUS_SHEAF_MAX 256	/* objects read per sheaf */
+
+struct peek_buf {
+	u8 data[PEEK_BYTES];
+};
+
+/* census_lists[CENSUS_SLABS]: a CPU's partial slabs; [CENSUS_SHEAVES]:
+ * sheaves to visit (a CPU's, or a barn's full ones) */
+enum census_list_kind {
+	CENSUS_SLABS = 0,
+	CENSUS_SHEAVES = 1,
+};
+
+struct census_list {
+	u64 items[CENSUS_LIST_MAX];
+	u64 n;
+};
+
+struct last_page {
+	u64 task;		/* pid_tgid that allocated it */
+	u64 page;		/* struct page * */
+};
 
 struct site {
 	s32 stack_id;		/* of the site's first allocation */

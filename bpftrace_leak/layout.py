@@ -7,7 +7,7 @@ from the same header when it compiles probes.c (``bpf["live"].Leaf``).
 import os
 import re
 
-__all__ = ["HEADER", "PROBES_C", "KINDS", "SPACES", "COUNTERS", "FREE_EVENTS", "REF_OBJECTS", "REF_WHY", "STACK_HOW", "DEFINES", "KIND_NAMES",
+__all__ = ["HEADER", "PROBES_C", "KINDS", "SPACES", "COUNTERS", "FREE_EVENTS", "REF_OBJECTS", "REF_WHY", "STACK_HOW", "DEFINES", "ENUMS", "KIND_NAMES",
            "KIND_BY_NAME", "COUNTER_NAMES", "parse_header"]
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
@@ -53,6 +53,7 @@ COUNTERS = _ENUMS["counter"]
 FREE_EVENTS = _ENUMS["free_event"]
 REF_OBJECTS = _ENUMS["ref_object"]
 REF_WHY = _ENUMS["ref_why"]
+ENUMS = _ENUMS
 COUNTER_NAMES = {v: k[len("CNT_"):].lower() for k, v in COUNTERS.items() if k.startswith("CNT_")}
 STACK_HOW = _ENUMS["stack_how"]
 

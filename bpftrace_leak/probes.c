@@ -146,14 +146,18 @@ static __always_inline int in_slots(u32 space)
  * the same offsets of their pages, still spread evenly over the table:
  * indexing by the low address bits alone filled a third of the table.
  */
+static __always_inline u32 slot_window(u64 addr)
+{
+	return ((addr >> 12) * 0x9E3779B97F4A7C15ULL) >> (64 - SLOT_BITS);
+}
+
 static __always_inline struct slab_slot *slot_of(struct live_key *key)
 {
 	if (key->space == SPACE_PAGE) {
 		u32 idx = (key->addr >> 6) & (PAGE_SLOT_COUNT - 1);	/* struct page: 64 bytes */
 		return page_slots.lookup(&idx);
 	}
-	u32 window = ((key->addr >> 12) * 0x9E3779B97F4A7C15ULL) >> (64 - SLOT_BITS);
-	u32 idx = (window + ((key->addr >> 4) & 255)) & (SLOT_COUNT - 1);
+	u32 idx = (slot_window(key->addr) + ((key->addr >> 4) & 255)) & (SLOT_COUNT - 1);
 	return slots.lookup(&idx);
 }
 
@@ -272,7 +276,7 @@ static __always_inline void take_stack(void *ctx, struct site_key *sk, u64 s,
 	u64 tag = 0;
 
 	if (sk) {
-		u64 h = site_hash(sk->call_site, sk->cache, sk->kind);
+		u64 h = site_hash(sk->call_site, sk->cache, sk->kind, sk->syscall);
 		mark = site_mark(h);
 		tag = site_tag(h);
 		u64 m = mark ? *mark : 0;
@@ -346,12 +350,53 @@ static __always_inline int store_slot(struct slab_slot *slot, struct live_key *k
 	return 1;
 }
 
+/*
+ * The current task's system call number (pt_regs->orig_ax; in interrupt
+ * context the interrupted task's). Two helper calls and a read: a few tens
+ * of nanoseconds, against 1.6 us for a stack (bench/overhead.py).
+ */
+static __always_inline u32 current_syscall(void)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	u64 nr = -1;
+	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
+	return nr;
+}
+
+#ifdef PAGE_RETIRE
+/*
+ * page_marks, a bit per page frame (modulo PAGE_MARKS): a slab object was
+ * recorded in that page since it was last scanned, so a page free without
+ * its mark costs no scan. A bit each, not a byte (array elements take 8
+ * bytes: a byte each took 128 MiB for this host's 24 GiB); set and cleared
+ * without atomics (BCC's BPF has no atomic OR here): a race loses a mark,
+ * which only leaves that page's objects to reuse or the census.
+ */
+BPF_ARRAY(page_marks, u64, PAGE_MARKS / 64);
+BPF_ARRAY(page_calib, struct page_calib, 1);
+BPF_PERCPU_ARRAY(last_page, struct last_page, 1);
+
+static __always_inline void mark_page(u64 addr)
+{
+	u32 i = ((addr >> 12) & (PAGE_MARKS - 1)) / 64;
+	u64 bit = 1ULL << ((addr >> 12) & 63), *w = page_marks.lookup(&i);
+	if (w && !(*w & bit))
+		*w |= bit;
+}
+#endif
+
 static __always_inline void record(void *ctx, struct live_key *key, struct live_obj *obj,
 				   struct site_key *sk, u64 s)
 {
 	obj->ts_ns = bpf_ktime_get_ns();
 	obj->tgid = bpf_get_current_pid_tgid() >> 32;
+	if (sk)
+		obj->syscall = sk->syscall = current_syscall();
 	take_stack(ctx, sk, s, obj);
+#ifdef PAGE_RETIRE
+	if (key->space == SPACE_SLAB)
+		mark_page(key->addr);
+#endif
 
 	struct slab_slot *slot = NULL;
 	if (in_slots(key->space)) {
@@ -390,11 +435,345 @@ static __always_inline int forget(u32 space, u64 addr)
 }
 
 #ifdef TRACK_ALLOCS	/* --kinds refs compiles none of the allocation probes */
+#ifdef PAGE_RETIRE
+/*
+ * ---- slab pages going back to the page allocator (layout.h: page_calib) ------
+ * The struct page -> address offset is learned from large kmallocs: a
+ * kmalloc above KMALLOC_MAX_CACHE takes its pages straight from the page
+ * allocator, whose event fired just before in the same task; two such pairs
+ * that agree fix the offset (an interrupt's page allocation in between gives
+ * a pair that does not).
+ */
+static __always_inline void note_page(u64 page)
+{
+	int zero = 0;
+	struct page_calib *c = page_calib.lookup(&zero);
+	struct last_page *l = last_page.lookup(&zero);
+	if (c && l && !c->ready) {
+		l->task = bpf_get_current_pid_tgid();
+		l->page = page;
+	}
+}
+
+static __always_inline void calibrate(u64 va)
+{
+	int zero = 0;
+	struct page_calib *c = page_calib.lookup(&zero);
+	struct last_page *l = last_page.lookup(&zero);
+	if (!c || !l || c->ready || !l->page || l->task != bpf_get_current_pid_tgid())
+		return;
+	u64 offset = va - l->page * PAGE_RATIO;
+	l->page = 0;
+	if (c->candidate == offset) {
+		c->offset = offset;
+		c->ready = 1;
+	} else {
+		c->candidate = offset;
+	}
+}
+
+/*
+ * Retire every object recorded in the 4 KiB at ``base``: they sit in the
+ * window of 256 slots slot_of() gives that page, the object at offset o in
+ * slot window + o / 16; one that spilled to the hash is at base + 16k or,
+ * for 8-byte objects, base + 16k + 8. Only a page whose mark says a slab
+ * object was recorded in it is visited.
+ */
+static __always_inline void retire_window(u64 base)
+{
+	u32 i = ((base >> 12) & (PAGE_MARKS - 1)) / 64;
+	u64 bit = 1ULL << ((base >> 12) & 63), *w = page_marks.lookup(&i);
+	if (!w || !(*w & bit))
+		return;
+	*w &= ~bit;
+
+	struct live_key key = {.space = SPACE_SLAB};
+	u32 window = slot_window(base);
+	for (u32 k = 0; k < 256; k++) {
+		u32 idx = (window + k) & (SLOT_COUNT - 1);
+		struct slab_slot *slot = slots.lookup(&idx);
+		if (!slot)
+			continue;
+		u64 a = slot->addr;
+		if (a > SLOT_BUSY && (a >> 12) == (base >> 12) &&
+		    __sync_val_compare_and_swap(&slot->addr, a, 0) == a)
+			count(CNT_FREED_WITH_SLAB);
+		if (slot->spilled) {
+			key.addr = base + 16 * k;
+			if (unspill(slot, &key))
+				count(CNT_FREED_WITH_SLAB);
+			key.addr += 8;
+			if (unspill(slot, &key))
+				count(CNT_FREED_WITH_SLAB);
+		}
+	}
+}
+
+/*
+ * A page of 2^order pages was freed: retire what was recorded in it (slab
+ * pages are at most order 3, SLUB's slub_max_order). Each 4 KiB is a loop of
+ * 256 slots, and the verifier follows at most 8192 jumps in one program: the
+ * first 4 KiB are done here, each further one by retire_pages, a tail call
+ * (retire_next[0]) that carries on from retire_at.
+ */
+BPF_PROG_ARRAY(retire_next, 1);
+BPF_PERCPU_ARRAY(retire_at, struct retire_state, 1);
+
+static __always_inline void retire_page(void *ctx, u64 page, u32 order)
+{
+	int zero = 0;
+	struct page_calib *c = page_calib.lookup(&zero);
+	if (!c || !c->ready || order > 3)
+		return;
+	u64 va = page * PAGE_RATIO + c->offset;
+	retire_window(va);
+	struct retire_state *st = retire_at.lookup(&zero);
+	if (order && st) {
+		st->va = va;
+		st->next = 1;
+		st->n = 1u << order;
+		retire_next.call(ctx, 0);
+	}
+}
+
+int retire_pages(struct bpf_raw_tracepoint_args *ctx)
+{
+	int zero = 0;
+	struct retire_state *st = retire_at.lookup(&zero);
+	if (!st || st->next >= st->n || st->next >= 8)
+		return 0;
+	u64 sub = st->va + ((u64)st->next << 12);
+	st->next++;
+	retire_window(sub);
+	if (st->next < st->n)
+		retire_next.call(ctx, 0);
+	return 0;
+}
+#endif
+
+#ifdef SLAB_CENSUS
+/*
+ * ---- the slab census (layout.h; tracer/census.py drives it) ------------------
+ * Objects whose free no event showed (bulk frees, kfree_rcu batches, sheaves)
+ * are free in the slab allocator's own books: on a slab's freelist, a CPU's
+ * freelist, a per-CPU sheaf or a sheaf in a barn. These programs run on
+ * demand (BPF_PROG_TEST_RUN) and retire each recorded object they find
+ * there. They only read kernel memory; a slab whose kmem_cache is not one
+ * user space found in the kernel's cache list is left alone, and a freelist
+ * walk stops at the first pointer outside its slab or off an object's start.
+ */
+BPF_F_TABLE("array", u32, struct peek_buf, peek_buf, 1, BPF_F_MMAPABLE);
+BPF_ARRAY(cpu_offsets, u64, CENSUS_CPUS);	/* __per_cpu_offset[cpu], learned */
+BPF_HASH(census_known, u64, u8, 4096);		/* the kernel's struct kmem_cache pointers */
+BPF_HASH(census_seen, u64, u8, 4096);		/* caches whose slabs held recorded objects */
+BPF_ARRAY(census_lists, struct census_list, 2);	/* enum census_list_kind */
+
+static __always_inline u64 kread(u64 addr)
+{
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline u32 kread32(u64 addr)
+{
+	u32 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+/* args: address, length: copies that much kernel memory into peek_buf */
+int census_peek(struct bpf_raw_tracepoint_args *ctx)
+{
+	u32 n = ((u32)ctx->args[1] - 1) & (PEEK_BYTES - 1);	/* 1..PEEK_BYTES, as the verifier wants it */
+	int zero = 0;
+	struct peek_buf *b = peek_buf.lookup(&zero);
+	if (!b)
+		return 1;
+	return bpf_probe_read_kernel(b->data, n + 1, (void *)ctx->args[0]) ? 2 : 0;
+}
+
+/*
+ * Run on each CPU: learn its per-CPU offset, the distance from a per-CPU
+ * pointer to this CPU's copy. current->se.cfs_rq->rq is this CPU's struct
+ * rq, the per-CPU variable runqueues: its address less runqueues' offset in
+ * the per-CPU section (BTF) is the section's start plus this CPU's offset
+ * (the start is 0 where per-CPU pointers are zero-based, the section's link
+ * address where they are not, as on x86-64 from 6.15); this_cpu_off, at its
+ * own offset from there, holds the CPU's offset itself.
+ */
+int census_cpu(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 cfs_rq = kread(bpf_get_current_task() + TASK_CFS_RQ_OFF);
+	u64 here = kread(cfs_rq + CFS_RQ_RQ_OFF) - PCPU_RUNQUEUES;
+	u64 off = kread(here + PCPU_THIS_CPU_OFF);
+	if (!off && !here)
+		return 1;
+	u32 cpu = bpf_get_smp_processor_id();
+	u64 *slot = cpu_offsets.lookup(&cpu);
+	if (!slot)
+		return 2;
+	*slot = off;
+	return 0;
+}
+
+static __always_inline void found_free(u64 addr)
+{
+	struct live_key key = {.addr = addr, .space = SPACE_SLAB};
+	if (drop_record(&key))
+		count(CNT_FOUND_FREE);
+}
+
+/* The objects of a freelist from ``p`` in the slab [base, end) of a cache
+ * with object ``size``, ``pad`` bytes of left red zone, the next pointer at
+ * ``off`` (CONFIG_SLAB_FREELIST_HARDENED: XORed with s->random and the
+ * byte-swapped address it is stored at, mm/slub.c freelist_ptr_decode). */
+static __always_inline void walk_freelist(u64 p, u64 s, u64 base, u64 end)
+{
+	u64 size = kread32(s + KMEM_CACHE_SIZE_OFF);
+	u64 off = kread32(s + KMEM_CACHE_OFFSET_OFF);
+	u64 pad = kread32(s + KMEM_CACHE_RED_LEFT_PAD_OFF);
+#ifdef KMEM_CACHE_RANDOM_OFF
+	u64 random = kread(s + KMEM_CACHE_RANDOM_OFF);
+#endif
+	if (!size)
+		return;
+	for (int i = 0; i < CENSUS_FREELIST_MAX; i++) {
+		if (p < base || p >= end || (p - base) % size != pad)
+			return;
+		found_free(p);
+		u64 at = p + off;
+		p = kread(at);
+#ifdef KMEM_CACHE_RANDOM_OFF
+		p ^= random ^ __builtin_bswap64(at);
+#endif
+	}
+}
+
+/* The address range of slab ``slab`` (a struct slab/page, a head page) of cache ``s`` */
+static __always_inline int slab_range(u64 slab, u64 s, u64 *base, u64 *end)
+{
+	int zero = 0;
+	struct page_calib *c = page_calib.lookup(&zero);
+	if (!c || !c->ready)
+		return 0;
+	u64 counters = kread(slab + SLAB_COUNTERS_OFF);
+	u64 objects = (counters >> 16) & 0x7fff;	/* struct slab: inuse:16, objects:15, frozen:1 */
+	*base = slab * PAGE_RATIO + c->offset;
+	*end = *base + objects * kread32(s + KMEM_CACHE_SIZE_OFF);
+	return 1;
+}
+
+/* args: a struct page in a slab: its slab's freelist */
+int census_slab(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 page = ctx->args[0], base, end;
+	u64 head = kread(page + PAGE_COMPOUND_HEAD_OFF);
+	if (head & 1)
+		page = head - 1;	/* a tail page: compound_head points at the head, bit 0 set */
+	u64 s = kread(page + SLAB_CACHE_OFF);
+	if (!census_known.lookup(&s))
+		return 1;	/* not a slab (any more), or a cache we do not know */
+	u8 one = 1;
+	census_seen.update(&s, &one);
+	if (!slab_range(page, s, &base, &end))
+		return 2;
+	walk_freelist(kread(page + SLAB_FREELIST_OFF), s, base, end);
+	return 0;
+}
+
+static __always_inline struct census_list *census_list(u32 kind)
+{
+	struct census_list *l = census_lists.lookup(&kind);
+	if (l)
+		l->n = 0;
+	return l;
+}
+
+/* args: kmem_cache, a CPU's per-CPU offset: that CPU's freelist; its partial
+ * slabs into census_lists[CENSUS_SLABS], its sheaves into [CENSUS_SHEAVES] */
+int census_cpu_cache(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 s = ctx->args[0], off = ctx->args[1], base, end;
+	struct census_list *slabs = census_list(CENSUS_SLABS), *sheaves = census_list(CENSUS_SHEAVES);
+	if (!census_known.lookup(&s) || !slabs || !sheaves)
+		return 1;
+#ifdef KMEM_CACHE_CPU_SLAB_OFF
+	u64 c = kread(s + KMEM_CACHE_CPU_SLAB_OFF) + off;
+	u64 slab = kread(c + CPU_SLAB_SLAB_OFF);
+	if (slab && slab_range(slab, s, &base, &end))
+		walk_freelist(kread(c + CPU_SLAB_FREELIST_OFF), s, base, end);
+	u64 p = kread(c + CPU_SLAB_PARTIAL_OFF);
+	for (int i = 0; i < CENSUS_LIST_MAX; i++) {
+		if (!p)
+			break;
+		slabs->items[i] = p;
+		slabs->n = i + 1;
+		p = kread(p + SLAB_NEXT_OFF);
+	}
+#endif
+#ifdef KMEM_CACHE_CPU_SHEAVES_OFF
+	u64 pcs = kread(s + KMEM_CACHE_CPU_SHEAVES_OFF) + off;
+	sheaves->items[0] = kread(pcs + SHEAVES_MAIN_OFF);
+	sheaves->items[1] = kread(pcs + SHEAVES_SPARE_OFF);
+	sheaves->items[2] = kread(pcs + SHEAVES_RCU_FREE_OFF);
+	sheaves->n = 3;
+#endif
+	return 0;
+}
+
+#ifdef KMEM_CACHE_CPU_SHEAVES_OFF
+/* args: kmem_cache, NUMA node: the full sheaves of the node's barn into
+ * census_lists[CENSUS_SHEAVES] */
+int census_barn(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 s = ctx->args[0];
+	struct census_list *sheaves = census_list(CENSUS_SHEAVES);
+	if (!census_known.lookup(&s) || !sheaves)
+		return 1;
+	u64 node = kread(s + KMEM_CACHE_NODE_OFF + 8 * (ctx->args[1] & 1023));
+	u64 barn = node ? kread(node + KMEM_CACHE_NODE_BARN_OFF) : 0;
+	if (!barn)
+		return 2;
+	u64 head = barn + BARN_FULL_OFF, at = kread(head);
+	for (int i = 0; i < CENSUS_LIST_MAX; i++) {
+		if (!at || at == head)
+			break;
+		sheaves->items[i] = at - SHEAF_LIST_OFF;
+		sheaves->n = i + 1;
+		at = kread(at);
+	}
+	return 0;
+}
+
+/* args: a sheaf: every object it holds is free */
+int census_sheaf(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 sheaf = ctx->args[0];
+	if (!sheaf)
+		return 1;
+	u32 size = kread32(sheaf + SHEAF_SIZE_OFF);
+	for (int i = 0; i < CENSUS_SHEAF_MAX; i++) {
+		if (i >= size)
+			break;
+		u64 obj = kread(sheaf + SHEAF_OBJECTS_OFF + 8 * i);
+		if (obj)
+			found_free(obj);
+	}
+	return 0;
+}
+#endif
+#endif /* SLAB_CENSUS */
+
 /* ---- slab: kmalloc and kmem_cache_alloc --------------------------------------- */
 
 int alloc_kmalloc(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct live_key key = {.addr = ARG(kmalloc, ptr), .space = SPACE_SLAB};
+#ifdef PAGE_RETIRE
+	if (ARG(kmalloc, bytes_alloc) > KMALLOC_MAX_CACHE && !failed_ptr(key.addr))
+		calibrate(key.addr);	/* a large kmalloc: its pages were allocated just before */
+#endif
 	if (!admit(ctx, &key, failed_ptr(key.addr)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_KMALLOC};
@@ -405,9 +784,37 @@ int alloc_kmalloc(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+#ifdef VMAP_ALLOC_START_0
+/*
+ * vmalloc keeps its areas' descriptions in slab objects (struct vmap_area,
+ * allocated in alloc_vmap_area(), one for the area and one preloaded to
+ * split free space): the allocator's bookkeeping, kept after the area is
+ * freed (purged lazily, or describing free space). The area itself is
+ * counted, as kind vmalloc; its descriptions are not recorded, as the pages
+ * that back slab objects are not (README: What is traced). They are told by
+ * their call site, inside alloc_vmap_area (VMAP_ALLOC_{START,END}_n, kallsyms).
+ */
+static __always_inline int from_alloc_vmap_area(u64 ip)
+{
+	if (ip >= VMAP_ALLOC_START_0 && ip < VMAP_ALLOC_END_0)
+		return 1;
+#ifdef VMAP_ALLOC_START_1
+	if (ip >= VMAP_ALLOC_START_1 && ip < VMAP_ALLOC_END_1)
+		return 1;
+#endif
+	return 0;
+}
+#endif
+
 int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct live_key key = {.addr = ARG(kmem_cache_alloc, ptr), .space = SPACE_SLAB};
+#ifdef VMAP_ALLOC_START_0
+	if (from_alloc_vmap_area(ARG(kmem_cache_alloc, call_site))) {
+		retire_reused(&key);
+		return 0;
+	}
+#endif
 	if (!admit(ctx, &key, failed_ptr(key.addr)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_SLAB};
@@ -437,6 +844,9 @@ int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 int alloc_page(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct live_key key = {.addr = ARG(mm_page_alloc, page), .space = SPACE_PAGE};
+#ifdef PAGE_RETIRE
+	note_page(key.addr);
+#endif
 	/* GFP_USER and its relatives set __GFP_HARDWALL: anonymous, page-cache and
 	 * pipe pages of the process, not kernel objects */
 	u32 kind = (ARG(mm_page_alloc, gfp_flags) & USER_PAGE_GFP) ? KIND_USER_PAGE : KIND_PAGE;
@@ -458,14 +868,24 @@ int alloc_page(struct bpf_raw_tracepoint_args *ctx)
 #ifdef EVENT_mm_page_free
 int free_page(struct bpf_raw_tracepoint_args *ctx)
 {
-	return forget(SPACE_PAGE, ARG(mm_page_free, page));
+	u64 page = ARG(mm_page_free, page);
+	forget(SPACE_PAGE, page);
+#ifdef PAGE_RETIRE
+	retire_page(ctx, page, ARG(mm_page_free, order));
+#endif
+	return 0;
 }
 #endif
 
 #ifdef EVENT_mm_page_free_batched
 int free_page_batched(struct bpf_raw_tracepoint_args *ctx)
 {
-	return forget(SPACE_PAGE, ARG(mm_page_free_batched, page));
+	u64 page = ARG(mm_page_free_batched, page);
+	forget(SPACE_PAGE, page);
+#ifdef PAGE_RETIRE
+	retire_page(ctx, page, 0);
+#endif
+	return 0;
 }
 #endif
 
@@ -693,10 +1113,23 @@ SLAB_FREE_COPIES(kmem_cache_free, FREE_EV_KMEM_CACHE_FREE)
  */
 #define BULK_MAX 512
 
+/* argument ``i`` (from 0) of a kprobed function */
+static __always_inline u64 parm(struct pt_regs *ctx, int i)
+{
+	switch (i) {
+	case 0: return PT_REGS_PARM1(ctx);
+	case 1: return PT_REGS_PARM2(ctx);
+	case 2: return PT_REGS_PARM3(ctx);
+	case 3: return PT_REGS_PARM4(ctx);
+	default: return PT_REGS_PARM5(ctx);
+	}
+}
+
+#ifdef ARG_kmem_cache_free_bulk_p
 int free_bulk(struct pt_regs *ctx)
 {
-	u64 size = PT_REGS_PARM2(ctx);
-	void **p = (void **)PT_REGS_PARM3(ctx);
+	u64 size = parm(ctx, ARG_kmem_cache_free_bulk_size);
+	void **p = (void **)parm(ctx, ARG_kmem_cache_free_bulk_p);
 
 	for (int i = 0; i < BULK_MAX; i++) {
 		if (i >= size)
@@ -708,6 +1141,32 @@ int free_bulk(struct pt_regs *ctx)
 	}
 	return 0;
 }
+#endif
+
+/*
+ * kfree_rcu(obj) / kvfree_rcu(obj) enter kvfree_call_rcu(): from that call
+ * the object is dead to its owner, whatever happens next (6.1-6.x batch it
+ * into kfree_bulk, 6.18+ into a slab sheaf that returns whole to the barn:
+ * neither fires a per-object free). It is retired here, at once: its memory
+ * is reused only after a grace period, and the minimum age hides the few
+ * milliseconds of that. Before 6.3 the function took (head, func), func
+ * being the rcu_head's offset in the object, or the object itself for a
+ * kvfree_rcu() without a head; from 6.3 (head, ptr).
+ */
+#ifdef ARG_kvfree_call_rcu_head
+int free_rcu(struct pt_regs *ctx)
+{
+#ifdef ARG_kvfree_call_rcu_ptr
+	u64 ptr = parm(ctx, ARG_kvfree_call_rcu_ptr);
+#else
+	u64 head = parm(ctx, ARG_kvfree_call_rcu_head), func = parm(ctx, ARG_kvfree_call_rcu_func);
+	u64 ptr = head ? head - func : func;
+#endif
+	if (forget(SPACE_SLAB, ptr))
+		count(CNT_FREED_BY_RCU);
+	return 0;
+}
+#endif
 
 #endif /* TRACK_ALLOCS */
 

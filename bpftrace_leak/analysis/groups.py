@@ -23,7 +23,8 @@ class Obj:
 
     ``ts_ns`` is the oldest one's allocation time; ``site_stack`` says their
     stack was not taken: ``stack_id`` is the first one seen at their call
-    site; ``cache_ptr`` is the struct kmem_cache of slab objects (0 else).
+    site (its first in the same syscall); ``cache_ptr`` is the struct
+    kmem_cache of slab objects (0 else).
     """
 
     kind: str
@@ -37,6 +38,7 @@ class Obj:
     count: int = 1
     site_stack: bool = False
     cache_ptr: int = 0
+    syscall: int = 0  # the allocating task's syscall number (tells call paths apart)
 
 
 @dataclass

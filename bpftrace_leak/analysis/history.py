@@ -118,5 +118,7 @@ def headline(report: dict) -> str | None:
     g = max(groups, key=lambda g: g["bytes_per_h"])
     from ..output.reporter import human_bytes
     what = g["cache"] or g["kind"]
+    unverified = (f" [unverified: the kernel counts fewer live objects in {what}: up to "
+                  f"{g['unverified_objects']:,} are phantoms]") if g.get("unverified_objects") else ""
     return (f"{what} +{human_bytes(int(g['bytes_per_h']))}/h ({g['objects_per_h']:+,.0f} objects/h) from "
-            f"{' <- '.join(g['stack'][:3])}")
+            f"{' <- '.join(g['stack'][:3])}{unverified}")

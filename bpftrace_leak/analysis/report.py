@@ -7,7 +7,7 @@ is in it: aged groups, symbolized and trimmed stacks, totals and warnings.
 from .groups import Group, age_and_group, select, sort_groups
 from .refs import group_refs
 from .schema import REPORT_SCHEMA as SCHEMA
-from .symbols import backs_other_kind, is_user_page_stack, trim_allocator_frames
+from .symbols import backs_other_kind, is_slab_bookkeeping, is_user_page_stack, trim_allocator_frames
 
 __all__ = ["SCHEMA", "build_report", "group_stacks"]
 
@@ -20,7 +20,8 @@ def group_stacks(groups: list[Group], raw_frames, site_name, user_pages: bool = 
     ``raw_frames(stack_id)`` returns all frames innermost first,
     ``site_name(addr)`` one symbol. Page groups that are slab, percpu or
     vmalloc refilling their backing store are dropped: those objects are
-    counted under their own kind. Page groups allocated for the page cache or
+    counted under their own kind; so are the slab allocator's own objects
+    (obj_exts vectors, sheaves). Page groups allocated for the page cache or
     anonymous memory become ``user-page``, kept only when ``user_pages``.
     """
     merged: dict[tuple, Group] = {}
@@ -30,7 +31,7 @@ def group_stacks(groups: list[Group], raw_frames, site_name, user_pages: bool = 
             raw = raw_frames(value) or ["[stack lost]"]
         else:
             raw = [site_name(value) if value else "[unknown]", "[stack not recorded]"]
-        if g.kind in _PAGE_KINDS and backs_other_kind(raw):
+        if g.kind in _PAGE_KINDS and backs_other_kind(raw) or is_slab_bookkeeping(raw):
             continue
         if g.kind == "page" and is_user_page_stack(raw):
             g.kind = "user-page"
@@ -85,6 +86,9 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "stack_errors": c.get("stack_errors", 0),
         "stack_collisions": c.get("stack_collisions", 0),
         "stack_table_full": c.get("stack_full", 0),
+        "freed_with_slab": c.get("freed_with_slab", 0),
+        "freed_by_rcu": c.get("freed_by_rcu", 0),
+        "found_free": c.get("found_free", 0),
         "own_stacks": c.get("own_stacks", 0),
         "failed_allocs": c.get("failed_allocs", 0),
     }

@@ -151,7 +151,7 @@ def check_group_core(g, i: int, known: dict | None = None, prefix: str = "groups
 
 _GROUP_REST = [("oldest_ms", _count), ("pids", _counts), ("comms", _texts)]
 _GROUP_OPTIONAL = [("cache_aliases", _texts), ("site_stack_objects", _count), ("unverified_objects", _count),
-                   ("cgroup", _opt_text)]
+                   ("kernel_active", _count), ("cgroup", _opt_text)]
 _REF = [("object", _text), ("objects", _count), ("net", _count), ("why", _text), ("names", _texts),
         ("oldest_ms", _count), ("pids", _counts), ("comms", _texts), ("stack", _stack), ("put_stack", _stack)]
 _SOCKET = [("pid", _count), ("family", _text), ("state", _text), ("count", _count)]

@@ -8,7 +8,8 @@ frame that is not the allocator, innermost first, as ``func+0xoff``.
 
 import re
 
-__all__ = ["base_name", "is_allocator_frame", "trim_allocator_frames", "backs_other_kind", "is_user_page_stack", "Symbolizer"]
+__all__ = ["base_name", "is_allocator_frame", "trim_allocator_frames", "backs_other_kind", "is_slab_bookkeeping",
+           "is_user_page_stack", "Symbolizer"]
 
 # Function-name prefixes of the tracing path and of the allocators' insides.
 # Memory-profiling kernels (6.10+, CONFIG_MEM_ALLOC_PROFILING) rename the
@@ -36,6 +37,12 @@ _BACKING_FRAMES = frozenset({
     "pcpu_populate_chunk", "pcpu_alloc_pages", "vm_area_alloc_pages", "__vmalloc_area_node",
     "refill_sheaf", "__refill_sheaf",
 })
+
+# The slab allocator's own bookkeeping, allocated in whichever task needed
+# it: per-slab object extension vectors (memcg and allocation profiling) and
+# 6.18's sheaves (the arrays kfree_rcu() and frees fill). Like the pages
+# backing slabs, they are the allocator's, counted with the objects they serve.
+_SLAB_BOOKKEEPING_FRAMES = frozenset({"alloc_slab_obj_exts", "alloc_empty_sheaf", "__alloc_empty_sheaf"})
 
 # Page-cache and anonymous-memory paths whose gfp lacks __GFP_HARDWALL
 # (block-device metadata, ext4's "unmovable" buffer heads): still user-side
@@ -73,6 +80,11 @@ def trim_allocator_frames(frames: list[str]) -> list[str]:
 def backs_other_kind(frames: list[str]) -> bool:
     """True when a page stack is slab, percpu or vmalloc filling its own backing store."""
     return any(base_name(f) in _BACKING_FRAMES for f in frames)
+
+
+def is_slab_bookkeeping(frames: list[str]) -> bool:
+    """True when an object is the slab allocator's own (obj_exts vectors, sheaves)."""
+    return any(base_name(f) in _SLAB_BOOKKEEPING_FRAMES for f in frames)
 
 
 def is_user_page_stack(frames: list[str]) -> bool:

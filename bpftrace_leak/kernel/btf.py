@@ -16,6 +16,7 @@ BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 _MAGIC = 0xEB9F
 _STRUCT, _UNION = 4, 5
 _FUNC, _FUNC_PROTO = 12, 13
+_VAR, _DATASEC = 14, 15
 _TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG = 8, 9, 10, 11, 18
 # bytes of kind-specific data after the 12-byte btf_type, per kind: (fixed, per vlen)
 _TRAILER = {1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 7: (0, 0),
@@ -47,6 +48,8 @@ class Btf:
         self._by_name: dict[str, int] = {}
         self._params: dict[int, list[str]] = {}  # FUNC_PROTO id -> parameter names
         self._funcs: dict[str, int] = {}  # FUNC name -> its FUNC_PROTO id
+        self._percpu: dict[str, int] = {}  # per-CPU variable -> its offset in the per-CPU area
+        names: dict[int, str] = {}  # VAR id -> name
         pos = 0
         while pos < len(types):
             name_off, info, size_or_type = struct.unpack_from("<III", types, pos)
@@ -70,6 +73,12 @@ class Btf:
                                      for i in range(vlen)]
             elif kind == _FUNC:
                 self._funcs.setdefault(self._str(name_off), size_or_type)
+            elif kind == _VAR:
+                names[tid] = self._str(name_off)
+            elif kind == _DATASEC and self._str(name_off) == ".data..percpu":
+                for i in range(vlen):
+                    var, off, _size = struct.unpack_from("<III", types, pos + 12 * i)
+                    self._percpu[names.get(var, "")] = off
             fixed, per = _TRAILER[kind]
             pos += fixed + per * vlen
 
@@ -108,6 +117,20 @@ class Btf:
         if proto is None or proto not in self._params:
             raise BtfError(f"function {func} not in BTF")
         return self._params[proto]
+
+    def percpu(self, var: str) -> int:
+        """Offset of per-CPU variable ``var`` in the per-CPU area (BTF's
+        .data..percpu DATASEC; a CPU's copy is at this plus its per-CPU offset)."""
+        if var not in self._percpu:
+            raise BtfError(f"per-CPU variable {var} not in BTF")
+        return self._percpu[var]
+
+    def size(self, struct_name: str) -> int:
+        """sizeof(struct ``struct_name``)."""
+        tid = self._by_name.get(struct_name)
+        if tid is None:
+            raise BtfError(f"struct {struct_name} not in BTF")
+        return self._kinds[tid][1]
 
     def offset(self, struct_name: str, member_path: str) -> int:
         """Byte offset of ``member_path`` (dotted) in ``struct struct_name``."""

@@ -27,7 +27,11 @@ class KernelFacts:
     ``kprobes``: the kernel has kprobes; ``traceable``: the functions asked
     about that ftrace (so kprobes) can reach.
     ``btf``: /sys/kernel/btf/vmlinux exists; ``ranges``: kallsyms address
-    ranges of the functions asked about (and of TRAMPOLINE_SYMBOL).
+    ranges of the functions asked about (and of TRAMPOLINE_SYMBOL);
+    ``params``: {function: its parameters' names} from BTF.
+    ``page_struct``: sizeof(struct page) (0 when unknown); ``mem_pages``:
+    MemTotal in pages; ``percpu``: {per-CPU variable: its offset} from BTF;
+    ``cpus``: possible CPUs; ``nodes``: possible NUMA nodes.
     """
 
     release: str = "?"
@@ -41,6 +45,12 @@ class KernelFacts:
     traceable: frozenset = frozenset()
     btf: bool = False
     ranges: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    page_struct: int = 0
+    mem_pages: int = 0
+    percpu: dict = field(default_factory=dict)
+    cpus: int = 1
+    nodes: int = 1
 
     def has(self, event: str) -> bool:
         return self.events.get(event) is not None
@@ -59,7 +69,17 @@ def _event_args(btf: Btf | None, functions) -> tuple:
     return ()
 
 
-def read_facts(events: dict, functions, structs) -> KernelFacts:
+def _count_of(path: str) -> int:
+    """How many of a sysfs range list (``0-3,5``) there are: the last one + 1."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return max(int(part.split("-")[-1]) for part in text.split(",")) + 1 if text else 1
+    except (OSError, ValueError):
+        return 1
+
+
+def read_facts(events: dict, functions, structs, percpu=()) -> KernelFacts:
     """The facts for ``events`` ({``system/event``: BTF functions that may
     carry its arguments}), kernel ``functions`` and ``structs``
     ("struct.member.path" offsets)."""
@@ -78,8 +98,35 @@ def read_facts(events: dict, functions, structs) -> KernelFacts:
         except BtfError:
             offsets[path] = None
     offsets = {k: v for k, v in offsets.items() if v is not None}
+    params = {}
+    for fn in functions if btf else ():
+        try:
+            params[fn] = tuple(btf.params(fn))
+        except BtfError:
+            pass
+    try:
+        page_struct = btf.size("page") if btf else 0
+    except BtfError:
+        page_struct = 0
+    pcpu = {}
+    for var in percpu if btf else ():
+        try:
+            pcpu[var] = btf.percpu(var)
+        except BtfError:
+            pass
     return KernelFacts(
         release=kernel_release(), events=found, offsets=offsets, btf_error=btf_error, pid_max=pid_max(),
         page_size=page_size(), user_page_gfp=gfp_bit("__GFP_HARDWALL"), kprobes=kprobes_available(),
         traceable=frozenset(traceable_functions(functions)), btf=os.path.exists(BTF_VMLINUX),
-        ranges=function_ranges((TRAMPOLINE_SYMBOL, *functions)))
+        ranges=function_ranges((TRAMPOLINE_SYMBOL, *functions)), params=params, page_struct=page_struct,
+        mem_pages=_mem_pages(), percpu=pcpu, cpus=_count_of("/sys/devices/system/cpu/possible"),
+        nodes=_count_of("/sys/devices/system/node/possible"))
+
+
+def _mem_pages() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+        return kb * 1024 // page_size()
+    except (OSError, StopIteration, ValueError):
+        return 0

@@ -43,6 +43,11 @@ def warnings(report: dict) -> list[str]:
             f"the kernel skipped up to {t['skipped_frees']:,} free events (BPF recursion): "
             f"up to that many reported objects may be phantoms"
         )
+    if t.get("unverified_objects"):
+        out.append(
+            f"{t['unverified_objects']:,} reported objects exceed the kernel's own count of live objects in "
+            "their caches (/proc/slabinfo): phantoms, freed by paths no tracepoint shows; their groups say so"
+        )
     if t.get("missed_frees"):
         out.append(
             f"{t['missed_frees']:,} addresses were handed out again while still recorded: "
@@ -84,6 +89,10 @@ def render_text(report: dict) -> str:
         if "bytes_per_h" in g:
             lines.append(f"      growth: {human_bytes(max(0, int(g['bytes_per_h'])))}/h, "
                          f"{g['objects_per_h']:+,.0f} objects/h")
+        if g.get("unverified_objects"):
+            lines.append(f"      unverified: the kernel counts {g['kernel_active']:,} live objects in this cache "
+                         f"(/proc/slabinfo), fewer than reported: up to {g['unverified_objects']:,} of these "
+                         "were freed without an event kleaktrace could see")
         if g.get("site_stack_objects"):
             lines.append(f"      stack first seen at this call site, for {g['site_stack_objects']:,} "
                          f"of the objects (--stacks all takes each one's own)")

@@ -9,7 +9,7 @@ failed write back off) and the next snapshots are tried again.
 import datetime
 import sys
 
-from .capture import CaptureWriter, slab_facts
+from .capture import CaptureWriter
 from .reporter import printable
 
 __all__ = ["ReportSink", "CaptureSink"]
@@ -62,10 +62,10 @@ class CaptureSink:
         self.writer.header(header)
         self.started = True
 
-    def snapshot(self, t_s: float, report: dict) -> None:
+    def snapshot(self, t_s: float, report: dict, slab: dict) -> None:
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         try:
-            self.writer.snapshot(t_s, now, report, slab_facts())
+            self.writer.snapshot(t_s, now, report, slab)
             self.error = None
         except OSError as e:
             self.lost += 1

@@ -16,14 +16,17 @@ import os
 import sys
 import time
 
+from ..analysis.referee import referee
 from ..analysis.report import build_report
 from ..analysis.sockets import is_socket_cache, name_sockets
 from ..errors import KleakError
 from ..kernel import check_privileges, kernel_release
 from ..kernel.slabs import cache_aliases, check_cache_glob, known_caches
+from ..output.capture import slab_facts
 from ..output.outfiles import open_private
 from ..output.reporter import limit, printable, render
 from ..output.sinks import CaptureSink, ReportSink
+from ..tracer.census import Census
 from ..tracer.reader import Reader
 from ..tracer.session import Session
 from ..tracer.sites import Promoter
@@ -38,15 +41,17 @@ def _warn(msg: str) -> None:
 
 
 def shake(settle_s: float) -> None:
-    """Drop the reclaimable dentries and inodes, system-wide, and wait for
-    their RCU-deferred frees: what is still outstanding then is pinned (held
-    by a reference), not kept by the dcache for reuse."""
-    _warn("--shake: syncing and writing 2 to /proc/sys/vm/drop_caches (system-wide: "
-          "every unused dentry and inode is dropped)")
+    """Drop the clean page cache and the reclaimable dentries and inodes,
+    system-wide, and wait for their RCU-deferred frees: what is still
+    outstanding then is pinned (held by a reference), not kept for reuse by
+    the dcache or, as the buffer heads of cached metadata blocks, the page
+    cache."""
+    _warn("--shake: syncing and writing 3 to /proc/sys/vm/drop_caches (system-wide: "
+          "clean page cache and every unused dentry and inode are dropped)")
     os.sync()
     try:
         with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("2")
+            f.write("3")
     except OSError as e:
         _warn(f"--shake: cannot write /proc/sys/vm/drop_caches: {e.strerror}; report not shaken")
         return
@@ -86,7 +91,7 @@ def run(cfg, out=None, on_attached=None, stop_event=None, on_report=None) -> int
 
 
 def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report) -> int:
-    sink = capture = held = reader = session = None
+    sink = capture = held = reader = session = census = None
     try:
         # files first: a path that cannot take them fails before the compile
         if cfg.output:
@@ -105,6 +110,7 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
         signals.check()
         reader = Reader(session)
         promoter = Promoter(session) if cfg.stacks == "sites" and cfg.allocs else None
+        census = Census(session, reader) if session.plan.census else None
         started = _now_iso()
         t0 = time.monotonic()
         if capture:
@@ -116,8 +122,12 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
         symbolizer = reader.symbolizer()  # one for the session: it caches address -> name
 
         def build():
-            """The full report (every group), with the sockets behind socket groups named."""
+            """(The full report (every group), refereed by /proc/slabinfo, with the
+            sockets behind socket groups named; the slab facts it was checked against)."""
+            if census:
+                census.run(cfg.min_age_ns, seeds=reader.sites()[0])
             snap = reader.snapshot(cfg.min_age_ns)
+            facts = slab_facts()
             if promoter:
                 promoter.promote(snap.objects)
             report = build_report(
@@ -127,12 +137,13 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
             socket_pids = {p for g in report["groups"] if is_socket_cache(g["cache"], aliases.get(g["cache"], set()))
                            for p in g["pids"]}
             report["sockets"] = name_sockets(sorted(socket_pids)) if socket_pids and targets else []
-            return report
+            referee(report, {name: c["objects"] for name, c in facts["caches"].items()}, aliases)
+            return report, facts
 
         def emit():
-            report = build()
+            report, facts = build()
             if capture:
-                capture.snapshot(time.monotonic() - t0, report)
+                capture.snapshot(time.monotonic() - t0, report, facts)
             shown = limit(report, cfg.top)
             if sink:
                 sink.write(render(shown, cfg.fmt))
@@ -161,7 +172,7 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
             if deadline is not None and now >= deadline:
                 break
             if next_capture is not None and now >= next_capture:
-                capture.snapshot(now - t0, build())
+                capture.snapshot(now - t0, *build())
                 next_capture += cfg.capture_interval_s
             if next_promote is not None and now >= next_promote:
                 began = time.monotonic()
@@ -193,6 +204,8 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
         # nothing here is cut short by a signal: the handlers only take note
         if capture:
             capture.close()
+        if census:
+            census.close()
         if reader:
             reader.close()
         if session:

@@ -25,6 +25,23 @@ def churn(cycles: int, path: str) -> None:
         os.close(os.open(path, os.O_RDONLY))
 
 
+def ip_options(keep: int, churn: int) -> list:
+    """UDP sockets with IP options: setting them again frees the old ones with
+    kfree_rcu() (net/ipv4/ip_sockglue.c), a free no tracepoint shows. Sets
+    options ``churn`` times on one socket, then keeps ``keep`` sockets with
+    options: exactly ``keep`` struct ip_options_rcu stay allocated."""
+    nops = bytes([1, 1, 1, 1])  # IPOPT_NOOP x4
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(churn):
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, nops)
+    held = []
+    for _ in range(keep):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, nops)
+        held.append(s)
+    return held
+
+
 def leak(sockets: int, files: int, path: str) -> list:
     held = [socket.socketpair() for _ in range(sockets)]
     held += [os.open(path, os.O_RDONLY) for _ in range(files)]
@@ -47,6 +64,9 @@ def main(argv=None) -> int:
     ap.add_argument("--create", type=int, default=0,
                     help="also create this many files, closed (their dentries stay cached, not pinned)")
     ap.add_argument("--name", help="set the process's name (prctl PR_SET_NAME; escapes welcome)")
+    ap.add_argument("--ip-options", type=int, default=0,
+                    help="also keep this many UDP sockets with IP options (kfree_rcu'd when replaced)")
+    ap.add_argument("--ip-options-churn", type=int, default=0, help="IP options set and replaced first")
     args = ap.parse_args(argv)
     if args.name:
         import ctypes
@@ -64,6 +84,8 @@ def main(argv=None) -> int:
                 os.waitpid(pid, 0)
                 return 0
         held = leak(args.sockets, args.files, f.name)
+        if args.ip_options or args.ip_options_churn:
+            held += ip_options(args.ip_options, args.ip_options_churn)
         created = tempfile.TemporaryDirectory(prefix="kleaktrace-workload-", dir="/tmp") if args.create else None
         for i in range(args.create):
             os.close(os.open(os.path.join(created.name, f"c{i}"), os.O_CREAT | os.O_WRONLY, 0o600))

@@ -17,7 +17,7 @@ import tempfile
 from ..errors import KleakError
 
 __all__ = ["load_bcc", "compile_module", "captured_output", "failure_line", "attach_raw", "attach_kprobe",
-           "attach_fentry", "detach_kprobe", "detach_fentry", "program_fd", "release_compiler_memory"]
+           "attach_fentry", "detach_kprobe", "detach_fentry", "program_fd", "release_compiler_memory", "test_run"]
 
 
 def load_bcc():
@@ -117,6 +117,35 @@ def attach_raw(module, program: str, event: str) -> int:
     if link < 0:
         raise KleakError(f"cannot attach raw tracepoint {event}: {os.strerror(ctypes.get_errno() or 1)}")
     return link
+
+
+class _TestRun(ctypes.Structure):
+    """union bpf_attr's ``test`` member (include/uapi/linux/bpf.h), BPF_PROG_TEST_RUN."""
+
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32), ("data_size_in", ctypes.c_uint32),
+                ("data_size_out", ctypes.c_uint32), ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
+                ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32), ("ctx_size_in", ctypes.c_uint32),
+                ("ctx_size_out", ctypes.c_uint32), ("ctx_in", ctypes.c_uint64), ("ctx_out", ctypes.c_uint64),
+                ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32), ("batch_size", ctypes.c_uint32),
+                ("pad", ctypes.c_uint32)]
+
+
+_NR_BPF, _BPF_PROG_TEST_RUN, _BPF_F_TEST_RUN_ON_CPU = 321, 10, 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def test_run(fd: int, args, cpu: int | None = None) -> int:
+    """Run raw-tracepoint program ``fd`` once with ``args`` as its tracepoint
+    arguments (BPF_PROG_TEST_RUN, 5.10+), on CPU ``cpu`` if given; returns
+    what the program returned. OSError when the kernel refuses."""
+    values = (ctypes.c_uint64 * len(args))(*[a & (2**64 - 1) for a in args])
+    attr = _TestRun(prog_fd=fd, ctx_size_in=ctypes.sizeof(values), ctx_in=ctypes.addressof(values))
+    if cpu is not None:
+        attr.flags, attr.cpu = _BPF_F_TEST_RUN_ON_CPU, cpu
+    if _libc.syscall(_NR_BPF, _BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
+    return attr.retval
 
 
 def attach_kprobe(module, program: str, function: str) -> None:

@@ -18,15 +18,19 @@ Attach kinds:
 - ``kprobe``: a kprobe on a kernel function (kernels with CONFIG_KPROBES).
 - ``fentry``: a BPF trampoline on a kernel function (BTF and trampolines);
   BCC names such programs ``kfunc__<function>``.
+- ``tail``: a program other programs tail-call, put in slot 0 of the
+  program array named by its target (a loop too long for one program).
+- ``run``: a program user space runs on demand (BPF_PROG_TEST_RUN) with the
+  arguments it chooses; attached to nothing (the slab census).
 """
 
 from dataclasses import dataclass
 
 from .. import layout
 
-__all__ = ["Probe", "PROBES", "RAW", "KPROBE", "FENTRY", "by_program", "events"]
+__all__ = ["Probe", "PROBES", "RAW", "KPROBE", "FENTRY", "TAIL", "RUN", "by_program", "events"]
 
-RAW, KPROBE, FENTRY = "raw", "kprobe", "fentry"
+RAW, KPROBE, FENTRY, TAIL, RUN = "raw", "kprobe", "fentry", "tail", "run"
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,8 @@ class Probe:
     ``target``: ``system/event`` of a tracepoint, or a kernel function.
     ``when``: the configuration that wants it: "allocs" (allocation
     tracking), "targets" (a PID filter), "children" (--children), "refs"
-    (reference counts), "always".
+    (reference counts), "retire" (freed slab pages retire their objects:
+    plan.py decides), "census" (the slab census: plan.py decides), "always".
     ``required``: without it the session cannot run (an error); otherwise its
     absence is a note.
     ``args``: the tracepoint arguments the program must find, each a name or
@@ -49,6 +54,8 @@ class Probe:
     ``template``: the DEFINE_EVENT class the event belongs to on kernels where
     it is not a TRACE_EVENT of its own: BTF then has no ``__bpf_trace_<event>``,
     its arguments are ``__bpf_trace_<template>``'s.
+    ``needs``: compile flags (``-D`` names) without which probes.c does not
+    build the program (what some kernels lack).
     """
 
     target: str
@@ -61,11 +68,17 @@ class Probe:
     free_event: str | None = None
     lost_when_skipped: bool = False
     template: str | None = None
+    needs: tuple = ()
 
     @property
     def event(self) -> str:
         """The tracepoint's name without its system (raw programs)."""
         return self.target.split("/")[1]
+
+    @property
+    def name(self) -> str:
+        """What ARG_<name>_<argument> macros are named after: the event, or the function."""
+        return self.event if self.attach == RAW else self.target
 
     def programs(self, copies: int = 1) -> list[str]:
         """The program names attached: one, or ``copies`` of a copied one."""
@@ -86,14 +99,19 @@ PROBES = (
           copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KFREE"),
     Probe("kmem/kmem_cache_free", "free_kmem_cache_free", RAW, "allocs", required=True, args=("ptr",),
           copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KMEM_CACHE_FREE"),
-    Probe("kmem/mm_page_free", "free_page", RAW, "allocs", args=("page",), lost_when_skipped=True),
+    # the 2nd to 8th 4 KiB of a freed page: tail-called by free_page (probes.c: retire_page)
+    Probe("retire_next", "retire_pages", TAIL, "retire"),
+    Probe("kmem/mm_page_free", "free_page", RAW, "allocs", args=("page", "order"), lost_when_skipped=True),
     Probe("kmem/mm_page_free_batched", "free_page_batched", RAW, "allocs", args=("page",), lost_when_skipped=True),
     Probe("percpu/percpu_free_percpu", "free_percpu", RAW, "allocs", args=("ptr",), lost_when_skipped=True),
     Probe("vmalloc/free_vmap_area_noflush", "free_vmalloc", RAW, "allocs", args=("va_start",),
           lost_when_skipped=True),
     # kmem_cache_free_bulk(s, size, p) frees p[0..size) without a per-object
     # event: batched kfree_rcu frees that way on 5.x-6.x (the lab's 6.1)
-    Probe("kmem_cache_free_bulk", "free_bulk", KPROBE, "allocs", lost_when_skipped=True),
+    Probe("kmem_cache_free_bulk", "free_bulk", KPROBE, "allocs", args=("size", "p"), lost_when_skipped=True),
+    # kfree_rcu()'s entry: the object is dead to its owner from here (6.18+
+    # sheaves return whole batches to the barn without a per-object free)
+    Probe("kvfree_call_rcu", "free_rcu", KPROBE, "allocs", args=("head", ("ptr", "func")), lost_when_skipped=True),
     Probe("kmem/kmalloc", "alloc_kmalloc", RAW, "allocs", required=True, args=("call_site", "ptr", "bytes_alloc")),
     Probe("kmem/kmem_cache_alloc", "alloc_kmem_cache", RAW, "allocs", required=True,
           args=("call_site", "ptr", ("s", "bytes_alloc"))),
@@ -104,6 +122,13 @@ PROBES = (
     Probe("sched/sched_process_exit", "task_exit", RAW, "always", required=True, args=("p",),
           template="sched_process_template"),
     Probe("sched/sched_process_fork", "task_fork", RAW, "children", required=True, args=("child",)),
+    # the slab census (tracer/census.py), run on demand
+    Probe("census", "census_peek", RUN, "census"),
+    Probe("census", "census_cpu", RUN, "census"),
+    Probe("census", "census_slab", RUN, "census"),
+    Probe("census", "census_cpu_cache", RUN, "census"),
+    Probe("census", "census_barn", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",)),
+    Probe("census", "census_sheaf", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",)),
     Probe("path_get", "kfunc__path_get", FENTRY, "refs"),
     Probe("path_put", "kfunc__path_put", FENTRY, "refs"),
     Probe("path_get", "ref_path_get", KPROBE, "refs"),

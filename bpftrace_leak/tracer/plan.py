@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..errors import KleakError
 from ..kernel.functions import fentry_why, kprobe_why
 from . import catalog
-from .catalog import FENTRY, KPROBE, RAW
+from .catalog import FENTRY, KPROBE, RAW, RUN, TAIL
 
 __all__ = ["Plan", "plan", "STRUCTS", "FUNCTIONS", "slot_bits"]
 
@@ -34,12 +34,45 @@ _REF_OFFSETS = {
     "MOUNT_MNT_OFF": "mount.mnt",
     "MOUNT_MOUNTPOINT_OFF": "mount.mnt_mountpoint",
 }
-STRUCTS = tuple(_OFFSETS.values()) + tuple(_REF_OFFSETS.values())
+#: what the slab census follows (probes.c: census_*): always needed ...
+_CENSUS_OFFSETS = {
+    "PAGE_COMPOUND_HEAD_OFF": "page.compound_head",
+    "SLAB_CACHE_OFF": "slab.slab_cache",
+    "SLAB_FREELIST_OFF": "slab.freelist",
+    "SLAB_COUNTERS_OFF": "slab.counters",
+    "KMEM_CACHE_OFFSET_OFF": "kmem_cache.offset",
+    "KMEM_CACHE_RED_LEFT_PAD_OFF": "kmem_cache.red_left_pad",
+    "KMEM_CACHE_LIST_OFF": "kmem_cache.list",
+    "KMEM_CACHE_NODE_OFF": "kmem_cache.node",
+    "TASK_CFS_RQ_OFF": "task_struct.se.cfs_rq",
+    "CFS_RQ_RQ_OFF": "cfs_rq.rq",
+}
+#: ... and what some kernels have, each group all or nothing: the freelist
+#: pointer's hardening (CONFIG_SLAB_FREELIST_HARDENED), per-CPU slabs (gone in
+#: 7.x), their partial lists (CONFIG_SLUB_CPU_PARTIAL), sheaves and barns (6.18+)
+_CENSUS_OPTIONAL = (
+    {"KMEM_CACHE_RANDOM_OFF": "kmem_cache.random"},
+    {"KMEM_CACHE_CPU_SLAB_OFF": "kmem_cache.cpu_slab", "CPU_SLAB_SLAB_OFF": "kmem_cache_cpu.slab",
+     "CPU_SLAB_FREELIST_OFF": "kmem_cache_cpu.freelist"},
+    {"CPU_SLAB_PARTIAL_OFF": "kmem_cache_cpu.partial", "SLAB_NEXT_OFF": "slab.next"},
+    {"KMEM_CACHE_CPU_SHEAVES_OFF": "kmem_cache.cpu_sheaves", "SHEAVES_MAIN_OFF": "slub_percpu_sheaves.main",
+     "SHEAVES_SPARE_OFF": "slub_percpu_sheaves.spare", "SHEAVES_RCU_FREE_OFF": "slub_percpu_sheaves.rcu_free",
+     "SHEAF_SIZE_OFF": "slab_sheaf.size", "SHEAF_OBJECTS_OFF": "slab_sheaf.objects",
+     "SHEAF_LIST_OFF": "slab_sheaf.barn_list", "KMEM_CACHE_NODE_BARN_OFF": "kmem_cache_node.barn",
+     "BARN_FULL_OFF": "node_barn.sheaves_full"},
+)
+#: per-CPU variables the census finds a CPU's per-CPU offset with
+PERCPU = {"PCPU_RUNQUEUES": "runqueues", "PCPU_THIS_CPU_OFF": "this_cpu_off"}
+STRUCTS = tuple(_OFFSETS.values()) + tuple(_REF_OFFSETS.values()) + tuple(_CENSUS_OFFSETS.values()) \
+    + tuple(path for group in _CENSUS_OPTIONAL for path in group.values())
 
 #: a struct file's own f_path reference is taken in these (probes.c: ignored_caller)
 _IGNORED_CALLERS = ("do_dentry_open", "vfs_open")
+#: struct vmap_area is allocated in here (probes.c: from_alloc_vmap_area)
+_VMAP_ALLOC = ("alloc_vmap_area",)
 _REF_FUNCTIONS = ("path_get", "path_put")
-FUNCTIONS = tuple(dict.fromkeys(p.target for p in catalog.PROBES if p.attach != RAW)) + _IGNORED_CALLERS
+FUNCTIONS = tuple(dict.fromkeys(p.target for p in catalog.PROBES if p.attach in (KPROBE, FENTRY))) \
+    + _IGNORED_CALLERS + _VMAP_ALLOC
 
 
 @dataclass
@@ -52,6 +85,7 @@ class Plan:
     refs_why: dict = field(default_factory=dict)  # way -> why not (None: worth trying)
     refs_unavailable: str | None = None
     slot_bits: int = 10
+    census: dict = field(default_factory=dict)  # what tracer/census.py needs: offsets, CPUs, nodes
 
     def refs_off(self, why: str, allocs: bool) -> None:
         """Reference tracking is not possible: say so once, and why."""
@@ -66,21 +100,30 @@ def slot_bits(max_objects: int) -> int:
     return max(10, (max_objects - 1).bit_length())
 
 
-def _wanted(probe, config, targets: bool) -> bool:
+def _wanted(probe, config, targets: bool, p: "Plan", retire: bool) -> bool:
     return {"always": True, "allocs": config.allocs, "targets": targets, "children": config.children,
-            "refs": config.refs}[probe.when]
+            "refs": config.refs, "retire": retire, "census": bool(p.census)}[probe.when]
 
 
-def _arg_flags(probe, args: tuple) -> list[str]:
-    """-DARG_<event>_<name>=<index> for every argument; KleakError when one
-    the program needs is missing."""
+def _missing_args(probe, args: tuple) -> list[str]:
+    """The arguments ``probe`` needs that ``args`` lacks (alternatives joined by "or")."""
+    missing = []
     for need in probe.args:
         options = need if isinstance(need, tuple) else (need,)
         if not any(a in args for a in options):
-            raise KleakError(f"cannot locate tracepoint {probe.target.replace('/', ':')}'s argument "
-                             f"{' or '.join(options)} (its arguments here: {', '.join(args) or 'unknown'}; "
-                             "kleaktrace reads them from kernel BTF, CONFIG_DEBUG_INFO_BTF)")
-    return [f"-DARG_{probe.event}_{name}={i}" for i, name in enumerate(args)]
+            missing.append(" or ".join(options))
+    return missing
+
+
+def _arg_flags(probe, args: tuple) -> list[str]:
+    """-DARG_<name>_<argument>=<index> for every argument; KleakError when one
+    the program needs is missing."""
+    missing = _missing_args(probe, args)
+    if missing:
+        raise KleakError(f"cannot locate tracepoint {probe.target.replace('/', ':')}'s argument "
+                         f"{missing[0]} (its arguments here: {', '.join(args) or 'unknown'}; "
+                         "kleaktrace reads them from kernel BTF, CONFIG_DEBUG_INFO_BTF)")
+    return [f"-DARG_{probe.name}_{name}={i}" for i, name in enumerate(args)]
 
 
 def plan(config, facts, targets: bool) -> Plan:
@@ -119,9 +162,17 @@ def plan(config, facts, targets: bool) -> Plan:
             flags.append(f"-D{name}={facts.offsets[path]}")
     if config.children and "task_struct.tgid" not in facts.offsets:
         raise KleakError("--children needs task_struct's pid and tgid offsets from kernel BTF")
+    if config.allocs and facts.has("vmalloc/alloc_vmap_area"):
+        for i, (start, end) in enumerate(r for fn in _VMAP_ALLOC for r in facts.ranges.get(fn, [])[:2]):
+            flags += [f"-DVMAP_ALLOC_START_{i}={start:#x}ULL", f"-DVMAP_ALLOC_END_{i}={end:#x}ULL"]
+    retire = _page_retire(p, facts) if config.allocs else []
+    flags += retire
     events_done = set()
     for probe in catalog.PROBES:
-        if probe.attach != RAW or not _wanted(probe, config, targets):
+        if probe.attach in (TAIL, RUN) and _wanted(probe, config, targets, p, bool(retire)) and \
+                all(f"-D{need}=" in " ".join(flags) for need in probe.needs):
+            p.probes.append((probe, 1))
+        if probe.attach != RAW or not _wanted(probe, config, targets, p, bool(retire)):
             continue
         args = facts.events.get(probe.target)
         if args is None:
@@ -134,20 +185,69 @@ def plan(config, facts, targets: bool) -> Plan:
             flags.append(f"-DEVENT_{probe.event}")
             flags += _arg_flags(probe, args)
         p.probes.append((probe, config.free_copies))
-    bulk = [pr for pr in catalog.PROBES if pr.attach == KPROBE and pr.when == "allocs"]
-    for probe in bulk if config.allocs else ():
+    unseen = {}
+    for probe in catalog.PROBES if config.allocs else ():
+        if probe.attach != KPROBE or probe.when != "allocs":
+            continue
+        args = facts.params.get(probe.target, ())
+        if _missing_args(probe, args):  # not this kernel's function: neither compiled nor attached
+            unseen[probe.target] = "not in this kernel's BTF"
+            continue
+        flags += [f"-DARG_{probe.name}_{name}={i}" for i, name in enumerate(args)]  # compiled either way
         why = kprobe_why([probe.target], facts.kprobes, facts.traceable)
         if why is None:
             p.probes.append((probe, 1))
         else:
-            p.notes.append(f"bulk frees not seen ({why}): objects freed by {probe.target}, "
-                           "e.g. batched kfree_rcu, stay outstanding until their address is reused")
+            unseen[probe.target] = why
+    if unseen:
+        reasons = sorted(set(unseen.values()))
+        p.notes.append(f"frees without a per-object event not seen ({'; '.join(reasons)}): objects freed by "
+                       f"{', '.join(unseen)} (bulk frees, kfree_rcu batches and sheaves) stay outstanding "
+                       "until their address is reused or their slab page is freed")
     if config.refs:
         flags += _refs(p, config, facts)
         if not config.allocs and p.refs_unavailable:
             raise KleakError(f"--kinds refs: reference-count tracking unavailable: {p.refs_unavailable}")
     p.cflags = flags
     return p
+
+
+def _page_retire(p: Plan, facts) -> list[str]:
+    """Flags for retiring what a freed slab page held (probes.c: retire_page),
+    or [] with a note when this kernel cannot tell."""
+    ratio = facts.page_size // facts.page_struct if facts.page_struct else 0
+    why = None
+    if not facts.has("kmem/mm_page_free") or not facts.has("kmem/mm_page_alloc"):
+        why = "no page events"
+    elif not ratio or ratio * facts.page_struct != facts.page_size:
+        why = f"struct page is {facts.page_struct or 'of unknown'} bytes"
+    if why:
+        p.notes.append(f"objects of freed slab pages not retired ({why})")
+        return []
+    marks = 1 << max(16, min(26, (2 * max(facts.mem_pages, 1) - 1).bit_length()))
+    return ["-DPAGE_RETIRE", f"-DPAGE_MARKS={marks}", f"-DPAGE_RATIO={ratio}ULL",
+            # KMALLOC_MAX_CACHE_SIZE is two pages on SLUB: larger kmallocs take pages
+            f"-DKMALLOC_MAX_CACHE={2 * facts.page_size}"] + _census(p, facts, ratio)
+
+
+def _census(p: Plan, facts, ratio: int) -> list[str]:
+    """Flags for the slab census (tracer/census.py), or [] with a note."""
+    offsets = dict(_CENSUS_OFFSETS)
+    missing = [path for path in offsets.values() if path not in facts.offsets]
+    missing += [var for var in PERCPU.values() if var not in facts.percpu]
+    if missing:
+        p.notes.append(f"no slab census: this kernel's BTF lacks {', '.join(missing)}")
+        return []
+    for group in _CENSUS_OPTIONAL:
+        if all(path in facts.offsets for path in group.values()):
+            offsets.update(group)
+    flags = ["-DSLAB_CENSUS", f"-DCENSUS_CPUS={facts.cpus}"]
+    flags += [f"-D{name}={facts.offsets[path]}" for name, path in offsets.items()]
+    flags += [f"-D{name}={facts.percpu[var]:#x}ULL" for name, var in PERCPU.items()]
+    p.census = {"offsets": {name: facts.offsets[path] for name, path in offsets.items()},
+                "cpus": facts.cpus, "nodes": facts.nodes, "ratio": ratio,
+                "name_off": facts.offsets.get("kmem_cache.name", 0)}
+    return flags
 
 
 def _refs(p: Plan, config, facts) -> list[str]:

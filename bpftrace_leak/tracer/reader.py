@@ -68,12 +68,34 @@ class Reader:
             aggregate(value_records(b"".join(bytes(v) for v in live.values()), size), cutoff_ns, rows)
         return rows
 
+    def slab_page_structs(self, min_age_ns: int):
+        """The struct pages (numpy u64) of the 4 KiB pages holding slab objects
+        recorded at least ``min_age_ns`` ago (for the census), none before the
+        kernel side learned where struct pages map (layout.h: page_calib)."""
+        import numpy as np
+        calib = self.session.map("page_calib")[ctypes.c_int(0)]
+        ratio = self.session.plan.census.get("ratio", 0)
+        if not calib.ready or not ratio:
+            return np.zeros(0, np.uint64)
+        if not self._views:
+            self._records(0)  # maps the slot arrays
+        view, count = self._views["slots"]
+        recs = slot_records(view, count, ctypes.sizeof(self.session.map("slots").Leaf),
+                            ctypes.sizeof(self.session.map("live").Leaf))
+        cutoff = np.uint64(time.monotonic_ns() - min_age_ns)
+        addr = recs["addr"][(recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= cutoff)]
+        pages = np.unique(addr & np.uint64(~4095 & (2**64 - 1)))
+        # struct page = (va - offset) / ratio, in the kernel half: va = page * ratio + offset
+        # wraps modulo 2**64, so the quotient is completed by the top bits it lost
+        x = pages - np.uint64(calib.offset)
+        return x // np.uint64(ratio) + np.uint64((ratio - 1) * (2**64 // ratio))
+
     def sites(self) -> tuple[dict[int, tuple[str, int]], dict[tuple, int]]:
         """({struct kmem_cache address: (name, object size)},
-        {(call_site, cache, kind): first stack id})."""
+        {(call_site, cache, kind, syscall): first stack id})."""
         caches, stacks = {}, {}
         for key, site in self.session.map("sites").items():
-            stacks[(key.call_site, key.cache, key.kind)] = site.stack_id
+            stacks[(key.call_site, key.cache, key.kind, key.syscall)] = site.stack_id
             if key.cache and site.cache[:1]:
                 caches[key.cache] = (site.cache.decode(errors="replace"), site.bytes)
         return caches, stacks
@@ -101,10 +123,11 @@ class Reader:
             if r.tgid not in comms:
                 comms[r.tgid] = self.comm(r.tgid)
             at_site = r.stack_how == site_how
-            stack_id = site_stacks.get((r.call_site, r.cache, r.kind), -1) if at_site else r.stack_id
+            stack_id = site_stacks.get((r.call_site, r.cache, r.kind, r.syscall), -1) if at_site else r.stack_id
             objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
                             ts_ns=oldest, tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
-                            call_site=r.call_site, count=n, site_stack=at_site, cache_ptr=r.cache))
+                            call_site=r.call_site, count=n, site_stack=at_site, cache_ptr=r.cache,
+                            syscall=r.syscall))
         return now, objs
 
     def comm(self, tgid: int) -> str:

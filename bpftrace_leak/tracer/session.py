@@ -17,9 +17,9 @@ from ..kernel.facts import read_facts
 from ..kernel.headers import find_headers
 from ..kernel.tracefs import ensure_tracefs
 from . import bcc, catalog
-from .catalog import FENTRY, KPROBE, RAW
+from .catalog import FENTRY, KPROBE, RAW, RUN, TAIL
 from ..layout import PACKAGE, PROBES_C
-from .plan import FUNCTIONS, STRUCTS, plan, ref_probes, refs_why
+from .plan import FUNCTIONS, PERCPU, STRUCTS, plan, ref_probes, refs_why
 
 __all__ = ["Session"]
 
@@ -80,7 +80,7 @@ class Session:
         check_privileges()
         bcc.load_bcc()
         ensure_tracefs()
-        facts = read_facts(catalog.events(), FUNCTIONS, STRUCTS)
+        facts = read_facts(catalog.events(), FUNCTIONS, STRUCTS, PERCPU.values())
         self.plan = plan(self.config, facts, bool(self.targets))
         headers = find_headers(self.config.kernel_headers, warn=self.warn)
         self.module = bcc.compile_module(PROBES_C, [f"-I{PACKAGE}"] + self.plan.cflags, headers)
@@ -89,6 +89,8 @@ class Session:
                 self._attach(probe, copies)
             if self.plan.refs_ways:
                 self._attach_refs()
+            if any(probe.attach == TAIL for probe, _ in self.plan.probes):
+                self._calibrate_pages()
             if self.targets:
                 self._set_targets(self.targets)
         except BaseException:
@@ -101,6 +103,12 @@ class Session:
                 self._links.append(bcc.attach_raw(self.module, program, probe.event))
                 self.prog_fds[program] = bcc.program_fd(self.module, program, RAW)
             self.attached.append(probe.target)
+        elif probe.attach == RUN:
+            self.prog_fds[probe.program] = bcc.program_fd(self.module, probe.program, RAW)
+        elif probe.attach == TAIL:
+            fd = bcc.program_fd(self.module, probe.program, RAW)
+            self.map(probe.target)[ctypes.c_int(0)] = ctypes.c_int(fd)
+            self.prog_fds[probe.program] = fd
         elif probe.attach == KPROBE:
             try:
                 bcc.attach_kprobe(self.module, probe.program, probe.target)
@@ -146,6 +154,24 @@ class Session:
         self.plan.refs_off(refs_why(self.plan, self.config.refs_via), self.config.allocs)
         if not self.config.allocs:
             raise KleakError(f"--kinds refs: reference-count tracking unavailable: {self.refs_unavailable}")
+
+    def _calibrate_pages(self) -> None:
+        """Make the kernel side learn where struct pages map (layout.h:
+        page_calib): readv() of 1,024 iovecs (UIO_MAXIOV) copies them to a
+        kmalloc of 16 KiB, above the largest kmalloc cache, which takes its
+        pages from the page allocator right before its kmalloc event."""
+        calib = self.map("page_calib")
+        try:
+            with open("/dev/zero", "rb", buffering=0) as f:
+                for _ in range(8):
+                    if calib[ctypes.c_int(0)].ready:
+                        return
+                    os.readv(f.fileno(), [bytearray(1) for _ in range(1024)])
+        except OSError:
+            pass
+        if not calib[ctypes.c_int(0)].ready:
+            self.plan.notes.append("objects of freed slab pages not retired and no slab census: the kernel "
+                                   "side could not learn where struct pages map")
 
     def _set_targets(self, pids) -> None:
         """Trace ``pids``. target_count is set before any bit: from then on

@@ -20,14 +20,14 @@ _U64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
-def site_hash(call_site: int, cache: int, kind: int) -> int:
+def site_hash(call_site: int, cache: int, kind: int, syscall: int) -> int:
     """layout.h's site_hash(), the same 64 bits (tests/unit/test_layout.py compiles the C one)."""
-    return ((call_site ^ (cache >> 3) ^ ((kind << 56) & _U64)) * _GOLDEN) & _U64
+    return ((call_site ^ (cache >> 3) ^ ((kind << 56) & _U64) ^ ((syscall << 40) & _U64)) * _GOLDEN) & _U64
 
 
-def site_mark(call_site: int, cache: int, kind: int) -> tuple[int, int]:
+def site_mark(call_site: int, cache: int, kind: int, syscall: int) -> tuple[int, int]:
     """(index, tag) of a call site in probes.c's site_marks."""
-    h = site_hash(call_site, cache, kind)
+    h = site_hash(call_site, cache, kind, syscall)
     return h >> (64 - layout.DEFINES["SITE_MARK_BITS"]), h & ~layout.DEFINES["SITE_MARK_STATE"]
 
 
@@ -45,21 +45,21 @@ class Promoter:
         aged: dict[tuple, int] = {}
         for o in objects:
             if o.site_stack:
-                key = (o.call_site, o.cache_ptr, layout.KIND_BY_NAME[o.kind])
+                key = (o.call_site, o.cache_ptr, layout.KIND_BY_NAME[o.kind], o.syscall)
                 aged[key] = aged.get(key, 0) + o.count
         grown = [k for k, n in aged.items() if k in self._aged and n > self._aged[k]]
         self._aged = aged
         table, marks = self.session.map("sites"), self.session.map("site_marks")
         promoted = layout.DEFINES["SITE_MARK_PROMOTED"]
-        for call_site, cache, kind in grown:
-            key = table.Key(call_site=call_site, cache=cache, kind=kind)
+        for call_site, cache, kind, syscall in grown:
+            key = table.Key(call_site=call_site, cache=cache, kind=kind, syscall=syscall)
             try:
                 site = table[key]
             except KeyError:
                 continue
             site.promoted = 1
             table[key] = site
-            idx, tag = site_mark(call_site, cache, kind)
+            idx, tag = site_mark(call_site, cache, kind, syscall)
             slot = ctypes.c_int(idx)
             if marks[slot].value & ~layout.DEFINES["SITE_MARK_STATE"] == tag:
                 marks[slot] = ctypes.c_uint64(tag | promoted)

@@ -89,11 +89,12 @@ class Workload:
     """bpftrace_leak.sessions.workload, held at --wait until ``go()``, holding its leak until ``end()``."""
 
     def __init__(self, churn=20000, sockets=300, files=200, fork=False, rate=0, for_s=0, rate_files=False,
-                 create=0, name=None):
+                 create=0, name=None, ip_options=0, ip_options_churn=0):
         self.sockets, self.files = sockets, files
         cmd = [sys.executable, "-m", "bpftrace_leak.sessions.workload", "--churn", str(churn), "--sockets",
                str(sockets), "--files", str(files), "--create", str(create), "--wait", "--until-eof"] \
-            + (["--fork"] if fork else []) + (["--name", name] if name else [])
+            + (["--fork"] if fork else []) + (["--name", name] if name else []) \
+            + ["--ip-options", str(ip_options), "--ip-options-churn", str(ip_options_churn)]
         if rate:
             cmd += ["--rate", str(rate), "--for", str(for_s)] + (["--rate-files"] if rate_files else [])
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -133,6 +134,26 @@ def workloads():
     yield make
     for w in made:
         w.end()
+
+
+def as_user(uid: int, args, caps: str | None = None, timeout=60):
+    """``kleaktrace ARGS`` as user ``uid`` (with capabilities ``caps``, e.g.
+    "+bpf,+perfmon"), run by the system python3 from a copy of the package
+    any user can read: a clone under /root is root's alone."""
+    import shutil
+    import tempfile
+    home = tempfile.mkdtemp(prefix="kleaktrace-as-user-", dir="/tmp")
+    try:
+        os.chmod(home, 0o755)
+        shutil.copytree(os.path.join(ROOT, "bpftrace_leak"), os.path.join(home, "bpftrace_leak"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        if caps:
+            cmd += [f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+        return subprocess.run(cmd + ["/usr/bin/python3", "-m", "bpftrace_leak.cli", *map(str, args)], cwd=home,
+                              env=dict(os.environ, PYTHONPATH=home), capture_output=True, text=True, timeout=timeout)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def count(report, cache=None, kind=None):

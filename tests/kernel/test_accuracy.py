@@ -36,12 +36,14 @@ def test_single_copy_skips_frees_and_says_so(workloads):
     """With one program per free event the kernel does skip nested frees: the
     report must count them, and they must cover any phantom."""
     worst = 0
-    for _ in range(3):
+    for _ in range(8):  # nesting is up to the RCU softirq's timing: a run may see none
         r = ground_truth_run(workloads, "--free-copies", "1")
         skipped = r["totals"]["skipped_frees"]
         socks, files = count(r, "sock_inode_cache"), count(r, "filp")
         assert socks - 2 * N <= skipped and files - (2 * N + M) <= skipped, r["totals"]
         worst = max(worst, skipped)
+        if worst:
+            break
     assert worst > 0
 
 

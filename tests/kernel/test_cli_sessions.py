@@ -6,16 +6,14 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, Tracer, count
+from conftest import ROOT, Tracer, as_user, count
 
 CLI = [sys.executable, "-m", "bpftrace_leak.cli"]
 WORKLOAD = f"{sys.executable} -m bpftrace_leak.sessions.workload"
 
 
-def run(*args, user=None, env=None, timeout=120):
+def run(*args, env=None, timeout=120):
     cmd = CLI + [str(a) for a in args]
-    if user:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + cmd
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -84,7 +82,7 @@ def test_bad_inputs_one_line_errors(tmp_path):
     one_line_error(run("--cache", "no_such_cache_*", "--duration", "1"), 2, "no slab cache")
     one_line_error(run("-c", "/no/such/command"), 2, "command not found")
     one_line_error(run("-p", "1", "--min-age", "soon"), 2, "not a duration")
-    one_line_error(run("-p", "1", "--duration", "1", user=65534), 1, "needs root")
+    one_line_error(as_user(65534, ["-p", "1", "--duration", "1"]), 1, "needs root")
     (tmp_path / "include").mkdir()
     one_line_error(run("-p", "1", "--duration", "1", "--kernel-headers", tmp_path), 1,
                    "not a kernel header tree")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, Tracer, bpf_prog_count, count
+from conftest import ROOT, Tracer, as_user, bpf_prog_count, count
 
 CLI = [sys.executable, "-m", "bpftrace_leak.cli"]
 WORKLOAD = f"{sys.executable} -m bpftrace_leak.sessions.workload"
@@ -225,9 +225,7 @@ def test_meaningless_input_is_one_line_each(tmp_path):
 
 
 def test_capabilities_without_tracefs_access_are_told_so():
-    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                          "--inh-caps=+bpf,+perfmon", "--ambient-caps=+bpf,+perfmon"]
-                         + CLI + ["-p", "1", "--duration", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    res = as_user(65534, ["-p", "1", "--duration", "1"], caps="+bpf,+perfmon")
     one_line_error(res, 1, "tracefs at /sys/kernel/tracing is not readable by this user")
 
 

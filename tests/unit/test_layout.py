@@ -27,20 +27,21 @@ def test_site_hash_is_the_c_one(tmp_path):
     from bpftrace_leak.tracer.sites import site_hash
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc, "a C compiler is needed (./setup --tests installs gcc)"
-    cases = [(0, 0, 0), (0xffffffff81234567, 0xffff888012345600, 1), (0xffffffffc0001234, 0, 3),
-             (2**64 - 1, 2**64 - 1, 5), (0x1234, 0xffff888100000000, 2)]
+    cases = [(0, 0, 0, 0), (0xffffffff81234567, 0xffff888012345600, 1, 257), (0xffffffffc0001234, 0, 3, 53),
+             (2**64 - 1, 2**64 - 1, 5, 2**32 - 1), (0x1234, 0xffff888100000000, 2, 0)]
     prog = tmp_path / "hash.c"
     prog.write_text(
         "#include <stdint.h>\n#include <stdio.h>\n"
         "typedef uint64_t u64; typedef uint32_t u32; typedef int32_t s32; typedef int64_t s64;\n"
-        "typedef uint16_t u16;\n"
+        "typedef uint16_t u16; typedef uint8_t u8;\n"
         f'#include "{layout.HEADER}"\n'
         "int main(void) {\n"
-        + "".join(f"  printf(\"%llu\\n\", (unsigned long long)site_hash({a}ULL, {b}ULL, {k}));\n" for a, b, k in cases)
+        + "".join(f"  printf(\"%llu\\n\", (unsigned long long)site_hash({a}ULL, {b}ULL, {k}, {n}U));\n"
+                  for a, b, k, n in cases)
         + "  return 0;\n}\n")
     subprocess.run([cc, "-O2", "-o", str(tmp_path / "hash"), str(prog)], check=True)
     out = subprocess.run([str(tmp_path / "hash")], capture_output=True, text=True, check=True).stdout.split()
-    assert [int(x) for x in out] == [site_hash(a, b, k) for a, b, k in cases]
+    assert [int(x) for x in out] == [site_hash(*case) for case in cases]
 
 
 def test_catalog_names_every_program_of_probes_c_once():

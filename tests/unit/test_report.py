@@ -107,3 +107,10 @@ def test_text_escapes_control_characters_named_by_others():
     assert printable("a\tb") == "a\\x09b"
     folded = render_folded(r).splitlines()
     assert len(folded) == 1 and folded[0].count(" ") == 1  # one line, one count
+
+
+def test_slab_bookkeeping_is_not_reported():
+    STACKS[7] = ["__kmalloc_noprof+0x1", "alloc_empty_sheaf+0x1f", "__kfree_rcu_sheaf+0x1be", "kvfree_call_rcu+0x1fd"]
+    STACKS[8] = ["__kmalloc_noprof+0x1", "alloc_slab_obj_exts+0x58", "allocate_slab+0xe3", "___slab_alloc+0x896"]
+    r = report([o("kmalloc", "kmalloc-512", 512, 7), o("kmalloc", "kmalloc-192", 192, 8), o("slab", "filp", 192, 1)])
+    assert [g["cache"] for g in r["groups"]] == ["filp"]

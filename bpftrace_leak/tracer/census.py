@@ -1,0 +1,160 @@
+"""The slab census: recorded objects the slab allocator itself holds as free.
+
+Some frees fire no event: kmem_cache_free_bulk(), kfree_rcu() batches, and
+from 6.18 the sheaves (a kfree_rcu'd or bulk-freed object goes into a
+per-CPU array of free objects, which later returns whole to the cache's
+barn). Where kprobes exist the tracer sees those calls (catalog.py); where
+they do not (this project's 6.18 host), the objects stay recorded as
+outstanding, phantoms, until their address is handed out again or their
+slab page is freed (probes.c: retire_page).
+
+The census asks the allocator. For every slab page holding aged recorded
+objects, for every CPU's freelist, partial slabs and sheaves of the caches
+those pages belong to, and for every full sheaf in those caches' barns, a
+BPF program run on demand (BPF_PROG_TEST_RUN) walks the list and retires
+each recorded object it finds free there (counted: ``found_free``). Only
+kernel memory is read; nothing of the kernel changes. Struct offsets come
+from BTF, a CPU's per-CPU offset from its runqueue (probes.c: census_cpu).
+
+A slab is visited only when its kmem_cache is one of the kernel's caches,
+found by walking their list (kmem_cache.list) from one the tracer saw; a
+freelist walk stops at the first pointer outside its slab or off an
+object's start. An object found free is free: a real leak never sits on a
+freelist, so the census cannot hide one.
+
+Cost, measured with bench/report_scale.py: see README "Accuracy".
+"""
+
+import ctypes
+import mmap
+import struct
+
+from .. import layout
+from . import bcc
+
+__all__ = ["Census"]
+
+_MAX_CACHES = 4096
+
+
+class Census:
+    """The census of a started session.Session whose plan has ``census``."""
+
+    def __init__(self, session, reader):
+        self.session, self.reader = session, reader
+        self.offsets = session.plan.census["offsets"]
+        self.fds = session.prog_fds
+        self._cpu_offsets: dict[int, int] | None = None
+        self._peek_view = None
+        self.known: set[int] = set()
+
+    # -- kernel memory, read by census_peek ----------------------------------
+
+    def _peek(self, addr: int, n: int) -> bytes | None:
+        if self._peek_view is None:
+            self._peek_view = mmap.mmap(self.session.map("peek_buf").map_fd, layout.DEFINES["PEEK_BYTES"],
+                                        mmap.MAP_SHARED, mmap.PROT_READ)
+        if bcc.test_run(self.fds["census_peek"], [addr, n]) != 0:
+            return None
+        return self._peek_view[:n]
+
+    def _u64(self, addr: int) -> int | None:
+        data = self._peek(addr, 8)
+        return struct.unpack("<Q", data)[0] if data else None
+
+    def _name(self, cache: int) -> str | None:
+        """A kmem_cache's name, None when it does not read like one."""
+        ptr = self._u64(cache + self.session.plan.census.get("name_off", 0))
+        data = self._peek(ptr, 64) if ptr else None
+        if not data or b"\0" not in data:
+            return None
+        name = data.split(b"\0", 1)[0]
+        return name.decode() if name and all(32 < c < 127 for c in name) else None
+
+    # -- what to visit ---------------------------------------------------------
+
+    def cpu_offsets(self) -> dict[int, int]:
+        """{cpu: its per-CPU offset}, learned once (census_cpu run on each CPU)."""
+        if self._cpu_offsets is None:
+            table = self.session.map("cpu_offsets")
+            self._cpu_offsets = {}
+            for cpu in range(self.session.plan.census["cpus"]):
+                try:
+                    if bcc.test_run(self.fds["census_cpu"], [0], cpu=cpu) == 0:
+                        self._cpu_offsets[cpu] = table[ctypes.c_int(cpu)].value
+                except OSError:  # offline
+                    continue
+        return self._cpu_offsets
+
+    def _caches(self, seeds) -> set[int]:
+        """The kernel's kmem_caches: their list (kmem_cache.list) walked from ``seeds``."""
+        link = self.offsets["KMEM_CACHE_LIST_OFF"]
+        found: set[int] = set()
+        for seed in seeds:
+            if seed in found:
+                continue
+            at = seed
+            for _ in range(_MAX_CACHES):
+                found.add(at)
+                nxt = self._u64(at + link)
+                if not nxt:
+                    break
+                at = nxt - link
+                if at in found:
+                    break
+        # the list's head (slab_caches) is no kmem_cache: keep what reads like one
+        return {c for c in found if self._name(c)}
+
+    def _slab_cache(self, page: int) -> int | None:
+        head = self._u64(page + self.offsets["PAGE_COMPOUND_HEAD_OFF"])
+        if head is None:
+            return None
+        return self._u64((head - 1 if head & 1 else page) + self.offsets["SLAB_CACHE_OFF"])
+
+    # -- the census --------------------------------------------------------------
+
+    def run(self, min_age_ns: int, seeds=()) -> int:
+        """Retire the aged recorded objects the allocator holds free; returns
+        how many were retired (the kernel side counts them too)."""
+        before = self.reader.counters().get("found_free", 0)
+        pages = self.reader.slab_page_structs(min_age_ns)
+        if not len(pages):
+            return 0
+        seeds = set(seeds) | {c for c in (self._slab_cache(int(p)) for p in pages[:4]) if c}
+        caches = self._caches(seeds)
+        if caches != self.known:
+            known = self.session.map("census_known")
+            known.clear()
+            for c in caches:
+                known[ctypes.c_uint64(c)] = ctypes.c_uint8(1)
+            self.known = caches
+        seen = self.session.map("census_seen")
+        seen.clear()
+        for page in pages:
+            bcc.test_run(self.fds["census_slab"], [int(page)])
+        lists = self.session.map("census_lists")
+        for cache in [k.value for k in seen.keys()]:
+            for off in self.cpu_offsets().values():
+                if bcc.test_run(self.fds["census_cpu_cache"], [cache, off]) != 0:
+                    continue
+                self._visit(lists, layout.ENUMS["census_list_kind"]["CENSUS_SLABS"], "census_slab")
+                self._visit(lists, layout.ENUMS["census_list_kind"]["CENSUS_SHEAVES"], "census_sheaf")
+            if "census_barn" in self.fds and "KMEM_CACHE_CPU_SHEAVES_OFF" in self.offsets:
+                for node in range(self.session.plan.census["nodes"]):
+                    if bcc.test_run(self.fds["census_barn"], [cache, node]) == 0:
+                        self._visit(lists, layout.ENUMS["census_list_kind"]["CENSUS_SHEAVES"], "census_sheaf")
+        return self.reader.counters().get("found_free", 0) - before
+
+    def _visit(self, lists, kind: int, program: str) -> None:
+        """Run ``program`` on each item census_lists[kind] holds."""
+        if program not in self.fds:
+            return
+        entry = lists[ctypes.c_int(kind)]
+        for i in range(min(entry.n, layout.DEFINES["CENSUS_LIST_MAX"])):
+            if entry.items[i]:
+                bcc.test_run(self.fds[program], [entry.items[i]])
+
+    def close(self) -> None:
+        if self._peek_view is not None:
+            self._peek_view.close()
+            self._peek_view = None

@@ -1,0 +1,117 @@
+"""No phantom leaks from frees no tracepoint shows (bulk frees, kfree_rcu
+batches, 6.18's sheaves) on workloads nobody planted, and a real leak through
+such a cache still counted exactly. This host has no kprobes: what retires
+those objects is a freed slab page (probes.c: retire_page), an address
+handed out again, and the slab census (tracer/census.py)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, Tracer, count
+
+CLI = [sys.executable, "-m", "bpftrace_leak.cli"]
+
+
+def slabinfo() -> dict[str, int]:
+    with open("/proc/slabinfo") as f:
+        return {line.split()[0]: int(line.split()[1]) for line in f.readlines()[2:]}
+
+
+def traced(command: str, *extra, tmp_path) -> dict:
+    out = tmp_path / "r.json"
+    res = subprocess.run(CLI + ["-c", command, "--children", "--format", "json", "--top", "100000",
+                                "--output", str(out), *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "targets exited" in res.stderr
+    return json.loads(out.read_text().splitlines()[-1])
+
+
+def assert_no_phantoms(report: dict, most: int = 20) -> None:
+    """Every process exited: nothing of them is a leak. No group may hold more
+    than ``most`` objects, and no cache more than the kernel counts live in it."""
+    big = [(g["kind"], g["cache"], g["objects"], g["stack"][:3]) for g in report["groups"] if g["objects"] > most]
+    assert not big, (big, report["totals"])
+    assert report["totals"]["unverified_objects"] == 0, report["totals"]
+    active = slabinfo()
+    for cache in {g["cache"] for g in report["groups"] if g["kind"] == "slab"}:
+        assert count(report, cache, "slab") <= active.get(cache, 0), cache
+
+
+def test_process_churn_leaves_no_phantoms(tmp_path):
+    # 2,000 fork+exec of /bin/true: 8,885 maple nodes stayed "outstanding"
+    # before (bcc's memleak shows the same), freed through sheaves and bulk frees
+    script = tmp_path / "forks.sh"
+    script.write_text("i=0\nwhile [ $i -lt 2000 ]; do /bin/true; i=$((i+1)); done\n")
+    report = traced(f"sh {script}", tmp_path=tmp_path)
+    assert report["totals"]["allocs"] > 100_000
+    assert_no_phantoms(report)
+    t = report["totals"]
+    assert t["freed_with_slab"] + t["found_free"] > 1000, t  # what made the difference, counted
+
+
+def test_shell_pipelines_leave_no_phantoms(tmp_path):
+    # the shells' PATH lookups leave negative dentries, cached and not pinned
+    # (a phantom is freed, a cached object is not): --shake drops them
+    report = traced("sh -c 'for i in $(seq 300); do echo $i | cat | wc -c > /dev/null; done'", "--shake",
+                    tmp_path=tmp_path)
+    assert_no_phantoms(report)
+
+
+def test_untar_and_delete_leaves_no_phantoms(tmp_path):
+    script = tmp_path / "untar.sh"
+    script.write_text(f"""d={tmp_path}/work
+mkdir -p $d
+tar -C /usr/lib -cf $d/src.tar python3.11/json python3.11/email python3.11/asyncio
+for i in 1 2 3; do mkdir $d/x; tar -C $d/x -xf $d/src.tar; rm -rf $d/x; done
+rm -rf $d
+""")
+    # what is left is the dcache's and the page cache's (buffer heads of
+    # inode table blocks): cached, not pinned, and --shake drops it
+    report = traced(f"sh {script}", "--shake", tmp_path=tmp_path)
+    assert_no_phantoms(report)
+
+
+def test_a_leak_through_kfree_rcu_is_still_exact(workloads):
+    # 20,000 IP options set and replaced on one socket (each old one freed by
+    # kfree_rcu: no event), then 150 sockets keep theirs: exactly 150 stay
+    w = workloads(churn=0, sockets=0, files=0, ip_options=150, ip_options_churn=20_000)
+    t = Tracer("-p", w.pid, "--format", "json", "--top", "1000").start()
+    w.go()
+    w.leaked()
+    time.sleep(7)  # kfree_rcu batches drain within KFREE_DRAIN_JIFFIES (5 s)
+    assert t.stop(signal.SIGINT) == 0, t.stderr
+    report = t.reports()[-1]
+    options = [g for g in report["groups"] if any(f.startswith("ip_options_get+") for f in g["stack"])]
+    assert sum(g["objects"] for g in options) == 150, (options, report["totals"])
+    assert report["totals"]["unverified_objects"] == 0
+
+
+def test_demo_file_groups_split_by_system_call(tmp_path):
+    """alloc_empty_file() is reached from socketpair() and openat(): the
+    syscall number in the call site key gives each path its first stack."""
+    out = tmp_path / "demo.json"
+    res = subprocess.run(CLI + ["demo", "--format", "json", "--output", str(out), "--top", "1000"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(out.read_text().splitlines()[-1])
+    filp = [g for g in report["groups"] if g["cache"] == "filp"]
+    by_path = {"socketpair": sum(g["objects"] for g in filp if any("__sys_socketpair" in f for f in g["stack"])),
+               "open": sum(g["objects"] for g in filp if any("do_sys_openat2" in f for f in g["stack"]))}
+    assert by_path == {"socketpair": 600, "open": 200}, [(g["objects"], g["stack"]) for g in filp]
+    assert "filp: expected 800, reported 800" in res.stderr
+
+
+def test_referee_flags_a_cache_reported_above_the_kernels_count():
+    """The referee's arithmetic on a real /proc/slabinfo: a report claiming
+    more objects in a cache than the kernel holds there gets the excess flagged."""
+    from bpftrace_leak.analysis.referee import referee
+    from bpftrace_leak.kernel.slabs import cache_aliases
+    active = slabinfo()
+    report = {"groups": [{"kind": "slab", "cache": "filp", "objects": active["filp"] + 7, "bytes": 0},
+                         {"kind": "kmalloc", "cache": "kmalloc-64", "objects": 1, "bytes": 64}], "totals": {}}
+    referee(report, active, cache_aliases())
+    assert report["totals"]["unverified_objects"] == 7
+    assert report["groups"][0]["unverified_objects"] == 7 and "unverified_objects" not in report["groups"][1]
