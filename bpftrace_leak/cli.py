@@ -84,6 +84,9 @@ def _trace_options(f):
                      help="Before the final report, drop clean page cache, unused dentries and inodes "
                           "system-wide (sync, then 3 > /proc/sys/vm/drop_caches): what stays outstanding is "
                           "pinned, not cached."),
+        click.option("--include-self", is_flag=True,
+                     help="System-wide, also trace kleaktrace's own process and what it forks "
+                          "(left out by default: its maps and buffers are not your leak)."),
         click.option("--user-pages", is_flag=True,
                      help="Also track the targets' own anonymous and page-cache pages (kind user-page)."),
         click.option("--kernel-headers", type=click.Path(file_okay=False), metavar="DIR",

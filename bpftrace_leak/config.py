@@ -27,6 +27,7 @@ class Config:
     refs: bool = True  # --kinds: reference counts (path_get/path_put), where the kernel allows it
     refs_via: str = "auto"  # fentry, kprobe, or auto (fentry where the kernel allows it)
     user_pages: bool = False
+    include_self: bool = False  # system-wide: trace kleaktrace's own allocations too
     # what is reported
     min_age_ms: int = 1000
     top: int = 10

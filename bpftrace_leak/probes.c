@@ -62,7 +62,9 @@ BPF_PERCPU_ARRAY(counters, u64, NR_COUNTERS);
  * every allocation (TARGET_WORDS u64 words cover pid_max). A target's bit
  * is cleared when it exits (task_exit), so a pid used again later is not
  * traced, and target_count, how many bits are set, tells user space when
- * every target (children included) is gone. */
+ * every target (children included) is gone. System-wide (EXCLUDE_SET) the
+ * bits mark the processes *not* traced: kleaktrace itself and what it
+ * forks, whose maps, buffers and page tables would top its own report. */
 BPF_ARRAY(targets, u64, TARGET_WORDS);
 BPF_ARRAY(target_count, s64, 1);
 
@@ -127,6 +129,8 @@ static __always_inline int wanted(void *args)
 		return 0;
 	}
 	return is_target(bpf_get_current_pid_tgid() >> 32);
+#elif defined(EXCLUDE_SET)
+	return !is_target(bpf_get_current_pid_tgid() >> 32);
 #else
 	return 1;
 #endif
@@ -980,7 +984,7 @@ int task_exit(struct bpf_raw_tracepoint_args *ctx)
 		bpf_get_current_comm(&c.comm, sizeof(c.comm));
 		exited_comms.update(&tgid, &c);
 	}
-#ifdef FILTER_TARGETS
+#if defined(FILTER_TARGETS) || defined(EXCLUDE_SET)
 	if (is_target(tgid) && group_dead(ctx)) {
 		u32 word = tgid / 64, zero = 0;
 		u64 bit = 1ULL << (tgid % 64), *w = targets.lookup(&word);
@@ -999,11 +1003,13 @@ int task_exit(struct bpf_raw_tracepoint_args *ctx)
 
 /* ---- children ------------------------------------------------------------- */
 
-#ifdef TRACE_CHILDREN
+#if defined(TRACE_CHILDREN) || defined(EXCLUDE_SET)
 /*
  * sched_process_fork(parent, child) fires in the forking task for new
  * processes and new threads alike: a thread (same tgid as its parent) is
  * already covered by its process's bit. TASK_{PID,TGID}_OFF come from BTF.
+ * A target's children are targets (--children); an excluded process's
+ * children are excluded (EXCLUDE_SET).
  */
 int task_fork(struct bpf_raw_tracepoint_args *ctx)
 {

@@ -8,9 +8,11 @@ groups at once with numpy: 100 snapshots of 5,000 groups take milliseconds
 (a loop per group and snapshot made ``report`` quadratic in the groups).
 """
 
+from collections import deque
+
 import numpy as np
 
-__all__ = ["group_key", "point", "slope", "growth", "series_of", "slab_growth", "diff", "headline"]
+__all__ = ["group_key", "point", "slope", "growth", "series_of", "slab_growth", "diff", "headline", "LiveGrowth"]
 
 
 def group_key(g: dict) -> tuple:
@@ -108,6 +110,36 @@ def diff(old: dict, new: dict) -> list[dict]:
             grown.append(dict(g, delta_objects=d_obj, delta_bytes=d_bytes, new=b is None))
     grown.sort(key=lambda g: -g["delta_bytes"])
     return grown
+
+
+class LiveGrowth:
+    """A live session's recent snapshots, to rank its reports by growth.
+
+    Long-lived objects that do not grow (a kernel thread's working set, the
+    dcache) outweigh a slow leak in bytes; once a session has two snapshots
+    or more, groups are ranked by their growth per hour, then by bytes, and
+    the report says so (``ranked_by``, ``snapshots``). Growth is the recent
+    one, over the last ``keep`` snapshots: a burst of allocations that then
+    stays (a cache filled once) leaves the window and stops counting as growth.
+    """
+
+    def __init__(self, keep: int = 5):
+        self.series: deque = deque(maxlen=keep)
+
+    def add(self, t_s: float, report: dict) -> None:
+        self.series.append((t_s, point(report["groups"])))
+
+    def rank(self, report: dict) -> dict:
+        """``report`` with growth per group and ranked by it, when known."""
+        if len(self.series) < 2:
+            report["ranked_by"] = "bytes"
+            return report
+        rates = growth(list(self.series), [group_key(g) for g in report["groups"]])
+        groups = [dict(g, objects_per_h=round(rates[group_key(g)]["objects_per_h"], 1),
+                       bytes_per_h=round(rates[group_key(g)]["bytes_per_h"], 1)) for g in report["groups"]]
+        groups.sort(key=lambda g: (-g["bytes_per_h"], -g["bytes"]))
+        return dict(report, groups=groups, ranked_by="growth", snapshots=len(self.series),
+                    growth_window_s=round(self.series[-1][0] - self.series[0][0], 1))
 
 
 def headline(report: dict) -> str | None:

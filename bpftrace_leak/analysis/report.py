@@ -4,6 +4,7 @@ Rendering it as text or JSON is reporter.py's job; this module decides what
 is in it: aged groups, symbolized and trimmed stacks, totals and warnings.
 """
 
+from .aliases import owner
 from .groups import Group, age_and_group, select, sort_groups
 from .refs import group_refs
 from .schema import REPORT_SCHEMA as SCHEMA
@@ -46,6 +47,15 @@ def group_stacks(groups: list[Group], raw_frames, site_name, user_pages: bool = 
     return list(merged.values())
 
 
+def _owner(g: Group, aliases: dict) -> dict:
+    """The group's ``cache_owner`` (which merged name it belongs to, or null)
+    and, for a merged cache whose owner cannot be told, ``cache_candidates``."""
+    if g.kind != "slab" or not g.cache or not aliases.get(g.cache):
+        return {}
+    name, candidates = owner(g.cache, aliases[g.cache], g.stack)
+    return {"cache_owner": name} if name else {"cache_owner": None, "cache_candidates": candidates}
+
+
 def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s: float,
                  min_age_ms: int, targets: list[int],
                  cache_glob: str | None = None, aliases: dict | None = None,
@@ -63,6 +73,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
             "kind": g.kind,
             "cache": g.cache,
             "cache_aliases": sorted(aliases.get(g.cache, ())) if g.cache else [],
+            **_owner(g, aliases),
             "objects": g.objects,
             "bytes": g.bytes,
             "oldest_ms": g.oldest_ns // 1_000_000,

@@ -151,7 +151,8 @@ def check_group_core(g, i: int, known: dict | None = None, prefix: str = "groups
 
 _GROUP_REST = [("oldest_ms", _count), ("pids", _counts), ("comms", _texts)]
 _GROUP_OPTIONAL = [("cache_aliases", _texts), ("site_stack_objects", _count), ("unverified_objects", _count),
-                   ("kernel_active", _count), ("cgroup", _opt_text)]
+                   ("kernel_active", _count), ("cgroup", _opt_text), ("cache_owner", _opt_text),
+                   ("cache_candidates", _texts)]
 _REF = [("object", _text), ("objects", _count), ("net", _count), ("why", _text), ("names", _texts),
         ("oldest_ms", _count), ("pids", _counts), ("comms", _texts), ("stack", _stack), ("put_stack", _stack)]
 _SOCKET = [("pid", _count), ("family", _text), ("state", _text), ("count", _count)]
@@ -182,7 +183,8 @@ _REPORT = [("kernel", _text), ("started", _text), ("duration_s", _number), ("min
 
 def check_report(doc, where: str = "report") -> dict:
     """Check a whole report; returns it."""
-    _fields(doc, where, _REPORT, [("refs_tracking", _text), ("schema", _text), ("headline", _text)])
+    _fields(doc, where, _REPORT, [("refs_tracking", _text), ("schema", _text), ("headline", _text),
+                                  ("ranked_by", _text), ("snapshots", _count), ("tracer_maps_bytes", _count)])
     for i, g in enumerate(doc["groups"]):
         check_group_core(g, i, prefix=f"{where}.groups")
         _fields(g, f"{where}.groups[{i}]", _GROUP_REST, _GROUP_OPTIONAL)

@@ -76,10 +76,13 @@ def render_text(report: dict) -> str:
         f"  allocs {t.get('allocs', 0):,}  frees {t.get('frees', 0):,}  missed frees {t.get('missed_frees', 0):,}  "
         f"dropped {t.get('dropped', 0):,}  skipped frees {t.get('skipped_frees', 0):,}",
     ]
+    if report.get("ranked_by") == "growth":
+        lines.append(f"  ranked by growth over the last {report['snapshots']} snapshots "
+                     f"({report.get('growth_window_s', 0):.0f} s), then by bytes")
+    if report.get("tracer_maps_bytes"):
+        lines.append(f"  kleaktrace's own BPF maps: {human_bytes(report['tracer_maps_bytes'])} (not in the groups)")
     for i, g in enumerate(report["groups"], 1):
-        cache = printable(g["cache"] or "-")
-        if g.get("cache_aliases"):
-            cache += f" (merged: {_names(g['cache_aliases'], len(g['cache_aliases']))})"
+        cache = _cache_label(g)
         procs = ", ".join(f"{p}" for p in g["pids"][:8]) + (" ..." if len(g["pids"]) > 8 else "")
         lines.append("")
         lines.append(
@@ -116,6 +119,24 @@ def render_text(report: dict) -> str:
     for w in warnings(report):
         lines.append(f"warning: {w}")
     return "\n".join(lines) + "\n"
+
+
+def _cache_label(g: dict) -> str:
+    """A group's cache as a reader wants it: the merged name it belongs to
+    where that can be told, "one of" the names where not, the cache the
+    kernel calls it and its other names beside."""
+    cache = printable(g["cache"] or "-")
+    aliases = g.get("cache_aliases") or []
+    if not aliases:
+        return cache
+    owner = g.get("cache_owner")
+    if owner and owner != g["cache"]:
+        others = [a for a in aliases if a != owner]
+        return f"{printable(owner)} (merged into {cache}" + (f" with {_names(others, 6)}" if others else "") + ")"
+    if owner:
+        return f"{cache} (merged: {_names(aliases, len(aliases))})"
+    candidates = g.get("cache_candidates") or [g["cache"], *aliases]
+    return f"one of: {_names(candidates, len(candidates))} (merged into {cache})"
 
 
 def _refs_text(report: dict) -> list[str]:

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+from ..analysis.history import LiveGrowth
 from ..analysis.referee import referee
 from ..analysis.report import build_report
 from ..analysis.sockets import is_socket_cache, name_sockets
@@ -111,6 +112,7 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
         reader = Reader(session)
         promoter = Promoter(session) if cfg.stacks == "sites" and cfg.allocs else None
         census = Census(session, reader) if session.plan.census else None
+        growth = LiveGrowth()
         started = _now_iso()
         t0 = time.monotonic()
         if capture:
@@ -138,13 +140,19 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
                            for p in g["pids"]}
             report["sockets"] = name_sockets(sorted(socket_pids)) if socket_pids and targets else []
             referee(report, {name: c["objects"] for name, c in facts["caches"].items()}, aliases)
+            report["tracer_maps_bytes"] = reader.map_memory()
             return report, facts
 
-        def emit():
+        def snapshot():
+            """A report, kept for growth and in the capture."""
             report, facts = build()
+            growth.add(time.monotonic() - t0, report)
             if capture:
                 capture.snapshot(time.monotonic() - t0, report, facts)
-            shown = limit(report, cfg.top)
+            return report
+
+        def emit():
+            shown = limit(growth.rank(snapshot()), cfg.top)
             if sink:
                 sink.write(render(shown, cfg.fmt))
             if on_report:
@@ -163,17 +171,21 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
         reports = 0
         final_needed = True
         next_report = t0 + cfg.interval_s if cfg.interval_s else None
-        # with -w and no INTERVAL, snapshots are still taken, silently
-        next_capture = t0 + cfg.capture_interval_s if capture and not cfg.interval_s else None
+        # without INTERVAL, snapshots are still taken, silently: for -w, and
+        # for the growth that ranks the final report
+        next_snapshot = t0 + cfg.capture_interval_s if not cfg.interval_s else None
         deadline = t0 + cfg.duration_s if cfg.duration_s else None
         next_promote = t0 + cfg.promote_every_s if promoter else None
         while signals.received is None and not (stop_event is not None and stop_event.is_set()):
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            if next_capture is not None and now >= next_capture:
-                capture.snapshot(now - t0, *build())
-                next_capture += cfg.capture_interval_s
+            if next_snapshot is not None and now >= next_snapshot:
+                began = time.monotonic()
+                snapshot()
+                next_snapshot += cfg.capture_interval_s
+                if not capture:  # for growth only: a million objects take a second, stay below 5% of a core
+                    next_snapshot = max(next_snapshot, time.monotonic() + 20 * (time.monotonic() - began))
             if next_promote is not None and now >= next_promote:
                 began = time.monotonic()
                 promoter.promote(reader.objects(cfg.min_age_ns)[1])
@@ -190,7 +202,7 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
                 print("kleaktrace: targets exited", file=sys.stderr, flush=True)
                 signals.wait(cfg.settle_s)
                 break
-            stops = [t for t in (deadline, next_report, next_capture, next_promote) if t is not None]
+            stops = [t for t in (deadline, next_report, next_snapshot, next_promote) if t is not None]
             signals.wait(min([now + 0.2] + stops) - time.monotonic())
         if final_needed:
             if cfg.shake and cfg.allocs:

@@ -39,7 +39,8 @@ class Probe:
 
     ``target``: ``system/event`` of a tracepoint, or a kernel function.
     ``when``: the configuration that wants it: "allocs" (allocation
-    tracking), "targets" (a PID filter), "children" (--children), "refs"
+    tracking), "targets" (a PID filter), "forks" (--children, or the
+    tracer's own children left out system-wide), "refs"
     (reference counts), "retire" (freed slab pages retire their objects:
     plan.py decides), "census" (the slab census: plan.py decides), "always".
     ``required``: without it the session cannot run (an error); otherwise its
@@ -121,7 +122,7 @@ PROBES = (
     # its own TRACE_EVENT, with group_dead, from 6.16; sched_process_template's before
     Probe("sched/sched_process_exit", "task_exit", RAW, "always", required=True, args=("p",),
           template="sched_process_template"),
-    Probe("sched/sched_process_fork", "task_fork", RAW, "children", required=True, args=("child",)),
+    Probe("sched/sched_process_fork", "task_fork", RAW, "forks", required=True, args=("child",)),
     # the slab census (tracer/census.py), run on demand
     Probe("census", "census_peek", RUN, "census"),
     Probe("census", "census_cpu", RUN, "census"),

@@ -101,7 +101,8 @@ def slot_bits(max_objects: int) -> int:
 
 
 def _wanted(probe, config, targets: bool, p: "Plan", retire: bool) -> bool:
-    return {"always": True, "allocs": config.allocs, "targets": targets, "children": config.children,
+    forks = config.children or not targets and not config.include_self
+    return {"always": True, "allocs": config.allocs, "targets": targets, "forks": forks,
             "refs": config.refs, "retire": retire, "census": bool(p.census)}[probe.when]
 
 
@@ -148,6 +149,8 @@ def plan(config, facts, targets: bool) -> Plan:
         flags.append("-DSTACKS_AT_SITES")
     if targets:
         flags.append("-DFILTER_TARGETS")
+    elif not config.include_self:
+        flags.append("-DEXCLUDE_SET")  # the tracer and what it forks are left out
     if config.children:
         flags.append("-DTRACE_CHILDREN")
     if config.user_pages:
@@ -160,8 +163,8 @@ def plan(config, facts, targets: bool) -> Plan:
     for name, path in _OFFSETS.items():
         if path in facts.offsets:
             flags.append(f"-D{name}={facts.offsets[path]}")
-    if config.children and "task_struct.tgid" not in facts.offsets:
-        raise KleakError("--children needs task_struct's pid and tgid offsets from kernel BTF")
+    if (config.children or not targets) and "task_struct.tgid" not in facts.offsets:
+        raise KleakError("following forks needs task_struct's pid and tgid offsets from kernel BTF")
     if config.allocs and facts.has("vmalloc/alloc_vmap_area"):
         for i, (start, end) in enumerate(r for fn in _VMAP_ALLOC for r in facts.ranges.get(fn, [])[:2]):
             flags += [f"-DVMAP_ALLOC_START_{i}={start:#x}ULL", f"-DVMAP_ALLOC_END_{i}={end:#x}ULL"]

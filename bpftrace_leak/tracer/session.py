@@ -85,14 +85,17 @@ class Session:
         headers = find_headers(self.config.kernel_headers, warn=self.warn)
         self.module = bcc.compile_module(PROBES_C, [f"-I{PACKAGE}"] + self.plan.cflags, headers)
         try:
+            # the set first: the probes filter from their first event
+            if self.targets:
+                self._set_targets(self.targets)
+            elif not self.config.include_self:
+                self._set_targets([os.getpid()])  # probes.c: EXCLUDE_SET
             for probe, copies in self.plan.probes:
                 self._attach(probe, copies)
             if self.plan.refs_ways:
                 self._attach_refs()
             if any(probe.attach == TAIL for probe, _ in self.plan.probes):
                 self._calibrate_pages()
-            if self.targets:
-                self._set_targets(self.targets)
         except BaseException:
             self.close()
             raise

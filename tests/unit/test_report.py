@@ -114,3 +114,18 @@ def test_slab_bookkeeping_is_not_reported():
     STACKS[8] = ["__kmalloc_noprof+0x1", "alloc_slab_obj_exts+0x58", "allocate_slab+0xe3", "___slab_alloc+0x896"]
     r = report([o("kmalloc", "kmalloc-512", 512, 7), o("kmalloc", "kmalloc-192", 192, 8), o("slab", "filp", 192, 1)])
     assert [g["cache"] for g in r["groups"]] == ["filp"]
+
+
+def test_merged_cache_named_after_the_alias_its_stack_belongs_to():
+    from bpftrace_leak.analysis.aliases import owner
+    merged = {"UNIX", "UNIX-STREAM", "task_delay_info"}
+    stack = ["sk_prot_alloc+0x3a", "sk_alloc+0x35", "unix_create1+0x6b", "unix_create+0x54", "__sock_create+0x117"]
+    assert owner("signal_cache", merged, stack) == ("UNIX", ["UNIX", "UNIX-STREAM"])
+    damon = ["damon_new_region+0x1f", "damon_split_region_at+0x30", "kdamond_fn+0x3fa"]
+    assert owner("ftrace_event_field", {"damon_region", "Acpi-Parse"}, damon)[0] == "damon_region"
+    assert owner("signal_cache", merged, ["copy_process+0x1", "kernel_clone+0x2"]) == \
+        (None, ["UNIX", "UNIX-STREAM", "signal_cache", "task_delay_info"])
+    assert owner("filp", set(), stack) == ("filp", ["filp"])
+    r = report([o("slab", "signal_cache", 1152, 3)], aliases={"signal_cache": merged})
+    text = render_text(r)
+    assert "one of: UNIX, UNIX-STREAM, signal_cache, task_delay_info (merged into signal_cache)" in text
