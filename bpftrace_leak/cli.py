@@ -59,6 +59,11 @@ def _trace_options(f):
         click.option("-c", "--command", help="Run CMD and trace it; probes attach before it starts."),
         click.option("--children", is_flag=True, help="Also trace processes the targets fork; "
                                                       "the session ends when all of them have exited."),
+        click.option("--cgroup", "cgroups", multiple=True, metavar="PATH",
+                     help="Trace what tasks in this cgroup (and its descendants) allocate: a folder under the "
+                          "memory controller's cgroupfs, or a path in its hierarchy (repeatable)."),
+        click.option("--by", type=click.Choice(["cgroup"]),
+                     help="Before the groups, a table per cgroup: objects and bytes outstanding, per kind."),
         click.option("-o", "--min-age", "min_age_ms", type=Duration("ms", to="ms"),
                      default=f"{default('min_age_ms')}ms", show_default=True,
                      help="Report only allocations at least this old (bare number: ms)."),
@@ -111,6 +116,7 @@ def _config(**kw) -> Config:
     """The Config of a tracing command's options, validated."""
     kinds = kw.pop("kinds")
     kw["pids"] = tuple(kw.get("pids") or ())
+    kw["cgroups"] = tuple(kw.get("cgroups") or ())
     kw["interval_s"] = kw.pop("interval", None)
     return Config(allocs=kinds in ("both", "allocs"), refs=kinds in ("both", "refs"), **kw).validate()
 
@@ -163,8 +169,10 @@ def record(**kw):
 @click.option("--pid", type=int, help="Only groups with this process.")
 @click.option("--comm", help="Only groups with this command name.")
 @click.option("--cache", metavar="GLOB", help="Only slab caches matching GLOB.")
+@click.option("--cgroup", metavar="GLOB", help="Only groups of cgroups whose path matches GLOB.")
 @click.option("--cull", "cull_by", type=click.Choice(["stack", "cache"]), default="stack", show_default=True,
               help="Merge groups by stack (as recorded) or by cache.")
+@click.option("--by", type=click.Choice(["cgroup"]), help="Before the groups, a table per cgroup.")
 @click.option("-T", "--top", type=click.IntRange(min=1), help="Show this many groups.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write here (a new file, mode 0600) instead of stdout.")

@@ -21,6 +21,7 @@ __all__ = ["Config", "default"]
 class Config:
     # what is traced
     pids: tuple = ()  # -p, tgids or tids (resolved by the session)
+    cgroups: tuple = ()  # --cgroup: cgroup folders (or hierarchy paths) whose tasks are traced
     command: str | None = None  # -c
     children: bool = False
     allocs: bool = True  # --kinds: allocation tracking
@@ -34,6 +35,7 @@ class Config:
     cache_glob: str | None = None
     fmt: str = "text"
     shake: bool = False  # drop reclaimable dentries and inodes before the final report
+    by: str | None = None  # --by cgroup: a per-cgroup table before the groups
     # when
     interval_s: float | None = None  # INTERVAL: a report every INTERVAL
     count: int | None = None  # COUNT reports, then end
@@ -85,6 +87,8 @@ class Config:
                 bad("-c needs a command (it was empty)")
         if self.children and not (self.pids or self.command is not None):
             bad("--children needs -p or -c")
+        if self.cgroups and (self.pids or self.command is not None):
+            bad("--cgroup and -p/-c cannot be combined")
         for name, value in (("--duration", self.duration_s), ("INTERVAL", self.interval_s),
                             ("--interval", self.capture_interval_s)):
             if value is not None and value <= 0:

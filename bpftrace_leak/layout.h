@@ -91,7 +91,8 @@ struct live_obj {
 	u64 ts_ns;		/* bpf_ktime_get_ns() at allocation (CLOCK_MONOTONIC) */
 	u64 call_site;
 	u64 cache;		/* struct kmem_cache * of KIND_SLAB objects, else 0 */
-	u64 bytes;		/* 0 for KIND_SLAB when the site knows its cache's size */
+	u32 bytes;		/* 0 for KIND_SLAB when the site knows its cache's size */
+	u32 cgroup;		/* the allocating task's cgroup (kernfs id): probes.c current_cgroup */
 	u32 tgid;
 	s32 stack_id;		/* negative: stack lost, fall back to call_site */
 	u16 kind;
@@ -204,6 +205,24 @@ struct site {
 
 struct exited_comm {
 	char comm[COMM_LEN];
+};
+
+/* ---- cgroups (TRACK_CGROUPS) ---- */
+#define CGROUP_PATH_LEN 256
+
+/* a cgroup made while traced (cgroup:cgroup_mkdir), by its kernfs id */
+struct cgroup_name {
+	char path[CGROUP_PATH_LEN];	/* in its hierarchy, from its root */
+	u64 mem_cgroup;		/* its struct mem_cgroup, when the hierarchy has memory */
+	u64 removed_ns;		/* cgroup:cgroup_rmdir, 0 while it exists */
+};
+
+/* probes.c current_cgroup's per-CPU memo: a task's cgroup until any task
+ * migrates or exits (cgroup_gen changes) */
+struct cgroup_memo {
+	u64 task;
+	u64 gen;
+	u64 id;
 };
 
 /* ---- reference counts (TRACK_REFS) ---- */

@@ -37,6 +37,22 @@
 /* argument ``name`` of raw tracepoint ``event`` */
 #define ARG(event, name) (ctx->args[ARG_##event##_##name])
 
+/* kernel memory at ``addr``; 0 where it cannot be read */
+static __always_inline u64 kread(u64 addr)
+{
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline u32 kread32(u64 addr)
+{
+	u32 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+
 /*
  * Slab objects live in `slots`, pages in `page_slots`, arrays indexed by the address:
  * claiming and releasing a slot is one compare-and-swap, with no bucket lock
@@ -114,6 +130,60 @@ static __always_inline int failed_ptr(u64 addr)
 	return addr == 0 || addr >= (u64)-4095;
 }
 
+#ifdef TRACK_CGROUPS
+/*
+ * ---- cgroups ---------------------------------------------------------------
+ * Each allocation records its task's cgroup in one hierarchy: the memory
+ * controller's (v1, where it is mounted so, as on this project's host) or
+ * the unified one (v2). A cgroup is named by its kernfs id, the inode number
+ * of its folder in cgroupfs, so user space finds paths by listing folders;
+ * cgroups made or removed while traced are named by their events
+ * (cgroup_names). The v1 lookup follows four pointers, so it is kept per CPU
+ * for the current task until any task migrates or exits (cgroup_gen): a
+ * task's cgroup changes only by migrating.
+ */
+BPF_HASH(cgroup_names, u64, struct cgroup_name, 4096);
+BPF_ARRAY(cgroup_gen, u64, 1);
+BPF_PERCPU_ARRAY(cgroup_memo, struct cgroup_memo, 1);
+#ifdef FILTER_CGROUPS
+BPF_HASH(cgroup_filter, u64, u8, 4096);	/* --cgroup: those and their descendants */
+#endif
+
+static __always_inline u64 cgroup_id(u64 cgrp)
+{
+	return kread(kread(cgrp + CGROUP_KN_OFF) + KERNFS_ID_OFF);
+}
+
+static __always_inline u32 current_cgroup(void)
+{
+#ifdef CGROUP_V1_SUBSYS
+	int zero = 0;
+	u64 task = bpf_get_current_task();
+	u64 *gen = cgroup_gen.lookup(&zero);
+	struct cgroup_memo *m = cgroup_memo.lookup(&zero);
+	if (!gen || !m)
+		return 0;
+	if (m->task == task && m->gen == *gen)
+		return m->id;
+	u64 css = kread(kread(task + TASK_CGROUPS_OFF) + CSS_SET_SUBSYS_OFF + 8 * CGROUP_V1_SUBSYS);
+	m->task = task;
+	m->gen = *gen;
+	m->id = cgroup_id(kread(css + CSS_CGROUP_OFF));
+	return m->id;
+#else
+	return bpf_get_current_cgroup_id();
+#endif
+}
+
+static __always_inline void cgroups_changed(void)
+{
+	int zero = 0;
+	u64 *gen = cgroup_gen.lookup(&zero);
+	if (gen)
+		__sync_fetch_and_add(gen, 1);
+}
+#endif
+
 /*
  * Decide whether the current allocation belongs to a target. Allocations
  * made in interrupt context run on behalf of nobody in particular, so with a
@@ -129,6 +199,15 @@ static __always_inline int wanted(void *args)
 		return 0;
 	}
 	return is_target(bpf_get_current_pid_tgid() >> 32);
+#elif defined(FILTER_CGROUPS)
+	int zero = 0;
+	u32 *irq = irq_state.lookup(&zero);
+	if (irq && *irq) {
+		count(CNT_IRQ_SKIPPED);
+		return 0;
+	}
+	u64 id = current_cgroup();
+	return cgroup_filter.lookup(&id) != NULL;
 #elif defined(EXCLUDE_SET)
 	return !is_target(bpf_get_current_pid_tgid() >> 32);
 #else
@@ -396,6 +475,9 @@ static __always_inline void record(void *ctx, struct live_key *key, struct live_
 	obj->tgid = bpf_get_current_pid_tgid() >> 32;
 	if (sk)
 		obj->syscall = sk->syscall = current_syscall();
+#ifdef TRACK_CGROUPS
+	obj->cgroup = current_cgroup();
+#endif
 	take_stack(ctx, sk, s, obj);
 #ifdef PAGE_RETIRE
 	if (key->space == SPACE_SLAB)
@@ -571,20 +653,6 @@ BPF_ARRAY(cpu_offsets, u64, CENSUS_CPUS);	/* __per_cpu_offset[cpu], learned */
 BPF_HASH(census_known, u64, u8, 4096);		/* the kernel's struct kmem_cache pointers */
 BPF_HASH(census_seen, u64, u8, 4096);		/* caches whose slabs held recorded objects */
 BPF_ARRAY(census_lists, struct census_list, 2);	/* enum census_list_kind */
-
-static __always_inline u64 kread(u64 addr)
-{
-	u64 v = 0;
-	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
-	return v;
-}
-
-static __always_inline u32 kread32(u64 addr)
-{
-	u32 v = 0;
-	bpf_probe_read_kernel(&v, sizeof(v), (void *)addr);
-	return v;
-}
 
 /* args: address, length: copies that much kernel memory into peek_buf */
 int census_peek(struct bpf_raw_tracepoint_args *ctx)
@@ -977,6 +1045,9 @@ static __always_inline int group_dead(struct bpf_raw_tracepoint_args *ctx)
 
 int task_exit(struct bpf_raw_tracepoint_args *ctx)
 {
+#ifdef TRACK_CGROUPS
+	cgroups_changed();	/* its task_struct may be someone else's next */
+#endif
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	if ((u32)id == tgid) {	/* the process, not one of its threads */
@@ -1000,6 +1071,66 @@ int task_exit(struct bpf_raw_tracepoint_args *ctx)
 #endif
 	return 0;
 }
+
+#ifdef TRACK_CGROUPS
+/* cgroup:cgroup_mkdir(cgrp, path), in the hierarchy traced: remember its
+ * path; its struct mem_cgroup, allocated by the mkdir's caller, is the new
+ * cgroup's own and kept while the cgroup dies: it is charged to it. With
+ * --cgroup, a child of a traced cgroup is traced. */
+int cgroup_made(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 cgrp = ARG(cgroup_mkdir, cgrp);
+	if (kread32(kread(cgrp + CGROUP_ROOT_OFF) + CGROUP_ROOT_HIERARCHY_OFF) != CGROUP_HIERARCHY)
+		return 0;
+	u64 id = cgroup_id(cgrp);
+	struct cgroup_name name = {};
+	bpf_probe_read_kernel_str(name.path, sizeof(name.path), (void *)ARG(cgroup_mkdir, path));
+#ifdef CGROUP_MEMORY_SUBSYS
+	name.mem_cgroup = kread(cgrp + CGROUP_SUBSYS_OFF + 8 * CGROUP_MEMORY_SUBSYS);
+	struct live_key key = {.addr = name.mem_cgroup, .space = SPACE_SLAB};
+	struct slab_slot *slot = name.mem_cgroup ? slot_of(&key) : NULL;
+	if (slot && slot->addr == key.addr)
+		slot->obj.cgroup = id;
+#endif
+	cgroup_names.update(&id, &name);
+#ifdef FILTER_CGROUPS
+	u64 parent = cgroup_id(kread(kread(cgrp + CGROUP_SELF_OFF + CSS_PARENT_OFF) + CSS_CGROUP_OFF));
+	u8 one = 1;
+	if (cgroup_filter.lookup(&parent))
+		cgroup_filter.update(&id, &one);
+#endif
+	return 0;
+}
+
+/* cgroup:cgroup_rmdir(cgrp, path): when it went, and its name if it was
+ * made before the session */
+int cgroup_removed(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 cgrp = ARG(cgroup_rmdir, cgrp);
+	if (kread32(kread(cgrp + CGROUP_ROOT_OFF) + CGROUP_ROOT_HIERARCHY_OFF) != CGROUP_HIERARCHY)
+		return 0;
+	u64 id = cgroup_id(cgrp);
+	struct cgroup_name *known = cgroup_names.lookup(&id);
+	if (known) {
+		known->removed_ns = bpf_ktime_get_ns();
+		return 0;
+	}
+	struct cgroup_name name = {.removed_ns = bpf_ktime_get_ns()};
+	bpf_probe_read_kernel_str(name.path, sizeof(name.path), (void *)ARG(cgroup_rmdir, path));
+#ifdef CGROUP_MEMORY_SUBSYS
+	name.mem_cgroup = kread(cgrp + CGROUP_SUBSYS_OFF + 8 * CGROUP_MEMORY_SUBSYS);
+#endif
+	cgroup_names.update(&id, &name);
+	return 0;
+}
+
+/* cgroup:cgroup_attach_task: a task changed cgroups; memos are stale */
+int cgroup_moved(struct bpf_raw_tracepoint_args *ctx)
+{
+	cgroups_changed();
+	return 0;
+}
+#endif
 
 /* ---- children ------------------------------------------------------------- */
 

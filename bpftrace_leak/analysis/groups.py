@@ -14,7 +14,8 @@ render: select(), cull() and sort_groups() work on it, for both.
 import fnmatch
 from dataclasses import dataclass, field
 
-__all__ = ["Obj", "Group", "age_and_group", "kmalloc_cache_name", "select", "cull", "sort_groups", "SORT_KEYS"]
+__all__ = ["Obj", "Group", "age_and_group", "kmalloc_cache_name", "select", "cull", "sort_groups", "SORT_KEYS",
+           "by_cgroup"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Obj:
     site_stack: bool = False
     cache_ptr: int = 0
     syscall: int = 0  # the allocating task's syscall number (tells call paths apart)
+    cgroup: int = 0  # the allocating task's cgroup, a kernfs id (0: not recorded)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Group:
     kind: str
     cache: str | None
     stack_key: tuple  # ("id", stack_id) or ("site", call_site) when the stack was lost
+    cgroup: int = 0
     objects: int = 0
     bytes: int = 0
     site_stack_objects: int = 0  # objects shown with their call site's first stack
@@ -95,10 +98,10 @@ def age_and_group(objs, now_ns: int, min_age_ns: int) -> list[Group]:
         if age < min_age_ns:
             continue
         skey = ("id", obj.stack_id) if obj.stack_id >= 0 else ("site", obj.call_site)
-        key = (obj.kind, obj.cache, skey)
+        key = (obj.kind, obj.cache, skey, obj.cgroup)
         g = groups.get(key)
         if g is None:
-            g = groups[key] = Group(obj.kind, obj.cache, skey)
+            g = groups[key] = Group(obj.kind, obj.cache, skey, obj.cgroup)
         g.add(obj, age)
     return list(groups.values())
 
@@ -111,9 +114,26 @@ def _cache_matches(g: dict, pattern: str) -> bool:
                                     for n in [g["cache"], *g.get("cache_aliases", [])])
 
 
-def select(groups: list[dict], pid=None, comm=None, cache=None) -> list[dict]:
-    """The groups with process ``pid``, command ``comm``, and a cache matching glob ``cache``."""
+def by_cgroup(groups: list[dict]) -> list[dict]:
+    """Per cgroup: [{"cgroup", "container", "removed", "objects", "bytes",
+    "kinds": {kind: objects}}], most bytes first (groups without one: cgroup null)."""
+    rows: dict = {}
+    for g in groups:
+        row = rows.setdefault(g.get("cgroup"), {"cgroup": g.get("cgroup"), "container": g.get("container"),
+                                                "removed": g.get("cgroup_removed", False), "objects": 0,
+                                                "bytes": 0, "kinds": {}})
+        row["objects"] += g["objects"]
+        row["bytes"] += g["bytes"]
+        row["kinds"][g["kind"]] = row["kinds"].get(g["kind"], 0) + g["objects"]
+    return sorted(rows.values(), key=lambda r: (-r["bytes"], r["cgroup"] or ""))
+
+
+def select(groups: list[dict], pid=None, comm=None, cache=None, cgroup=None) -> list[dict]:
+    """The groups with process ``pid``, command ``comm``, a cache matching
+    glob ``cache``, and a cgroup path matching glob ``cgroup``."""
     out = groups
+    if cgroup is not None:
+        out = [g for g in out if g.get("cgroup") and fnmatch.fnmatchcase(g["cgroup"], cgroup)]
     if pid is not None:
         out = [g for g in out if pid in g["pids"]]
     if comm is not None:
@@ -130,7 +150,7 @@ def cull(groups: list[dict], by: str) -> list[dict]:
         return groups
     merged: dict[tuple, dict] = {}
     for g in sorted(groups, key=lambda g: -g["bytes"]):
-        key = (g["kind"], g["cache"])
+        key = (g["kind"], g["cache"], g.get("cgroup"))
         m = merged.get(key)
         if m is None:
             merged[key] = dict(g, pids=list(g["pids"]), comms=list(g["comms"]))

@@ -1,7 +1,7 @@
 """Groups over time: growth rates from a capture's snapshots, and diffs.
 
-A group is the same group in two snapshots when its (kind, cache, stack)
-match. Growth is the least-squares slope of its objects and bytes over the
+A group is the same group in two snapshots when its (kind, cache, stack,
+cgroup) match. Growth is the least-squares slope of its objects and bytes over the
 snapshots' times, per hour; a group absent from a snapshot counts as zero
 there (it had nothing outstanding old enough). Slopes are computed for all
 groups at once with numpy: 100 snapshots of 5,000 groups take milliseconds
@@ -16,7 +16,7 @@ __all__ = ["group_key", "point", "slope", "growth", "series_of", "slab_growth", 
 
 
 def group_key(g: dict) -> tuple:
-    return (g["kind"], g["cache"], tuple(g["stack"]))
+    return (g["kind"], g["cache"], tuple(g["stack"]), g.get("cgroup"))
 
 
 def point(groups: list[dict]) -> dict[tuple, tuple[int, int]]:

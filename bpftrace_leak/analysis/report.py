@@ -5,10 +5,11 @@ is in it: aged groups, symbolized and trimmed stacks, totals and warnings.
 """
 
 from .aliases import owner
-from .groups import Group, age_and_group, select, sort_groups
+from ..kernel.cgroups import container
+from .groups import Group, age_and_group, by_cgroup, select, sort_groups
 from .refs import group_refs
 from .schema import REPORT_SCHEMA as SCHEMA
-from .symbols import backs_other_kind, is_slab_bookkeeping, is_user_page_stack, trim_allocator_frames
+from .symbols import backs_other_kind, base_name, is_slab_bookkeeping, is_user_page_stack, trim_allocator_frames
 
 __all__ = ["SCHEMA", "build_report", "group_stacks"]
 
@@ -39,7 +40,7 @@ def group_stacks(groups: list[Group], raw_frames, site_name, user_pages: bool = 
         if g.kind == "user-page" and not user_pages:
             continue
         g.stack = trim_allocator_frames(raw)
-        key = (g.kind, g.cache, tuple(g.stack))
+        key = (g.kind, g.cache, tuple(g.stack), g.cgroup)
         if key in merged:
             merged[key].merge(g)
         else:
@@ -56,10 +57,28 @@ def _owner(g: Group, aliases: dict) -> dict:
     return {"cache_owner": name} if name else {"cache_owner": None, "cache_candidates": candidates}
 
 
+#: a memory cgroup's own structures: the kernel keeps them while the cgroup dies
+_MEMCG_OWN = frozenset({"mem_cgroup_css_alloc", "mem_cgroup_alloc"})
+
+
+def _cgroup(g: Group, cgroup_name) -> dict:
+    """A group's cgroup fields: ``cgroup`` (path, ``(removed) path`` for one
+    that is gone), ``container``; ``cgroup_own`` for a memory cgroup's own
+    struct mem_cgroup."""
+    if cgroup_name is None:
+        return {}
+    path, removed = cgroup_name(g.cgroup)
+    out = {"cgroup": (f"(removed) {path}" if removed else path) if path else None,
+           "cgroup_removed": removed, "container": container(path) if path else None}
+    if removed and any(base_name(f) in _MEMCG_OWN for f in g.stack):
+        out["cgroup_own"] = True
+    return out
+
+
 def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s: float,
                  min_age_ms: int, targets: list[int],
                  cache_glob: str | None = None, aliases: dict | None = None,
-                 user_pages: bool = False, refs_tracking: str = "off") -> dict:
+                 user_pages: bool = False, refs_tracking: str = "off", cgroup_name=None) -> dict:
     """The report as a JSON-ready dict, groups sorted by bytes, largest first.
 
     ``refs_tracking`` says how references were tracked ("kprobe") or why not.
@@ -81,6 +100,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
             "comms": sorted(g.comms),
             "stack": g.stack,
             "site_stack_objects": g.site_stack_objects,
+            **_cgroup(g, cgroup_name),
         }
         for g in groups
     ]
@@ -116,6 +136,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "targets": sorted(targets),
         "totals": totals,
         "groups": groups,
+        "cgroups": by_cgroup(groups) if cgroup_name else [],
         "refs_tracking": refs_tracking,
         "refs": [
             {

@@ -117,7 +117,8 @@ def _fields(doc, where, required, optional=()):
 
 
 def check_group_core(g, i: int, known: dict | None = None, prefix: str = "groups") -> tuple:
-    """The fields growth reads of group ``i``; returns its key (kind, cache, stack tuple).
+    """The fields growth reads of group ``i``; returns its key (kind, cache,
+    stack tuple, cgroup): history.group_key's.
 
     Errors name it ``prefix[i]`` (made only then: this runs for every group
     of every snapshot). ``known``: {key: key} of groups checked before; a
@@ -127,10 +128,12 @@ def check_group_core(g, i: int, known: dict | None = None, prefix: str = "groups
     """
     if type(g) is dict:
         kind, cache, stack, n, b = g.get("kind"), g.get("cache"), g.get("stack"), g.get("objects"), g.get("bytes")
+        cgroup = g.get("cgroup")
         if (type(kind) is str and len(kind) <= 256 and (cache is None or type(cache) is str and len(cache) <= 256)
                 and type(stack) is list and type(n) is int and type(b) is int
-                and 0 <= n < _MAX_COUNT and 0 <= b < _MAX_COUNT):
-            key = (kind, cache, tuple(stack))
+                and 0 <= n < _MAX_COUNT and 0 <= b < _MAX_COUNT
+                and (cgroup is None or type(cgroup) is str and len(cgroup) <= _MAX_TEXT)):
+            key = (kind, cache, tuple(stack), cgroup)
             if known is not None:
                 first = known.get(key)
                 if first is not None:
@@ -144,6 +147,7 @@ def check_group_core(g, i: int, known: dict | None = None, prefix: str = "groups
     if g.get("cache") is not None:
         _text(g["cache"], f"{where}.cache", 256)
     _list(g.get("stack"), f"{where}.stack")
+    _opt_text(g.get("cgroup"), f"{where}.cgroup")
     _count(g.get("objects"), f"{where}.objects")
     _count(g.get("bytes"), f"{where}.bytes")
     raise AssertionError("unreachable: the fast path refused what the checks accept")
@@ -152,12 +156,19 @@ def check_group_core(g, i: int, known: dict | None = None, prefix: str = "groups
 _GROUP_REST = [("oldest_ms", _count), ("pids", _counts), ("comms", _texts)]
 _GROUP_OPTIONAL = [("cache_aliases", _texts), ("site_stack_objects", _count), ("unverified_objects", _count),
                    ("kernel_active", _count), ("cgroup", _opt_text), ("cache_owner", _opt_text),
-                   ("cache_candidates", _texts)]
+                   ("cache_candidates", _texts), ("container", _opt_text)]
 _REF = [("object", _text), ("objects", _count), ("net", _count), ("why", _text), ("names", _texts),
         ("oldest_ms", _count), ("pids", _counts), ("comms", _texts), ("stack", _stack), ("put_stack", _stack)]
 _SOCKET = [("pid", _count), ("family", _text), ("state", _text), ("count", _count)]
 _EXAMPLE = [("inode", _count)]
 _EXAMPLE_OPTIONAL = [("peer", _count), ("sport", _count), ("dport", _count)]
+
+
+def _kinds(k, where):
+    for name, n in _object(k, where).items():
+        _text(name, f"{where} key", 64)
+        _count(n, f"{where}[{name!r}]")
+    return k
 
 
 def _socket(s, where):
@@ -184,7 +195,8 @@ _REPORT = [("kernel", _text), ("started", _text), ("duration_s", _number), ("min
 def check_report(doc, where: str = "report") -> dict:
     """Check a whole report; returns it."""
     _fields(doc, where, _REPORT, [("refs_tracking", _text), ("schema", _text), ("headline", _text),
-                                  ("ranked_by", _text), ("snapshots", _count), ("tracer_maps_bytes", _count)])
+                                  ("ranked_by", _text), ("snapshots", _count), ("tracer_maps_bytes", _count),
+                                  ("by", _text)])
     for i, g in enumerate(doc["groups"]):
         check_group_core(g, i, prefix=f"{where}.groups")
         _fields(g, f"{where}.groups[{i}]", _GROUP_REST, _GROUP_OPTIONAL)
@@ -192,6 +204,9 @@ def check_report(doc, where: str = "report") -> dict:
         _fields(r, f"{where}.refs[{i}]", _REF)
     for i, s in enumerate(_list(doc.get("sockets") or [], f"{where}.sockets", 100_000)):
         _socket(s, f"{where}.sockets[{i}]")
+    for i, c in enumerate(_list(doc.get("cgroups") or [], f"{where}.cgroups", 1_000_000)):
+        _fields(c, f"{where}.cgroups[{i}]", [("objects", _count), ("bytes", _count)],
+                [("cgroup", _opt_text), ("container", _opt_text), ("kinds", _kinds)])
     return doc
 
 

@@ -17,6 +17,7 @@ _MAGIC = 0xEB9F
 _STRUCT, _UNION = 4, 5
 _FUNC, _FUNC_PROTO = 12, 13
 _VAR, _DATASEC = 14, 15
+_ENUM, _ENUM64 = 6, 19
 _TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _TYPE_TAG = 8, 9, 10, 11, 18
 # bytes of kind-specific data after the 12-byte btf_type, per kind: (fixed, per vlen)
 _TRAILER = {1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 7: (0, 0),
@@ -50,6 +51,7 @@ class Btf:
         self._funcs: dict[str, int] = {}  # FUNC name -> its FUNC_PROTO id
         self._percpu: dict[str, int] = {}  # per-CPU variable -> its offset in the per-CPU area
         names: dict[int, str] = {}  # VAR id -> name
+        self._enumerators: dict[str, int] = {}  # every enum member -> its value
         pos = 0
         while pos < len(types):
             name_off, info, size_or_type = struct.unpack_from("<III", types, pos)
@@ -75,6 +77,14 @@ class Btf:
                 self._funcs.setdefault(self._str(name_off), size_or_type)
             elif kind == _VAR:
                 names[tid] = self._str(name_off)
+            elif kind == _ENUM:
+                for i in range(vlen):
+                    m_name, value = struct.unpack_from("<Ii", types, pos + 8 * i)
+                    self._enumerators.setdefault(self._str(m_name), value)
+            elif kind == _ENUM64:
+                for i in range(vlen):
+                    m_name, lo, hi = struct.unpack_from("<III", types, pos + 12 * i)
+                    self._enumerators.setdefault(self._str(m_name), lo | hi << 32)
             elif kind == _DATASEC and self._str(name_off) == ".data..percpu":
                 for i in range(vlen):
                     var, off, _size = struct.unpack_from("<III", types, pos + 12 * i)
@@ -117,6 +127,12 @@ class Btf:
         if proto is None or proto not in self._params:
             raise BtfError(f"function {func} not in BTF")
         return self._params[proto]
+
+    def enumerator(self, name: str) -> int:
+        """The value of enum member ``name`` (e.g. memory_cgrp_id)."""
+        if name not in self._enumerators:
+            raise BtfError(f"enum member {name} not in BTF")
+        return self._enumerators[name]
 
     def percpu(self, var: str) -> int:
         """Offset of per-CPU variable ``var`` in the per-CPU area (BTF's

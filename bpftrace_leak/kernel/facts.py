@@ -32,6 +32,8 @@ class KernelFacts:
     ``page_struct``: sizeof(struct page) (0 when unknown); ``mem_pages``:
     MemTotal in pages; ``percpu``: {per-CPU variable: its offset} from BTF;
     ``cpus``: possible CPUs; ``nodes``: possible NUMA nodes.
+    ``enums``: {enum member: value} from BTF; ``controllers``: /proc/cgroups,
+    {controller: its hierarchy id (0: the unified v2 hierarchy)}.
     """
 
     release: str = "?"
@@ -51,6 +53,8 @@ class KernelFacts:
     percpu: dict = field(default_factory=dict)
     cpus: int = 1
     nodes: int = 1
+    enums: dict = field(default_factory=dict)
+    controllers: dict = field(default_factory=dict)
 
     def has(self, event: str) -> bool:
         return self.events.get(event) is not None
@@ -79,7 +83,21 @@ def _count_of(path: str) -> int:
         return 1
 
 
-def read_facts(events: dict, functions, structs, percpu=()) -> KernelFacts:
+def _controllers(path: str = "/proc/cgroups") -> dict[str, int]:
+    """{enabled controller: hierarchy id} from /proc/cgroups (0: on cgroup v2)."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 4 and not line.startswith("#") and parts[3] == "1":
+                    out[parts[0]] = int(parts[1])
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def read_facts(events: dict, functions, structs, percpu=(), enums=()) -> KernelFacts:
     """The facts for ``events`` ({``system/event``: BTF functions that may
     carry its arguments}), kernel ``functions`` and ``structs``
     ("struct.member.path" offsets)."""
@@ -108,6 +126,12 @@ def read_facts(events: dict, functions, structs, percpu=()) -> KernelFacts:
         page_struct = btf.size("page") if btf else 0
     except BtfError:
         page_struct = 0
+    values = {}
+    for name in enums if btf else ():
+        try:
+            values[name] = btf.enumerator(name)
+        except BtfError:
+            pass
     pcpu = {}
     for var in percpu if btf else ():
         try:
@@ -120,7 +144,7 @@ def read_facts(events: dict, functions, structs, percpu=()) -> KernelFacts:
         traceable=frozenset(traceable_functions(functions)), btf=os.path.exists(BTF_VMLINUX),
         ranges=function_ranges((TRAMPOLINE_SYMBOL, *functions)), params=params, page_struct=page_struct,
         mem_pages=_mem_pages(), percpu=pcpu, cpus=_count_of("/sys/devices/system/cpu/possible"),
-        nodes=_count_of("/sys/devices/system/node/possible"))
+        nodes=_count_of("/sys/devices/system/node/possible"), enums=values, controllers=_controllers())
 
 
 def _mem_pages() -> int:

@@ -81,6 +81,8 @@ def render_text(report: dict) -> str:
                      f"({report.get('growth_window_s', 0):.0f} s), then by bytes")
     if report.get("tracer_maps_bytes"):
         lines.append(f"  kleaktrace's own BPF maps: {human_bytes(report['tracer_maps_bytes'])} (not in the groups)")
+    if report.get("by") == "cgroup":
+        lines.extend(_cgroup_table(report))
     for i, g in enumerate(report["groups"], 1):
         cache = _cache_label(g)
         procs = ", ".join(f"{p}" for p in g["pids"][:8]) + (" ..." if len(g["pids"]) > 8 else "")
@@ -89,6 +91,11 @@ def render_text(report: dict) -> str:
             f"[{i}] {printable(g['kind'])} {cache}: {g['objects']:,} objects, {human_bytes(g['bytes'])}, "
             f"oldest {g['oldest_ms'] / 1000:.1f} s, pids {procs} ({_names(g['comms'], 4)})"
         )
+        if g.get("cgroup"):
+            lines.append(f"      cgroup {printable(g['cgroup'])}"
+                         + (f" ({printable(g['container'])})" if g.get("container") else "")
+                         + (": the cgroup's own struct mem_cgroup, which the kernel keeps while the cgroup dies"
+                            if g.get("cgroup_own") else ""))
         if "bytes_per_h" in g:
             lines.append(f"      growth: {human_bytes(max(0, int(g['bytes_per_h'])))}/h, "
                          f"{g['objects_per_h']:+,.0f} objects/h")
@@ -119,6 +126,20 @@ def render_text(report: dict) -> str:
     for w in warnings(report):
         lines.append(f"warning: {w}")
     return "\n".join(lines) + "\n"
+
+
+def _cgroup_table(report: dict) -> list[str]:
+    """--by cgroup: outstanding objects and bytes per cgroup, per kind."""
+    rows = report.get("cgroups") or []
+    out = ["", "per cgroup:"]
+    if not rows:
+        out.append("  (cgroups not recorded)")
+    for r in rows:
+        kinds = ", ".join(f"{n:,} {printable(k)}" for k, n in sorted(r["kinds"].items(), key=lambda kv: -kv[1]))
+        name = printable(r["cgroup"] or "(no cgroup recorded)")
+        out.append(f"  {name}" + (f" [{printable(r['container'])}]" if r.get("container") else "")
+                   + f": {r['objects']:,} objects, {human_bytes(r['bytes'])} ({kinds})")
+    return out
 
 
 def _cache_label(g: dict) -> str:

@@ -22,6 +22,8 @@ from ..analysis.report import build_report
 from ..analysis.sockets import is_socket_cache, name_sockets
 from ..errors import KleakError
 from ..kernel import check_privileges, kernel_release
+from ..kernel.cgroups import CgroupNames, memory_on_v1, mount_point, scan
+from ..kernel.cgroups import resolve as cgroup_folder
 from ..kernel.slabs import cache_aliases, check_cache_glob, known_caches
 from ..output.capture import slab_facts
 from ..output.outfiles import open_private
@@ -83,15 +85,33 @@ def run(cfg, out=None, on_attached=None, stop_event=None, on_report=None) -> int
     """
     check_privileges()
     targets = [resolve_pid(p) for p in cfg.pids]
+    cgroup_ids = resolve_cgroups(cfg.cgroups)
     aliases = cache_aliases()
     if cfg.cache_glob and not check_cache_glob(cfg.cache_glob, known_caches()):
         raise KleakError(f"--cache {printable(cfg.cache_glob)}: no slab cache of that name (see /proc/slabinfo)",
                          status=2)
     with Signals() as signals:
-        return _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report)
+        return _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report, cgroup_ids)
 
 
-def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report) -> int:
+def resolve_cgroups(paths) -> list[int]:
+    """The kernfs ids of --cgroup PATHs and their descendants, in the memory
+    controller's hierarchy; KleakError (status 2) for one that does not exist."""
+    if not paths:
+        return []
+    root = mount_point(1) if memory_on_v1() else mount_point(2)
+    if root is None:
+        raise KleakError("--cgroup: the memory controller's cgroup hierarchy is not mounted", status=2)
+    ids = []
+    for path in paths:
+        folder = cgroup_folder(path, root)
+        if folder is None:
+            raise KleakError(f"--cgroup {printable(path)}: no such cgroup under {root}", status=2)
+        ids += scan(folder)
+    return ids
+
+
+def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report, cgroup_ids) -> int:
     sink = capture = held = reader = session = census = None
     try:
         # files first: a path that cannot take them fails before the compile
@@ -106,13 +126,17 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
             held = HeldCommand(cfg.argv)
             targets.append(held.pid)
         watched = list(targets)
-        session = Session(cfg, targets, warn=_warn)
+        session = Session(cfg, targets, warn=_warn, cgroup_ids=cgroup_ids)
         session.start()
         signals.check()
         reader = Reader(session)
         promoter = Promoter(session) if cfg.stacks == "sites" and cfg.allocs else None
         census = Census(session, reader) if session.plan.census else None
         growth = LiveGrowth()
+        cgroups = None
+        if session.plan.cgroups:
+            cgroups = CgroupNames(mount_point(session.plan.cgroups["version"]), reader.cgroup_events)
+            cgroups.refresh()
         started = _now_iso()
         t0 = time.monotonic()
         if capture:
@@ -132,10 +156,14 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
             facts = slab_facts()
             if promoter:
                 promoter.promote(snap.objects)
+            if cgroups:
+                cgroups.refresh()
             report = build_report(
                 snap, symbolizer, kernel=kernel_release(), started=started, duration_s=time.monotonic() - t0,
                 min_age_ms=cfg.min_age_ms, targets=targets, cache_glob=cfg.cache_glob, aliases=aliases,
-                user_pages=cfg.user_pages, refs_tracking=session.refs_tracking)
+                user_pages=cfg.user_pages, refs_tracking=session.refs_tracking,
+                cgroup_name=cgroups.name if cgroups else None)
+            report["by"] = cfg.by
             socket_pids = {p for g in report["groups"] if is_socket_cache(g["cache"], aliases.get(g["cache"], set()))
                            for p in g["pids"]}
             report["sockets"] = name_sockets(sorted(socket_pids)) if socket_pids and targets else []
@@ -189,6 +217,8 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
             if next_promote is not None and now >= next_promote:
                 began = time.monotonic()
                 promoter.promote(reader.objects(cfg.min_age_ns)[1])
+                if cgroups:  # names of cgroups that may be gone by the report
+                    cgroups.refresh()
                 # a million objects take a good part of a second to read: stay below 5% of a core
                 next_promote = time.monotonic() + max(cfg.promote_every_s, 20 * (time.monotonic() - began))
             if next_report is not None and now >= next_report:

@@ -8,7 +8,7 @@ the live report uses (analysis/groups.py), and rendered by output/.
 
 import sys
 
-from ..analysis.groups import cull, select, sort_groups
+from ..analysis.groups import by_cgroup, cull, select, sort_groups
 from ..analysis.history import diff, group_key, growth, headline
 from ..output.capture import load_capture
 from ..output.outfiles import write_private
@@ -30,14 +30,16 @@ def annotate(capture) -> dict:
 
 
 def run_report(path, fmt="text", sort="bytes", pid=None, comm=None, cache=None, cull_by="stack",
-               top=None, output=None, force=False) -> int:
+               top=None, output=None, force=False, cgroup=None, by=None) -> int:
     cap = load_capture(path)
     if cap.torn:
         print(f"kleaktrace: note: {printable(path)} ends in a torn line (the recording was cut short); "
               f"using its {len(cap.series)} complete snapshots", file=sys.stderr)
     report = annotate(cap)
-    groups = sort_groups(cull(select(report["groups"], pid, comm, cache), cull_by), sort)
+    groups = sort_groups(cull(select(report["groups"], pid, comm, cache, cgroup), cull_by), sort)
     report["groups"] = groups
+    report["cgroups"] = by_cgroup(groups)
+    report["by"] = by
     report["totals"] = dict(report["totals"], objects=sum(g["objects"] for g in groups),
                             bytes=sum(g["bytes"] for g in groups))
     if fmt == "html":

@@ -42,7 +42,8 @@ class Probe:
     tracking), "targets" (a PID filter), "forks" (--children, or the
     tracer's own children left out system-wide), "refs"
     (reference counts), "retire" (freed slab pages retire their objects:
-    plan.py decides), "census" (the slab census: plan.py decides), "always".
+    plan.py decides), "census" (the slab census: plan.py decides), "cgroups"
+    (each allocation's cgroup: plan.py decides), "always".
     ``required``: without it the session cannot run (an error); otherwise its
     absence is a note.
     ``args``: the tracepoint arguments the program must find, each a name or
@@ -122,6 +123,10 @@ PROBES = (
     # its own TRACE_EVENT, with group_dead, from 6.16; sched_process_template's before
     Probe("sched/sched_process_exit", "task_exit", RAW, "always", required=True, args=("p",),
           template="sched_process_template"),
+    # cgroups made, removed and joined (probes.c: cgroup_made, ...)
+    Probe("cgroup/cgroup_mkdir", "cgroup_made", RAW, "cgroups", args=("cgrp", "path"), template="cgroup"),
+    Probe("cgroup/cgroup_rmdir", "cgroup_removed", RAW, "cgroups", args=("cgrp", "path"), template="cgroup"),
+    Probe("cgroup/cgroup_attach_task", "cgroup_moved", RAW, "cgroups", template="cgroup_migrate"),
     Probe("sched/sched_process_fork", "task_fork", RAW, "forks", required=True, args=("child",)),
     # the slab census (tracer/census.py), run on demand
     Probe("census", "census_peek", RUN, "census"),

@@ -61,10 +61,24 @@ _CENSUS_OPTIONAL = (
      "SHEAF_LIST_OFF": "slab_sheaf.barn_list", "KMEM_CACHE_NODE_BARN_OFF": "kmem_cache_node.barn",
      "BARN_FULL_OFF": "node_barn.sheaves_full"},
 )
+#: what the cgroup of an allocation is found with (probes.c: current_cgroup)
+_CGROUP_OFFSETS = {
+    "TASK_CGROUPS_OFF": "task_struct.cgroups",
+    "CSS_SET_SUBSYS_OFF": "css_set.subsys",
+    "CSS_CGROUP_OFF": "cgroup_subsys_state.cgroup",
+    "CSS_PARENT_OFF": "cgroup_subsys_state.parent",
+    "CGROUP_KN_OFF": "cgroup.kn",
+    "CGROUP_ROOT_OFF": "cgroup.root",
+    "CGROUP_SELF_OFF": "cgroup.self",
+    "CGROUP_SUBSYS_OFF": "cgroup.subsys",
+    "CGROUP_ROOT_HIERARCHY_OFF": "cgroup_root.hierarchy_id",
+    "KERNFS_ID_OFF": "kernfs_node.id",
+}
+ENUMS = ("memory_cgrp_id",)
 #: per-CPU variables the census finds a CPU's per-CPU offset with
 PERCPU = {"PCPU_RUNQUEUES": "runqueues", "PCPU_THIS_CPU_OFF": "this_cpu_off"}
 STRUCTS = tuple(_OFFSETS.values()) + tuple(_REF_OFFSETS.values()) + tuple(_CENSUS_OFFSETS.values()) \
-    + tuple(path for group in _CENSUS_OPTIONAL for path in group.values())
+    + tuple(path for group in _CENSUS_OPTIONAL for path in group.values()) + tuple(_CGROUP_OFFSETS.values())
 
 #: a struct file's own f_path reference is taken in these (probes.c: ignored_caller)
 _IGNORED_CALLERS = ("do_dentry_open", "vfs_open")
@@ -86,6 +100,7 @@ class Plan:
     refs_unavailable: str | None = None
     slot_bits: int = 10
     census: dict = field(default_factory=dict)  # what tracer/census.py needs: offsets, CPUs, nodes
+    cgroups: dict = field(default_factory=dict)  # {"hierarchy": id, "version": 1 or 2} when tracked
 
     def refs_off(self, why: str, allocs: bool) -> None:
         """Reference tracking is not possible: say so once, and why."""
@@ -101,9 +116,9 @@ def slot_bits(max_objects: int) -> int:
 
 
 def _wanted(probe, config, targets: bool, p: "Plan", retire: bool) -> bool:
-    forks = config.children or not targets and not config.include_self
-    return {"always": True, "allocs": config.allocs, "targets": targets, "forks": forks,
-            "refs": config.refs, "retire": retire, "census": bool(p.census)}[probe.when]
+    forks = config.children or not targets and not config.include_self and not config.cgroups
+    return {"always": True, "allocs": config.allocs, "targets": targets or bool(config.cgroups), "forks": forks,
+            "refs": config.refs, "retire": retire, "census": bool(p.census), "cgroups": bool(p.cgroups)}[probe.when]
 
 
 def _missing_args(probe, args: tuple) -> list[str]:
@@ -149,6 +164,8 @@ def plan(config, facts, targets: bool) -> Plan:
         flags.append("-DSTACKS_AT_SITES")
     if targets:
         flags.append("-DFILTER_TARGETS")
+    elif config.cgroups:
+        pass  # _cgroups: FILTER_CGROUPS
     elif not config.include_self:
         flags.append("-DEXCLUDE_SET")  # the tracer and what it forks are left out
     if config.children:
@@ -170,6 +187,8 @@ def plan(config, facts, targets: bool) -> Plan:
             flags += [f"-DVMAP_ALLOC_START_{i}={start:#x}ULL", f"-DVMAP_ALLOC_END_{i}={end:#x}ULL"]
     retire = _page_retire(p, facts) if config.allocs else []
     flags += retire
+    if config.allocs:
+        flags += _cgroups(p, config, facts, targets)
     events_done = set()
     for probe in catalog.PROBES:
         if probe.attach in (TAIL, RUN) and _wanted(probe, config, targets, p, bool(retire)) and \
@@ -213,6 +232,32 @@ def plan(config, facts, targets: bool) -> Plan:
             raise KleakError(f"--kinds refs: reference-count tracking unavailable: {p.refs_unavailable}")
     p.cflags = flags
     return p
+
+
+def _cgroups(p: Plan, config, facts, targets: bool) -> list[str]:
+    """Flags to record each allocation's cgroup (probes.c: current_cgroup),
+    in the memory controller's hierarchy: v1 where it is mounted so, else v2."""
+    missing = [path for path in _CGROUP_OFFSETS.values() if path not in facts.offsets]
+    memory = facts.enums.get("memory_cgrp_id")
+    hierarchy = facts.controllers.get("memory", 0)
+    if missing or (hierarchy and memory is None):
+        why = ", ".join(missing) or "memory_cgrp_id"
+        if config.cgroups:
+            raise KleakError(f"--cgroup: this kernel's BTF lacks {why}")
+        p.notes.append(f"cgroups not recorded: this kernel's BTF lacks {why}")
+        return []
+    flags = ["-DTRACK_CGROUPS", f"-DCGROUP_HIERARCHY={hierarchy}"]
+    flags += [f"-D{name}={facts.offsets[path]}" for name, path in _CGROUP_OFFSETS.items()]
+    if hierarchy:
+        flags.append(f"-DCGROUP_V1_SUBSYS={memory}")
+    if memory is not None and "memory" in facts.controllers:
+        flags.append(f"-DCGROUP_MEMORY_SUBSYS={memory}")
+    if config.cgroups:
+        if targets:
+            raise KleakError("--cgroup and -p/-c cannot be combined", status=2)
+        flags.append("-DFILTER_CGROUPS")
+    p.cgroups = {"hierarchy": hierarchy, "version": 1 if hierarchy else 2}
+    return flags
 
 
 def _page_retire(p: Plan, facts) -> list[str]:

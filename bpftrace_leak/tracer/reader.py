@@ -127,8 +127,15 @@ class Reader:
             objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
                             ts_ns=oldest, tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
                             call_site=r.call_site, count=n, site_stack=at_site, cache_ptr=r.cache,
-                            syscall=r.syscall))
+                            syscall=r.syscall, cgroup=r.cgroup))
         return now, objs
+
+    def cgroup_events(self) -> dict[int, tuple[str, bool]]:
+        """{kernfs id: (path, removed)} of the cgroups made or removed while traced."""
+        if not self.session.plan.cgroups:
+            return {}
+        return {k.value: (v.path.decode(errors="replace") or "/", bool(v.removed_ns))
+                for k, v in self.session.map("cgroup_names").items()}
 
     def comm(self, tgid: int) -> str:
         """A process's name: from the kernel if it exited while traced, else /proc."""

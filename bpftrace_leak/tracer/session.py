@@ -19,7 +19,7 @@ from ..kernel.tracefs import ensure_tracefs
 from . import bcc, catalog
 from .catalog import FENTRY, KPROBE, RAW, RUN, TAIL
 from ..layout import PACKAGE, PROBES_C
-from .plan import FUNCTIONS, PERCPU, STRUCTS, plan, ref_probes, refs_why
+from .plan import ENUMS, FUNCTIONS, PERCPU, STRUCTS, plan, ref_probes, refs_why
 
 __all__ = ["Session"]
 
@@ -36,9 +36,10 @@ class Session:
     """One attached set of probes for ``config``; ``targets``: the tgids traced
     (empty: every process). ``with Session(config, targets) as s: ...``"""
 
-    def __init__(self, config, targets, warn=None):
+    def __init__(self, config, targets, warn=None, cgroup_ids=()):
         self.config = config
         self.targets = list(targets)
+        self.cgroup_ids = list(cgroup_ids)  # --cgroup: their kernfs ids, descendants included
         self.warn = warn or (lambda m: None)
         self.module = None  # BCC's BPF object: the maps, the loaded programs
         self.plan = None
@@ -80,7 +81,7 @@ class Session:
         check_privileges()
         bcc.load_bcc()
         ensure_tracefs()
-        facts = read_facts(catalog.events(), FUNCTIONS, STRUCTS, PERCPU.values())
+        facts = read_facts(catalog.events(), FUNCTIONS, STRUCTS, PERCPU.values(), ENUMS)
         self.plan = plan(self.config, facts, bool(self.targets))
         headers = find_headers(self.config.kernel_headers, warn=self.warn)
         self.module = bcc.compile_module(PROBES_C, [f"-I{PACKAGE}"] + self.plan.cflags, headers)
@@ -88,6 +89,10 @@ class Session:
             # the set first: the probes filter from their first event
             if self.targets:
                 self._set_targets(self.targets)
+            elif self.cgroup_ids:
+                table = self.map("cgroup_filter")
+                for cid in self.cgroup_ids:
+                    table[ctypes.c_uint64(cid)] = ctypes.c_uint8(1)
             elif not self.config.include_self:
                 self._set_targets([os.getpid()])  # probes.c: EXCLUDE_SET
             for probe, copies in self.plan.probes:

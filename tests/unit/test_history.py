@@ -17,9 +17,9 @@ def test_growth_per_group_and_absent_group_counts_zero():
     snaps.append({"t_s": 4, "report": report(4, [extra])})
     series = [(s["t_s"], point(s["report"]["groups"])) for s in snaps]
     g = growth(series)
-    assert g[("slab", "sock_inode_cache", tuple(SOCK))]["objects_per_h"] == pytest.approx(360_000)
-    assert g[("slab", "filp", tuple(FILP))]["objects_per_h"] == pytest.approx(0)
-    assert series_of(series, ("kmalloc", "kmalloc-64", ("f+0x1",)))[0] == (1, 0, 0)
+    assert g[("slab", "sock_inode_cache", tuple(SOCK), None)]["objects_per_h"] == pytest.approx(360_000)
+    assert g[("slab", "filp", tuple(FILP), None)]["objects_per_h"] == pytest.approx(0)
+    assert series_of(series, ("kmalloc", "kmalloc-64", ("f+0x1",), None))[0] == (1, 0, 0)
 
 
 def test_diff_lists_grown_groups_only():

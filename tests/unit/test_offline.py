@@ -47,3 +47,35 @@ def test_diff(tmp_path, capsys):
     b = write_capture(tmp_path / "b.kcap", seconds=(1, 2, 3, 4))
     text = out_of(capsys, run_diff, str(a), str(b))
     assert "slab sock_inode_cache: +200 objects" in text and "filp" not in text
+
+
+def test_by_cgroup_offline(tmp_path, capsys):
+    from capture_data import report as make_report
+
+    from bpftrace_leak.output.capture import CaptureWriter
+    path = tmp_path / "cg.kcap"
+    w = CaptureWriter(str(path), header={"kernel": "6.18", "started": "x", "targets": [], "command": None,
+                                         "min_age_ms": 1000, "interval_s": 1})
+    for t in (1, 2):
+        r = make_report(t)
+        r["groups"][0].update(cgroup="(removed) /docker/0123456789abcdef0123", container="docker:0123456789ab")
+        r["groups"][1].update(cgroup="/system.slice")
+        w.snapshot(t, "x", r, {"meminfo_slab_kb": 1, "caches": {}})
+    w.close()
+    text = out_of(capsys, run_report, str(path), by="cgroup")
+    assert "per cgroup:" in text
+    assert "(removed) /docker/0123456789abcdef0123 [docker:0123456789ab]: 200 objects" in text
+    assert "/system.slice: 50 objects" in text
+    only = json.loads(out_of(capsys, run_report, str(path), fmt="json", cgroup="(removed) /docker/*"))
+    assert [g["cache"] for g in only["groups"]] == ["sock_inode_cache"]
+
+
+def test_container_names_from_cgroup_paths():
+    from bpftrace_leak.kernel.cgroups import container
+    long_id = "0123456789abcdef" * 4
+    assert container(f"/docker/{long_id}") == "docker:0123456789ab"
+    assert container(f"/system.slice/docker-{long_id}.scope") == "docker:0123456789ab"
+    assert container(f"/machine.slice/libpod-{long_id}.scope/container") == "podman:0123456789ab"
+    assert container(f"/kubepods.slice/kubepods-burstable.slice/cri-containerd-{long_id}.scope") == \
+        "containerd:0123456789ab"
+    assert container("/user.slice/user-1000.slice") is None
