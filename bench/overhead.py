@@ -3,8 +3,8 @@
 
 Builds bench/storm.c, then in each round runs the storm (socketpair+close,
 open+close on one core) untraced, under memleak-bpfcc (kernel mode,
-system-wide), under kleaktrace system-wide and under kleaktrace -p on the
-storm itself, in turn. Prints the median throughput of each as a ratio of the
+system-wide), under kleaktrace system-wide, under kleaktrace -p on the
+storm itself and under kleaktrace serve (its always-on defaults), in turn. Prints the median throughput of each as a ratio of the
 untraced runs of the same rounds.
 
     sudo .venv/bin/python bench/overhead.py [--rounds 5] [--seconds 4]
@@ -82,6 +82,9 @@ def main():
     if tree:
         os.environ["BCC_KERNEL_SOURCE"] = tree
     kleak = [sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--kinds", "allocs"]
+    # SERVE_ARGS: options for the serve row (e.g. --sample-bytes 0 to see what sampling saves)
+    serve = [sys.executable, "-m", "bpftrace_leak.cli", "serve", "--listen", "127.0.0.1:0", "--kinds", "allocs",
+             *os.environ.get("SERVE_ARGS", "").split()]
     with tempfile.TemporaryDirectory() as d:
         exe = build_storm(d)
         runs = {
@@ -90,6 +93,8 @@ def main():
                                                  exe, args.seconds),
             "kleaktrace (system-wide)": lambda: with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds),
             "kleaktrace -p storm": lambda: with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds, target_pid=True),
+            # the always-on exporter: its defaults (sampled, --sample-bytes 65536)
+            "kleaktrace serve": lambda: with_tracer(serve, "Hit Ctrl-C", exe, args.seconds),
         }
         results = interleaved(runs, args.rounds, lambda v: f"{v:,.0f} cycles/s")
     base = statistics.median(results["untraced"])

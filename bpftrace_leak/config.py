@@ -52,6 +52,7 @@ class Config:
     stack_slots: int = 16384
     stacks: str = "sites"  # a stack per call site until promoted, or "all": one per allocation
     free_copies: int = 2  # copies of each raw slab free program (README: Accuracy)
+    sample_bytes: int = 0  # --sample-bytes: keep an allocation of S bytes with probability S/N (0: all)
     max_refs: int = 65536
     max_sites: int = 65536
     # the session loop
@@ -97,6 +98,8 @@ class Config:
             bad("--kinds: nothing to trace")
         if self.output and self.capture_path and self.output == self.capture_path:
             bad("--output and -w name the same file")
+        if self.fmt == "pprof" and not self.output:
+            bad("--format pprof is binary: give --output FILE (e.g. --output leak.pb.gz)")
         return self
 
 

@@ -203,8 +203,11 @@ struct site {
 	char cache[CACHE_NAME_LEN];	/* KIND_SLAB: the cache's name */
 };
 
+/* a process that exited while traced; pruned once it exited longer ago
+ * than the minimum age and no object of it is outstanding (tracer/reader.py) */
 struct exited_comm {
 	char comm[COMM_LEN];
+	u64 exited_ns;
 };
 
 /* ---- cgroups (TRACK_CGROUPS) ---- */

@@ -280,6 +280,26 @@ static __always_inline void retire_reused(struct live_key *key)
 		count(CNT_MISSED_FREES);
 }
 
+#ifdef SAMPLE_BYTES
+/*
+ * --sample-bytes: an allocation of ``size`` bytes is kept with probability
+ * min(1, size / SAMPLE_BYTES), as heap profilers sample; user space weighs
+ * each kept one by the inverse (tracer/reader.py), so objects and bytes are
+ * unbiased estimates. One not kept does not look for a stale record at its
+ * address (the slot's cache miss was half of an allocation's cost): few are
+ * kept, and a freed slab page or the census retires what a missed free left.
+ */
+#define KEEP(size) ({ u64 _s = (size); _s >= SAMPLE_BYTES || bpf_get_prandom_u32() % SAMPLE_BYTES < _s; })
+/* a slab object is at most two pages (KMALLOC_MAX_CACHE_SIZE): a draw above
+ * that keeps none, and its ``size`` (a read, for kmem_cache objects) is
+ * looked at only when the draw may keep it */
+#define KEEP_SLAB(size) ({ u32 _d = bpf_get_prandom_u32() % SAMPLE_BYTES; u64 _s = 0; \
+	_d < 2 * PAGE_BYTES && ((_s = (size)) >= SAMPLE_BYTES || _d < _s); })
+#else
+#define KEEP(size) 1
+#define KEEP_SLAB(size) 1
+#endif
+
 /*
  * Whether an allocation at ``key`` is to be recorded: never a failed one, and
  * one for a process we do not trace retires any stale record at its address.
@@ -650,6 +670,7 @@ int retire_pages(struct bpf_raw_tracepoint_args *ctx)
  */
 BPF_F_TABLE("array", u32, struct peek_buf, peek_buf, 1, BPF_F_MMAPABLE);
 BPF_ARRAY(cpu_offsets, u64, CENSUS_CPUS);	/* __per_cpu_offset[cpu], learned */
+BPF_ARRAY(cpu_bases, u64, CENSUS_CPUS);	/* where a CPU's per-CPU area starts (BTF offsets add to it) */
 BPF_HASH(census_known, u64, u8, 4096);		/* the kernel's struct kmem_cache pointers */
 BPF_HASH(census_seen, u64, u8, 4096);		/* caches whose slabs held recorded objects */
 BPF_ARRAY(census_lists, struct census_list, 2);	/* enum census_list_kind */
@@ -683,9 +704,22 @@ int census_cpu(struct bpf_raw_tracepoint_args *ctx)
 		return 1;
 	u32 cpu = bpf_get_smp_processor_id();
 	u64 *slot = cpu_offsets.lookup(&cpu);
-	if (!slot)
+	u64 *base = cpu_bases.lookup(&cpu);
+	if (!slot || !base)
 		return 2;
 	*slot = off;
+	*base = here;
+	return 0;
+}
+
+/* args: address, space: a recorded object the kernel holds for reuse (fork's
+ * cached stacks, tracer/census.py) is retired like one found free */
+int census_drop(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct live_key key = {.addr = ctx->args[0], .space = (u32)ctx->args[1]};
+	if (!drop_record(&key))
+		return 1;
+	count(CNT_FOUND_FREE);
 	return 0;
 }
 
@@ -736,13 +770,26 @@ static __always_inline int slab_range(u64 slab, u64 s, u64 *base, u64 *end)
 	return 1;
 }
 
+/*
+ * The head page of ``page``. A tail page's compound_head (7.x: compound_info)
+ * has bit 0 set and the rest points at the head; on 7.x with HugeTLB vmemmap
+ * optimisation the rest is instead a mask (ones, then zeros) that the tail's
+ * own address is ANDed with. A mask is never a struct page's address. The
+ * same in Python: tracer/census.py page_head.
+ */
+static __always_inline u64 page_head(u64 page)
+{
+	u64 info = kread(page + PAGE_COMPOUND_HEAD_OFF);
+	if (!(info & 1))
+		return page;
+	u64 m = info - 1, inv = ~m;
+	return (inv & (inv + 1)) == 0 ? (page & m) : m;
+}
+
 /* args: a struct page in a slab: its slab's freelist */
 int census_slab(struct bpf_raw_tracepoint_args *ctx)
 {
-	u64 page = ctx->args[0], base, end;
-	u64 head = kread(page + PAGE_COMPOUND_HEAD_OFF);
-	if (head & 1)
-		page = head - 1;	/* a tail page: compound_head points at the head, bit 0 set */
+	u64 page = page_head(ctx->args[0]), base, end;
 	u64 s = kread(page + SLAB_CACHE_OFF);
 	if (!census_known.lookup(&s))
 		return 1;	/* not a slab (any more), or a cache we do not know */
@@ -803,8 +850,14 @@ int census_barn(struct bpf_raw_tracepoint_args *ctx)
 	struct census_list *sheaves = census_list(CENSUS_SHEAVES);
 	if (!census_known.lookup(&s) || !sheaves)
 		return 1;
-	u64 node = kread(s + KMEM_CACHE_NODE_OFF + 8 * (ctx->args[1] & 1023));
+	u64 n = ctx->args[1] & 1023;
+#ifdef KMEM_CACHE_PER_NODE_OFF	/* 7.x: s->per_node[n].barn; the struct is these two pointers */
+	u64 stride = (PER_NODE_BARN_OFF > PER_NODE_NODE_OFF ? PER_NODE_BARN_OFF : PER_NODE_NODE_OFF) + 8;
+	u64 barn = kread(s + KMEM_CACHE_PER_NODE_OFF + stride * n + PER_NODE_BARN_OFF);
+#else			/* 6.18: s->node[n]->barn */
+	u64 node = kread(s + KMEM_CACHE_NODE_OFF + 8 * n);
 	u64 barn = node ? kread(node + KMEM_CACHE_NODE_BARN_OFF) : 0;
+#endif
 	if (!barn)
 		return 2;
 	u64 head = barn + BARN_FULL_OFF, at = kread(head);
@@ -846,7 +899,7 @@ int alloc_kmalloc(struct bpf_raw_tracepoint_args *ctx)
 	if (ARG(kmalloc, bytes_alloc) > KMALLOC_MAX_CACHE && !failed_ptr(key.addr))
 		calibrate(key.addr);	/* a large kmalloc: its pages were allocated just before */
 #endif
-	if (!admit(ctx, &key, failed_ptr(key.addr)))
+	if (!admit(ctx, &key, failed_ptr(key.addr)) || !KEEP(ARG(kmalloc, bytes_alloc)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_KMALLOC};
 	obj.bytes = ARG(kmalloc, bytes_alloc);
@@ -889,6 +942,13 @@ int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 #endif
 	if (!admit(ctx, &key, failed_ptr(key.addr)))
 		return 0;
+#ifdef ARG_kmem_cache_alloc_s
+	/* the cache's object size costs a read: only when the draw may keep it */
+	if (!KEEP_SLAB(kread32(ARG(kmem_cache_alloc, s) + KMEM_CACHE_SIZE_OFF)))
+#else
+	if (!KEEP_SLAB(ARG(kmem_cache_alloc, bytes_alloc)))
+#endif
+		return 0;
 	struct live_obj obj = {.kind = KIND_SLAB};
 	obj.call_site = ARG(kmem_cache_alloc, call_site);
 #ifdef ARG_kmem_cache_alloc_s
@@ -928,7 +988,7 @@ int alloc_page(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 #endif
-	if (!admit(ctx, &key, key.addr == 0))
+	if (!admit(ctx, &key, key.addr == 0) || !KEEP((u64)PAGE_BYTES << (u32)ARG(mm_page_alloc, order)))
 		return 0;
 	struct live_obj obj = {.kind = kind};
 	obj.bytes = (u64)PAGE_BYTES << (u32)ARG(mm_page_alloc, order);
@@ -967,7 +1027,12 @@ int free_page_batched(struct bpf_raw_tracepoint_args *ctx)
 int alloc_percpu(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct live_key key = {.addr = ARG(percpu_alloc_percpu, ptr), .space = SPACE_PERCPU};
-	if (!admit(ctx, &key, failed_ptr(key.addr)))
+#ifdef ARG_percpu_alloc_percpu_bytes_alloc
+	u64 size = ARG(percpu_alloc_percpu, bytes_alloc);
+#else
+	u64 size = ARG(percpu_alloc_percpu, size);
+#endif
+	if (!admit(ctx, &key, failed_ptr(key.addr)) || !KEEP(size))
 		return 0;
 	struct live_obj obj = {.kind = KIND_PERCPU};
 	/* call_site and bytes_alloc were added in 5.19 (commit dee6876db0a7) */
@@ -1000,7 +1065,8 @@ int free_percpu(struct bpf_raw_tracepoint_args *ctx)
 int alloc_vmalloc(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct live_key key = {.addr = ARG(alloc_vmap_area, addr), .space = SPACE_VMALLOC};
-	if (!admit(ctx, &key, (int)ARG(alloc_vmap_area, failed) || key.addr == 0))
+	if (!admit(ctx, &key, (int)ARG(alloc_vmap_area, failed) || key.addr == 0) ||
+	    !KEEP(ARG(alloc_vmap_area, size)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_VMALLOC};
 	obj.bytes = ARG(alloc_vmap_area, size);
@@ -1051,7 +1117,7 @@ int task_exit(struct bpf_raw_tracepoint_args *ctx)
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
 	if ((u32)id == tgid) {	/* the process, not one of its threads */
-		struct exited_comm c = {};
+		struct exited_comm c = {.exited_ns = bpf_ktime_get_ns()};
 		bpf_get_current_comm(&c.comm, sizeof(c.comm));
 		exited_comms.update(&tgid, &c);
 	}
@@ -1192,6 +1258,12 @@ static __always_inline u32 copy_running(int event, int copy)
 
 static __always_inline int free_copy(int event, int copy, u64 addr)
 {
+#if FREE_COPIES_USED == 1
+	/* one copy (serve's default): nothing to coordinate, and the kernel's
+	 * recursion_misses alone count what it skipped */
+	forget(SPACE_SLAB, addr);
+	return 0;
+#endif
 	u64 *last = free_last.lookup(&event);
 	int skipped_before = 0;
 
@@ -1408,7 +1480,7 @@ static __always_inline void path_get_seen(void *ctx, u64 p, u32 skip)
 	rec.ts_ns = bpf_ktime_get_ns();
 	rec.tgid = bpf_get_current_pid_tgid() >> 32;
 	rec.count = 1;
-	rec.stack_id = stack_of(ctx, skip, 0);
+	rec.stack_id = stack_of(ctx, skip, 1);	/* a colliding stack: one without its first frame */
 	bpf_get_current_comm(&rec.comm, sizeof(rec.comm));
 	dentry_name(rec.dentry, rec.dentry_name);
 	mount_name(rec.mnt, rec.mnt_name);
@@ -1475,7 +1547,7 @@ static __always_inline void path_put_seen(void *ctx, u64 p, int fentry)
 	if (mnt != rec->mnt || dentry != rec->dentry) {
 		/* this put drops nothing of what path_get took: those references leak */
 		u32 skip = fentry ? fentry_frames(ctx, PATH_PUT_START, PATH_PUT_END, &caller) : 0;
-		s32 put_stack = stack_of(ctx, skip, 0);
+		s32 put_stack = stack_of(ctx, skip, 1);
 		leak_ref(rec, REF_DENTRY, rec->dentry, rec->dentry_name, put_stack);
 		leak_ref(rec, REF_VFSMOUNT, rec->mnt, rec->mnt_name, put_stack);
 	}

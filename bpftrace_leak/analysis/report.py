@@ -78,7 +78,8 @@ def _cgroup(g: Group, cgroup_name) -> dict:
 def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s: float,
                  min_age_ms: int, targets: list[int],
                  cache_glob: str | None = None, aliases: dict | None = None,
-                 user_pages: bool = False, refs_tracking: str = "off", cgroup_name=None) -> dict:
+                 user_pages: bool = False, refs_tracking: str = "off", cgroup_name=None,
+                 sample_bytes: int = 0) -> dict:
     """The report as a JSON-ready dict, groups sorted by bytes, largest first.
 
     ``refs_tracking`` says how references were tracked ("kprobe") or why not.
@@ -137,6 +138,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "totals": totals,
         "groups": groups,
         "cgroups": by_cgroup(groups) if cgroup_name else [],
+        "sampling_bytes": sample_bytes,
         "refs_tracking": refs_tracking,
         "refs": [
             {

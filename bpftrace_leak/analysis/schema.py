@@ -196,7 +196,7 @@ def check_report(doc, where: str = "report") -> dict:
     """Check a whole report; returns it."""
     _fields(doc, where, _REPORT, [("refs_tracking", _text), ("schema", _text), ("headline", _text),
                                   ("ranked_by", _text), ("snapshots", _count), ("tracer_maps_bytes", _count),
-                                  ("by", _text)])
+                                  ("by", _text), ("sampling_bytes", _count)])
     for i, g in enumerate(doc["groups"]):
         check_group_core(g, i, prefix=f"{where}.groups")
         _fields(g, f"{where}.groups[{i}]", _GROUP_REST, _GROUP_OPTIONAL)

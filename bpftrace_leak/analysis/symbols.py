@@ -35,14 +35,30 @@ _BACKING_FRAMES = frozenset({
     "allocate_slab", "new_slab", "alloc_slab_page", "___kmalloc_large_node",
     "__kmalloc_large_node", "kmalloc_large", "kmalloc_large_node",
     "pcpu_populate_chunk", "pcpu_alloc_pages", "vm_area_alloc_pages", "__vmalloc_area_node",
+    # 7.x inlines both into it (the lab's churn decoy on 7.2: a cached stack's pages)
+    "__vmalloc_node_range",
     "refill_sheaf", "__refill_sheaf",
+    # the kernel's own page tables for vmalloc space, made as vmalloc maps an
+    # area and kept for the address range after the area is freed (the lab's
+    # process-churn decoy on 6.12: 20 pte pages under forks' vmalloc'd stacks)
+    "__pte_alloc_kernel", "vmap_small_pages_range_noflush", "vmap_pages_range_noflush", "vmap_range_noflush",
+    "vmap_pte_range", "vmap_pmd_range", "vmap_pud_range", "vmap_p4d_range",
 })
 
 # The slab allocator's own bookkeeping, allocated in whichever task needed
 # it: per-slab object extension vectors (memcg and allocation profiling) and
 # 6.18's sheaves (the arrays kfree_rcu() and frees fill). Like the pages
 # backing slabs, they are the allocator's, counted with the objects they serve.
-_SLAB_BOOKKEEPING_FRAMES = frozenset({"alloc_slab_obj_exts", "alloc_empty_sheaf", "__alloc_empty_sheaf"})
+_SLAB_BOOKKEEPING_FRAMES = frozenset({
+    "alloc_slab_obj_exts", "alloc_empty_sheaf", "__alloc_empty_sheaf",
+    # 6.1-6.6's name for the per-slab memcg vector (the lab's Vagrant box, where
+    # systemd turns memory accounting on: kmalloc-128/192/512 under allocate_slab)
+    "memcg_alloc_slab_cgroups",
+    # 7.x inlines alloc_empty_sheaf into the paths that need a sheaf (the lab on
+    # 7.2: 25 kmalloc-128..512 sheaves under a module cache's allocations)
+    "__pcs_replace_empty_main", "__pcs_replace_full_main", "__kfree_rcu_sheaf", "free_to_pcs_bulk",
+    "kmem_cache_prefill_sheaf", "kmem_cache_refill_sheaf",
+})
 
 # Page-cache and anonymous-memory paths whose gfp lacks __GFP_HARDWALL
 # (block-device metadata, ext4's "unmovable" buffer heads): still user-side

@@ -51,6 +51,9 @@ class Btf:
         self._funcs: dict[str, int] = {}  # FUNC name -> its FUNC_PROTO id
         self._percpu: dict[str, int] = {}  # per-CPU variable -> its offset in the per-CPU area
         names: dict[int, str] = {}  # VAR id -> name
+        # (VAR id, offset) of .data..percpu: named after the pass, as 7.x's
+        # pahole emits the section before its VARs (6.1-6.18: after)
+        percpu: list[tuple[int, int]] = []
         self._enumerators: dict[str, int] = {}  # every enum member -> its value
         pos = 0
         while pos < len(types):
@@ -88,9 +91,10 @@ class Btf:
             elif kind == _DATASEC and self._str(name_off) == ".data..percpu":
                 for i in range(vlen):
                     var, off, _size = struct.unpack_from("<III", types, pos + 12 * i)
-                    self._percpu[names.get(var, "")] = off
+                    percpu.append((var, off))
             fixed, per = _TRAILER[kind]
             pos += fixed + per * vlen
+        self._percpu = {names.get(var, ""): off for var, off in percpu}
 
     @classmethod
     @functools.lru_cache(maxsize=2)  # parsed once per session: both the slab and the refcount probes need it

@@ -102,6 +102,12 @@ class CgroupNames:
         self.known.update(self.live)
         self._events = self.events()
 
+    def keep(self, ids) -> None:
+        """Forget removed cgroups' paths but those of ``ids`` (the ones
+        outstanding objects name): a session of weeks sees thousands come
+        and go."""
+        self.known = {i: p for i, p in self.known.items() if i in self.live or i in ids}
+
     def name(self, cgroup_id: int) -> tuple[str | None, bool]:
         """(path, removed); (None, False) for an id never seen (0: not recorded)."""
         if not cgroup_id:

@@ -122,10 +122,11 @@ class PrivateFile:
         return False
 
 
-def open_private(path: str, replace: bool = False) -> PrivateFile:
-    """A new file at ``path`` for writing, mode 0600 and locked. With
-    ``replace`` an existing regular file is replaced by it at commit() (so a
-    session that fails to start leaves the old one alone)."""
+def open_private(path: str, replace: bool = False, binary: bool = False) -> PrivateFile:
+    """A new file at ``path`` for writing (text, or bytes with ``binary``),
+    mode 0600 and locked. With ``replace`` an existing regular file is
+    replaced by it at commit() (so a session that fails to start leaves the
+    old one alone)."""
     fd, tmp = _new_file(path, replace)
     try:
         _private(fd)
@@ -133,16 +134,16 @@ def open_private(path: str, replace: bool = False) -> PrivateFile:
         os.close(fd)
         discard(tmp or path)
         raise _refuse(path, f"cannot write: {e.strerror}") from None
-    return PrivateFile(os.fdopen(fd, "w", encoding="utf-8"), path, tmp)
+    return PrivateFile(os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8"), path, tmp)
 
 
-def write_private(path: str, text: str, replace: bool = False) -> None:
-    """Write ``text`` to a new file ``path`` (mode 0600); whole or not at all:
-    on a write error (ENOSPC, EIO) nothing is left behind."""
+def write_private(path: str, text, replace: bool = False) -> None:
+    """Write ``text`` (str, or bytes) to a new file ``path`` (mode 0600); whole
+    or not at all: on a write error (ENOSPC, EIO) nothing is left behind."""
     fd, tmp = _new_file(path, replace)
     made = tmp or path
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
             _private(f.fileno())
             f.write(text)
             f.flush()

@@ -76,6 +76,9 @@ def render_text(report: dict) -> str:
         f"  allocs {t.get('allocs', 0):,}  frees {t.get('frees', 0):,}  missed frees {t.get('missed_frees', 0):,}  "
         f"dropped {t.get('dropped', 0):,}  skipped frees {t.get('skipped_frees', 0):,}",
     ]
+    if report.get("sampling_bytes"):
+        lines.append(f"  sampled: an allocation of S bytes was kept with probability S/{report['sampling_bytes']:,}; "
+                     "objects and bytes are weighed estimates")
     if report.get("ranked_by") == "growth":
         lines.append(f"  ranked by growth over the last {report['snapshots']} snapshots "
                      f"({report.get('growth_window_s', 0):.0f} s), then by bytes")
@@ -227,7 +230,11 @@ def limit(report: dict, top: int | None) -> dict:
     return dict(report, groups=report["groups"][:top], refs=report.get("refs", [])[:top])
 
 
-def render(report: dict, fmt: str) -> str:
+def render(report: dict, fmt: str):
+    """``report`` as text, JSON, folded stacks (str) or a pprof profile (bytes)."""
+    if fmt == "pprof":
+        from .pprof import render_pprof
+        return render_pprof(report)
     if fmt == "json":
         return render_json(report)
     if fmt == "folded":

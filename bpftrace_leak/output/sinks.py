@@ -36,8 +36,12 @@ class ReportSink:
         except Exception:  # a failed commit: warned about already by the writes
             pass
 
-    def write(self, text: str) -> None:
+    def write(self, text) -> None:
+        """Append ``text``; bytes (a pprof profile) replace what the file held."""
         try:
+            if isinstance(text, bytes):
+                self.stream.seek(0)
+                self.stream.truncate()
             self.stream.write(text)
             self.stream.flush()
             self.failed, self.written = False, True

@@ -43,7 +43,8 @@ def run_demo(cfg, churn: int = 20000, sockets: int = 300, files: int = 200) -> i
 
     final = {}
     try:
-        status = live.run(cfg.replace(pids=(work.pid,)), on_attached=go, stop_event=stop, on_report=final.update)
+        status = live.run(cfg.replace(pids=(work.pid,)), on_attached=go, stop_event=stop,
+                          on_report=lambda report, _facts: final.update(report))
     finally:
         try:
             work.stdin.close()

@@ -24,6 +24,7 @@ from ..errors import KleakError
 from ..kernel import check_privileges, kernel_release
 from ..kernel.cgroups import CgroupNames, memory_on_v1, mount_point, scan
 from ..kernel.cgroups import resolve as cgroup_folder
+from ..kernel.cpus import visit_cpus
 from ..kernel.slabs import cache_aliases, check_cache_glob, known_caches
 from ..output.capture import slab_facts
 from ..output.outfiles import open_private
@@ -81,7 +82,8 @@ def run(cfg, out=None, on_attached=None, stop_event=None, on_report=None) -> int
 
     ``on_attached(session)`` is called once the probes are live; setting
     ``stop_event`` (a threading.Event) ends the session like Ctrl-C;
-    ``on_report(report)`` sees each report document after it is written.
+    ``on_report(report, slab_facts)`` sees each report document after it is
+    written, with the /proc/slabinfo and /proc/meminfo facts it was checked against.
     """
     check_privileges()
     targets = [resolve_pid(p) for p in cfg.pids]
@@ -116,7 +118,7 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
     try:
         # files first: a path that cannot take them fails before the compile
         if cfg.output:
-            made = open_private(cfg.output, cfg.force)
+            made = open_private(cfg.output, cfg.force, binary=cfg.fmt == "pprof")
             sink = ReportSink(made.stream, cfg.output, _warn, file=made)
         elif not cfg.quiet:
             sink = ReportSink(out or sys.stdout, "standard output", _warn)
@@ -150,6 +152,7 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
         def build():
             """(The full report (every group), refereed by /proc/slabinfo, with the
             sockets behind socket groups named; the slab facts it was checked against)."""
+            visit_cpus()  # idle CPUs drop the mm of an exited process they borrowed
             if census:
                 census.run(cfg.min_age_ns, seeds=reader.sites()[0])
             snap = reader.snapshot(cfg.min_age_ns)
@@ -162,29 +165,37 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
                 snap, symbolizer, kernel=kernel_release(), started=started, duration_s=time.monotonic() - t0,
                 min_age_ms=cfg.min_age_ms, targets=targets, cache_glob=cfg.cache_glob, aliases=aliases,
                 user_pages=cfg.user_pages, refs_tracking=session.refs_tracking,
-                cgroup_name=cgroups.name if cgroups else None)
+                cgroup_name=cgroups.name if cgroups else None, sample_bytes=cfg.sample_bytes)
             report["by"] = cfg.by
             socket_pids = {p for g in report["groups"] if is_socket_cache(g["cache"], aliases.get(g["cache"], set()))
                            for p in g["pids"]}
             report["sockets"] = name_sockets(sorted(socket_pids)) if socket_pids and targets else []
-            referee(report, {name: c["objects"] for name, c in facts["caches"].items()}, aliases)
+            if not cfg.sample_bytes:  # a sampled estimate above the kernel's count may be chance, not phantoms
+                referee(report, {name: c["objects"] for name, c in facts["caches"].items()}, aliases)
             report["tracer_maps_bytes"] = reader.map_memory()
+            forget(snap.now_ns, snap.objects)
             return report, facts
 
+        def forget(now_ns, objects):
+            reader.prune(now_ns, objects, cfg.min_age_ns)
+            if cgroups:
+                cgroups.keep({o.cgroup for o in objects})
+
         def snapshot():
-            """A report, kept for growth and in the capture."""
+            """A report, kept for growth and in the capture; and its slab facts."""
             report, facts = build()
             growth.add(time.monotonic() - t0, report)
             if capture:
                 capture.snapshot(time.monotonic() - t0, report, facts)
-            return report
+            return report, facts
 
         def emit():
-            shown = limit(growth.rank(snapshot()), cfg.top)
+            report, facts = snapshot()
+            shown = limit(growth.rank(report), cfg.top)
             if sink:
                 sink.write(render(shown, cfg.fmt))
             if on_report:
-                on_report(shown)
+                on_report(shown, facts)
 
         who = f"PID {', '.join(map(str, watched))}" if watched else "all processes"
         print(f"kleaktrace: tracing {who} with {len(session.attached)} events"
@@ -216,9 +227,11 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
                     next_snapshot = max(next_snapshot, time.monotonic() + 20 * (time.monotonic() - began))
             if next_promote is not None and now >= next_promote:
                 began = time.monotonic()
-                promoter.promote(reader.objects(cfg.min_age_ns)[1])
+                now_ns, objects = reader.objects(cfg.min_age_ns)
+                promoter.promote(objects)
                 if cgroups:  # names of cgroups that may be gone by the report
                     cgroups.refresh()
+                forget(now_ns, objects)  # a thousand processes may exit a second
                 # a million objects take a good part of a second to read: stay below 5% of a core
                 next_promote = time.monotonic() + max(cfg.promote_every_s, 20 * (time.monotonic() - began))
             if next_report is not None and now >= next_report:

@@ -10,6 +10,7 @@ import sys
 
 from ..analysis.groups import by_cgroup, cull, select, sort_groups
 from ..analysis.history import diff, group_key, growth, headline
+from ..errors import KleakError
 from ..output.capture import load_capture
 from ..output.outfiles import write_private
 from ..output.reporter import limit, printable, render, render_diff
@@ -45,10 +46,17 @@ def run_report(path, fmt="text", sort="bytes", pid=None, comm=None, cache=None, 
     if fmt == "html":
         from ..output.htmlreport import render_html
         text = render_html(report, cap)
+    elif fmt == "pprof":
+        from ..output.pprof import render_pprof
+        text = render_pprof(limit(report, top))
+        if not output and sys.stdout.isatty():
+            raise KleakError("--format pprof is binary: give -o FILE (e.g. -o leak.pb.gz)", status=2)
     else:
         text = render(limit(report, top), fmt)
     if output:
         write_private(output, text, replace=force)
+    elif isinstance(text, bytes):
+        sys.stdout.buffer.write(text)
     else:
         sys.stdout.write(text)
     return 0

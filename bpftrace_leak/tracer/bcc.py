@@ -159,13 +159,27 @@ def detach_kprobe(module, function: str) -> None:
         module.detach_kprobe(event=function)
 
 
+def fentry_program(module, program: str) -> bytes:
+    """The name KFUNC_PROBE gave ``program`` (``kfunc__<function>``) in this
+    BCC: Debian 12's 0.26 keeps it, Debian 13's 0.31 makes it
+    ``kfunc__vmlinux__<function>`` (MODULE_KFUNC_PROBE's scheme); asking
+    for the old name there fails with "Unknown program" (found by the lab on
+    trixie's 6.12)."""
+    from bcc import lib
+    newer = program.replace("kfunc__", "kfunc__vmlinux__", 1)
+    for name in (program.encode(), newer.encode()):
+        if lib.bpf_function_start(module.module, name):
+            return name
+    return program.encode()
+
+
 def attach_fentry(module, program: str) -> None:
     """Attach fentry ``program`` (named ``kfunc__<function>``); raises what BCC
     raises, with errno saying what the kernel said."""
     with captured_output():
-        module.attach_kfunc(fn_name=program.encode())
+        module.attach_kfunc(fn_name=fentry_program(module, program))
 
 
 def detach_fentry(module, program: str) -> None:
     with contextlib.suppress(Exception):
-        module.detach_kfunc(fn_name=program.encode())
+        module.detach_kfunc(fn_name=fentry_program(module, program))

@@ -131,6 +131,7 @@ PROBES = (
     # the slab census (tracer/census.py), run on demand
     Probe("census", "census_peek", RUN, "census"),
     Probe("census", "census_cpu", RUN, "census"),
+    Probe("census", "census_drop", RUN, "census"),
     Probe("census", "census_slab", RUN, "census"),
     Probe("census", "census_cpu_cache", RUN, "census"),
     Probe("census", "census_barn", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",)),

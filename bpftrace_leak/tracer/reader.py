@@ -1,8 +1,8 @@
 """Reading a session's maps: outstanding objects aggregated with their caches
 named, counters, skipped frees, reference holds, process names.
 
-Read-only: nothing here writes kernel state (promotion is sites.py's, and
-the live loop calls it). A million live objects never become a million
+Read-only but for prune(), which forgets names no report needs again
+(promotion is sites.py's, and the live loop calls both). A million live objects never become a million
 Python objects: livemap.py aggregates them with numpy as they are read, and
 objects alike in all but their age come out as one Obj with a count.
 """
@@ -19,7 +19,17 @@ from .. import layout
 from .livemap import aggregate, decode, read_values, slot_records, value_records
 from .progstats import recursion_misses
 
-__all__ = ["Snapshot", "Reader"]
+__all__ = ["Snapshot", "Reader", "weighed"]
+
+
+def weighed(n: int, size: int, sample_bytes: int) -> int:
+    """The estimate of how many objects ``n`` kept ones of ``size`` bytes
+    stand for, sampled as probes.c's KEEP does (kept with probability
+    min(1, size / sample_bytes); 0: all kept): n over that probability, an
+    unbiased estimate (Horvitz-Thompson), as pprof's heap profiles scale."""
+    if not sample_bytes or size >= sample_bytes:
+        return n
+    return round(n * sample_bytes / max(size, 1))
 
 
 @dataclass
@@ -111,6 +121,7 @@ class Reader:
         site_how = layout.STACK_HOW["STACK_SITE"]
         comms: dict[int, str] = {}
         objs = []
+        sample = self.session.config.sample_bytes
         for r, n, oldest in decode(rows, self.session.map("live").Leaf):
             size = r.bytes
             if r.kind == kmalloc:
@@ -122,6 +133,7 @@ class Reader:
                 cache = None
             if r.tgid not in comms:
                 comms[r.tgid] = self.comm(r.tgid)
+            n = weighed(n, size, sample)
             at_site = r.stack_how == site_how
             stack_id = site_stacks.get((r.call_site, r.cache, r.kind, r.syscall), -1) if at_site else r.stack_id
             objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
@@ -136,6 +148,26 @@ class Reader:
             return {}
         return {k.value: (v.path.decode(errors="replace") or "/", bool(v.removed_ns))
                 for k, v in self.session.map("cgroup_names").items()}
+
+    def prune(self, now_ns: int, objects: list[Obj], min_age_ns: int) -> int:
+        """Forget the names no report will need again, so that a session of
+        weeks (serve) keeps its maps from filling: processes and removed
+        cgroups gone longer ago than ``min_age_ns`` before ``now_ns``
+        (whatever they allocated is aged by now, so in ``objects``, read
+        then, if still outstanding) and not named by those objects. Returns
+        how many were forgotten."""
+        cutoff = now_ns - min_age_ns
+        named = {"exited_comms": ({o.tgid for o in objects}, "exited_ns")}
+        if self.session.plan.cgroups:
+            named["cgroup_names"] = ({o.cgroup for o in objects}, "removed_ns")
+        forgotten = 0
+        for name, (used, when) in named.items():
+            table = self.session.map(name)
+            stale = [k for k, v in table.items() if 0 < getattr(v, when) <= cutoff and k.value not in used]
+            for k in stale:
+                del table[k]
+            forgotten += len(stale)
+        return forgotten
 
     def comm(self, tgid: int) -> str:
         """A process's name: from the kernel if it exited while traced, else /proc."""

@@ -19,7 +19,7 @@ from ..kernel.tracefs import ensure_tracefs
 from . import bcc, catalog
 from .catalog import FENTRY, KPROBE, RAW, RUN, TAIL
 from ..layout import PACKAGE, PROBES_C
-from .plan import ENUMS, FUNCTIONS, PERCPU, STRUCTS, plan, ref_probes, refs_why
+from .plan import ENUMS, FUNCTIONS, PERCPU, PERCPU_OPTIONAL, STRUCTS, plan, ref_probes, refs_why
 
 __all__ = ["Session"]
 
@@ -81,7 +81,7 @@ class Session:
         check_privileges()
         bcc.load_bcc()
         ensure_tracefs()
-        facts = read_facts(catalog.events(), FUNCTIONS, STRUCTS, PERCPU.values(), ENUMS)
+        facts = read_facts(catalog.events(), FUNCTIONS, STRUCTS, (*PERCPU.values(), *PERCPU_OPTIONAL), ENUMS)
         self.plan = plan(self.config, facts, bool(self.targets))
         headers = find_headers(self.config.kernel_headers, warn=self.warn)
         self.module = bcc.compile_module(PROBES_C, [f"-I{PACKAGE}"] + self.plan.cflags, headers)
@@ -101,6 +101,7 @@ class Session:
                 self._attach_refs()
             if any(probe.attach == TAIL for probe, _ in self.plan.probes):
                 self._calibrate_pages()
+            bcc.release_compiler_memory()  # the verifier's logs and load buffers too
         except BaseException:
             self.close()
             raise

@@ -50,3 +50,25 @@ def test_offsets_through_anonymous_union_and_typedef():
 def test_not_btf():
     with pytest.raises(BtfError, match="magic"):
         Btf(b"\x00" * 64)
+
+
+def _percpu_btf(section_first: bool) -> Btf:
+    """.data..percpu with runqueues at 0x40 and this_cpu_off at 0x8: the
+    section before its VARs (7.x's pahole) or after them (6.1-6.18)."""
+    names = ["int", "runqueues", "this_cpu_off", ".data..percpu"]
+    _, o = build_btf([], names)
+    var = lambda name: t(o[name], 14, 0, 1) + struct.pack("<I", 1)  # VAR, global
+    section = lambda a, b: (t(o[".data..percpu"], 15, 2, 0x80)
+                            + struct.pack("<III", a, 0x40, 8) + struct.pack("<III", b, 0x8, 8))
+    intt = t(o["int"], 1, 0, 4) + struct.pack("<I", 32)
+    types = [intt, section(3, 4), var("runqueues"), var("this_cpu_off")] if section_first else \
+        [intt, var("runqueues"), var("this_cpu_off"), section(2, 3)]
+    return Btf(build_btf(types, names)[0])
+
+
+@pytest.mark.parametrize("section_first", [False, True])
+def test_percpu_variables_whichever_comes_first(section_first):
+    btf = _percpu_btf(section_first)
+    assert btf.percpu("runqueues") == 0x40 and btf.percpu("this_cpu_off") == 0x8
+    with pytest.raises(BtfError):
+        btf.percpu("cached_stacks")

@@ -16,6 +16,16 @@
  *   decoy_park   park K kmalloc objects; writing 0 frees every parked object
  *   decoy_rcu    K objects freed through call_rcu, K through kfree_rcu
  *   decoy_ref    balanced path_get/path_put on the writer's fd FD
+ *   sheaf        leak one object of kleaklab_sheaf, a cache made with the kernel's
+ *                defaults (on 6.18+ with sheaves asked for), while 16 more of it go
+ *                through kmem_cache_alloc_bulk/kmem_cache_free_bulk  K objects
+ *   decoy_bulk   16 objects of kleaklab_sheaf allocated one by one, freed with one
+ *                kmem_cache_free_bulk; 16 more bulk-allocated and bulk-freed
+ *   decoy_rcuvol K objects of kleaklab_sheaf freed with kfree_rcu (write thousands:
+ *                kvfree_rcu batches them into pages freed by kfree_bulk, and on
+ *                6.18+ caches with sheaves batch them into rcu sheaves instead)
+ *
+ * Process churn, the last decoy, needs no module: the driver forks and execs.
  */
 #include <linux/file.h>
 #include <linux/fs.h>
@@ -28,6 +38,7 @@
 #include <linux/rcupdate.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <net/net_namespace.h>
 
 MODULE_LICENSE("GPL");
@@ -39,7 +50,16 @@ struct kleaklab_obj {
 	char payload[200];
 };
 
+/* small enough for a sheaf-sized batch to stay on one slab page */
+struct kleaklab_small {
+	struct rcu_head rcu;
+	char payload[80];
+};
+
+#define BULK 16
+
 static struct kmem_cache *kleaklab_cache;
+static struct kmem_cache *kleaklab_sheaf;
 static LIST_HEAD(parked);
 static DEFINE_MUTEX(parked_lock);
 static struct proc_dir_entry *dir;
@@ -156,9 +176,72 @@ static noinline int kleaklab_decoy_rcu(void)
 	return (a && b) ? 0 : -ENOMEM;
 }
 
-enum scenario { S_KMALLOC, S_CACHE, S_SOCKET, S_PERCPU, S_PATHREF, S_PARK, S_RCU, S_REF, NR_SCENARIOS };
+/* objects of kleaklab_sheaf through the bulk interface, none kept */
+static noinline int kleaklab_bulk_churn(void)
+{
+	void *objs[BULK];
+
+	/* an int (objects allocated, 0 on failure) up to 6.x, a bool in 7.x */
+	if (!kmem_cache_alloc_bulk(kleaklab_sheaf, GFP_KERNEL, BULK, objs))
+		return -ENOMEM;
+	kmem_cache_free_bulk(kleaklab_sheaf, BULK, objs);
+	return 0;
+}
+
+static noinline int kleaklab_leak_sheaf(void)
+{
+	sink = kmem_cache_alloc(kleaklab_sheaf, GFP_KERNEL);
+	if (!sink)
+		return -ENOMEM;
+	return kleaklab_bulk_churn();
+}
+
+static noinline int kleaklab_decoy_bulk(void)
+{
+	void *objs[BULK];
+	int i;
+
+	for (i = 0; i < BULK; i++) {
+		objs[i] = kmem_cache_alloc(kleaklab_sheaf, GFP_KERNEL);
+		if (!objs[i]) {
+			kmem_cache_free_bulk(kleaklab_sheaf, i, objs);
+			return -ENOMEM;
+		}
+	}
+	kmem_cache_free_bulk(kleaklab_sheaf, BULK, objs);
+	return kleaklab_bulk_churn();
+}
+
+static noinline int kleaklab_decoy_rcuvol(void)
+{
+	struct kleaklab_small *obj = kmem_cache_alloc(kleaklab_sheaf, GFP_KERNEL);
+
+	if (!obj)
+		return -ENOMEM;
+	kfree_rcu(obj, rcu);
+	return 0;
+}
+
+static struct kmem_cache *make_sheaf_cache(void)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 18, 0)
+	/* sheaves are opt-in on 6.18: ask for them as maple tree and vma caches do */
+	struct kmem_cache_args args = { .sheaf_capacity = 32 };
+
+	return kmem_cache_create("kleaklab_sheaf", sizeof(struct kleaklab_small), &args, 0);
+#else
+	/* the kernel's defaults: no constructor, so SLUB may merge it with a twin */
+	return kmem_cache_create("kleaklab_sheaf", sizeof(struct kleaklab_small), 0, 0, NULL);
+#endif
+}
+
+enum scenario {
+	S_KMALLOC, S_CACHE, S_SOCKET, S_PERCPU, S_PATHREF, S_PARK, S_RCU, S_REF,
+	S_SHEAF, S_BULK, S_RCUVOL, NR_SCENARIOS
+};
 static const char *const names[NR_SCENARIOS] = {
 	"kmalloc", "cache", "socket", "percpu", "pathref", "decoy_park", "decoy_rcu", "decoy_ref",
+	"sheaf", "decoy_bulk", "decoy_rcuvol",
 };
 
 static ssize_t kleaklab_write(struct file *file, const char __user *ubuf, size_t len, loff_t *off)
@@ -197,6 +280,9 @@ static ssize_t kleaklab_write(struct file *file, const char __user *ubuf, size_t
 			case S_PERCPU: err = kleaklab_leak_percpu(); break;
 			case S_PARK: err = kleaklab_decoy_park(); break;
 			case S_RCU: err = kleaklab_decoy_rcu(); break;
+			case S_SHEAF: err = kleaklab_leak_sheaf(); break;
+			case S_BULK: err = kleaklab_decoy_bulk(); break;
+			case S_RCUVOL: err = kleaklab_decoy_rcuvol(); break;
 			}
 		}
 	}
@@ -214,6 +300,11 @@ static int __init kleaklab_init(void)
 	kleaklab_cache = kmem_cache_create("kleaklab_obj", sizeof(struct kleaklab_obj), 0, 0, kleaklab_ctor);
 	if (!kleaklab_cache)
 		return -ENOMEM;
+	kleaklab_sheaf = make_sheaf_cache();
+	if (!kleaklab_sheaf) {
+		kmem_cache_destroy(kleaklab_cache);
+		return -ENOMEM;
+	}
 	dir = proc_mkdir("kleaklab", NULL);
 	if (!dir)
 		goto fail;
@@ -223,6 +314,7 @@ static int __init kleaklab_init(void)
 	return 0;
 fail:
 	proc_remove(dir);
+	kmem_cache_destroy(kleaklab_sheaf);
 	kmem_cache_destroy(kleaklab_cache);
 	return -ENOMEM;
 }
@@ -232,7 +324,11 @@ static void __exit kleaklab_exit(void)
 	proc_remove(dir);
 	release_parked();
 	rcu_barrier();
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+	kvfree_rcu_barrier();	/* kfree_rcu'd objects of kleaklab_sheaf */
+#endif
 	/* the leaked cache objects make this complain, which is the point */
+	kmem_cache_destroy(kleaklab_sheaf);
 	kmem_cache_destroy(kleaklab_cache);
 }
 

@@ -1,0 +1,234 @@
+"""``kleaktrace serve``: an always-on exporter for Prometheus and pprof viewers.
+
+A live session (sessions/live.py) that keeps tracing and makes a report
+every ``--interval``; an HTTP server (wsgiref, a thread) answers from the
+latest one, so a scrape costs no BPF work:
+
+- ``/metrics``: the Prometheus text exposition format, made by the
+  prometheus_client library (outstanding objects and bytes per kind and
+  cache, their growth per hour, the top call sites, the top cgroups, the
+  data-quality counters as ``_total`` counters, the tracer's own CPU, memory
+  and map bytes). Label sets stay bounded: kind and cache (a few hundred),
+  at most ``--top-labels`` call sites and cgroups; never stacks or PIDs.
+- ``/profile``: the outstanding objects as a pprof profile (output/pprof.py).
+
+It binds to loopback unless ``--expose`` says otherwise: the metrics name
+kernel functions and cgroups.
+"""
+
+import ipaddress
+import socketserver
+import sys
+import threading
+import time
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from ..errors import KleakError
+from . import live
+
+__all__ = ["Exporter", "run_serve", "parse_listen"]
+
+
+def parse_listen(listen: str, expose: bool) -> tuple[str, int]:
+    """(host, port) of ``HOST:PORT``; KleakError (status 2) when it is not
+    one, or not loopback without ``expose``."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port_n = int(port)
+        if not 0 <= port_n < 65536:
+            raise ValueError
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise KleakError(f"--listen {listen}: not HOST:PORT with an IP address", status=2) from None
+    if not address.is_loopback and not expose:
+        raise KleakError(f"--listen {listen}: not a loopback address; the metrics name kernel functions "
+                         "and cgroups: add --expose to serve them there", status=2)
+    return host, port_n
+
+
+def _site(g: dict) -> str:
+    return g["stack"][0].split("+", 1)[0] if g["stack"] else "[unknown]"
+
+
+class Exporter:
+    """The latest report, as Prometheus metrics and as a pprof profile."""
+
+    def __init__(self, top_labels: int = 20):
+        self.top_labels = top_labels
+        self.report: dict | None = None
+        self.facts: dict = {}
+        self.lock = threading.Lock()
+
+    def update(self, report: dict, facts: dict | None = None) -> None:
+        """The latest report and the slab facts it was checked against
+        (output.capture.slab_facts)."""
+        with self.lock:
+            self.report, self.facts = report, facts or {}
+
+    def collect(self):
+        """prometheus_client's collector interface: the metric families."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        with self.lock:
+            r, facts = self.report, self.facts
+        up = GaugeMetricFamily("kleaktrace_report_timestamp_seconds",
+                               "When the latest report was made (0 before the first).")
+        up.add_metric([], r["_made"] if r else 0)
+        yield up
+        if r is None:
+            return
+        labels = ["kind", "cache"]
+        objects = GaugeMetricFamily("kleaktrace_outstanding_objects",
+                                    "Objects allocated and not freed for at least the minimum age.", labels=labels)
+        nbytes = GaugeMetricFamily("kleaktrace_outstanding_bytes",
+                                   "Bytes of those objects.", labels=labels)
+        growth = GaugeMetricFamily("kleaktrace_outstanding_bytes_growth_per_hour",
+                                   "Least-squares growth of those bytes over the recent reports.", labels=labels)
+        per: dict[tuple, list] = {}
+        for g in r["groups"]:
+            row = per.setdefault((g["kind"], g["cache"] or ""), [0, 0, 0.0])
+            row[0] += g["objects"]
+            row[1] += g["bytes"]
+            row[2] += g.get("bytes_per_h", 0.0)
+        for key, (n, b, h) in sorted(per.items()):
+            objects.add_metric(list(key), n)
+            nbytes.add_metric(list(key), b)
+            if r.get("ranked_by") == "growth":
+                growth.add_metric(list(key), h)
+        yield objects
+        yield nbytes
+        if r.get("ranked_by") == "growth":
+            yield growth
+        sites = GaugeMetricFamily("kleaktrace_site_outstanding_bytes",
+                                  f"Bytes outstanding at the top {self.top_labels} call sites by bytes.",
+                                  labels=labels + ["site"])
+        by_site: dict[tuple, int] = {}
+        for g in r["groups"]:
+            key = (g["kind"], g["cache"] or "", _site(g))
+            by_site[key] = by_site.get(key, 0) + g["bytes"]
+        for key, b in sorted(by_site.items(), key=lambda kv: -kv[1])[:self.top_labels]:
+            sites.add_metric(list(key), b)
+        yield sites
+        if r.get("cgroups"):
+            cg = GaugeMetricFamily("kleaktrace_cgroup_outstanding_bytes",
+                                   f"Bytes outstanding per cgroup, the top {self.top_labels}.", labels=["cgroup"])
+            for row in r["cgroups"][:self.top_labels]:
+                cg.add_metric([row["cgroup"] or ""], row["bytes"])
+            yield cg
+        t = r["totals"]
+        for name, key, text in (
+                ("allocations", "allocs", "Allocations recorded."),
+                ("frees", "frees", "Frees that retired a recorded allocation."),
+                ("missed_frees", "missed_frees", "Addresses handed out again while still recorded."),
+                ("skipped_frees", "skipped_frees", "Free events the kernel skipped (BPF recursion)."),
+                ("dropped", "dropped", "Allocations not recorded: maps full."),
+                ("stack_errors", "stack_errors", "Stacks lost."),
+                ("found_free", "found_free", "Objects the slab census found free."),
+                ("freed_with_slab", "freed_with_slab", "Objects retired with their freed slab page."),
+                ("freed_by_rcu", "freed_by_rcu", "Objects retired at kvfree_call_rcu.")):
+            c = CounterMetricFamily(f"kleaktrace_{name}", text)
+            c.add_metric([], t.get(key, 0))
+            yield c
+        if "unverified_objects" in t:  # not when sampled: an estimate above the kernel's count may be chance
+            quality = GaugeMetricFamily("kleaktrace_unverified_objects",
+                                        "Objects reported above the kernel's own count (/proc/slabinfo): phantoms.")
+            quality.add_metric([], t["unverified_objects"])
+            yield quality
+        yield from self._kernel(facts)
+        maps = GaugeMetricFamily("kleaktrace_bpf_map_bytes", "Kernel memory kleaktrace's BPF maps hold.")
+        maps.add_metric([], r.get("tracer_maps_bytes", 0))
+        yield maps
+        sampling = GaugeMetricFamily("kleaktrace_sampling_bytes",
+                                     "Sampling: an allocation of S bytes is kept with probability S/this (0: all).")
+        sampling.add_metric([], r.get("sampling_bytes", 0))
+        yield sampling
+
+    @staticmethod
+    def _kernel(facts: dict):
+        """The kernel's own count, the referee an alert should agree with:
+        /proc/slabinfo's active objects and their bytes per cache (one
+        series per slabinfo line, a few hundred), /proc/meminfo's Slab."""
+        from prometheus_client.core import GaugeMetricFamily
+        caches = facts.get("caches") or {}
+        if caches:
+            objects = GaugeMetricFamily("kleaktrace_kernel_slab_objects",
+                                        "Active objects per slab cache, as /proc/slabinfo counts them.",
+                                        labels=["cache"])
+            nbytes = GaugeMetricFamily("kleaktrace_kernel_slab_bytes",
+                                       "Active objects times object size per slab cache (/proc/slabinfo).",
+                                       labels=["cache"])
+            for name, c in sorted(caches.items()):
+                objects.add_metric([name], c["objects"])
+                nbytes.add_metric([name], c["objects"] * c["objsize"])
+            yield objects
+            yield nbytes
+        if facts.get("meminfo_slab_kb") is not None:
+            slab = GaugeMetricFamily("kleaktrace_kernel_meminfo_slab_bytes", "/proc/meminfo's Slab.")
+            slab.add_metric([], facts["meminfo_slab_kb"] * 1024)
+            yield slab
+
+    def profile(self) -> bytes:
+        from ..output.pprof import render_pprof
+        with self.lock:
+            r = self.report
+        return render_pprof(r or {"groups": []})
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def _app(exporter: Exporter, registry):
+    from prometheus_client import make_wsgi_app
+    metrics = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics(environ, start_response)
+        if path == "/profile":
+            data = exporter.profile()
+            start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                      ("Content-Disposition", 'attachment; filename="kleaktrace.pb.gz"')])
+            return [data]
+        start_response("404 Not Found" if path != "/" else "200 OK", [("Content-Type", "text/plain")])
+        return [b"kleaktrace: /metrics (Prometheus), /profile (pprof)\n"]
+    return app
+
+
+def run_serve(cfg, listen: str, expose: bool, top_labels: int) -> int:
+    """Trace with Config ``cfg`` and serve its reports until a signal ends it."""
+    try:
+        from prometheus_client import CollectorRegistry, ProcessCollector
+    except ImportError:
+        raise KleakError("serve needs prometheus_client (apt-get install python3-prometheus-client)") from None
+    host, port = parse_listen(listen, expose)
+    exporter = Exporter(top_labels)
+    registry = CollectorRegistry()
+    ProcessCollector(namespace="kleaktrace", registry=registry)  # the tracer's own CPU seconds, memory
+    registry.register(exporter)
+    try:
+        server = make_server(host, port, _app(exporter, registry), server_class=_Server, handler_class=_QuietHandler)
+    except OSError as e:
+        raise KleakError(f"--listen {listen}: {e.strerror}", status=1) from None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    def started(_session):
+        thread.start()
+        print(f"kleaktrace: serving http://{host}:{server.server_port}/metrics and /profile",
+              file=sys.stderr, flush=True)
+
+    def report(r, facts):
+        exporter.update(dict(r, _made=time.time()), facts)
+
+    try:
+        return live.run(cfg, on_attached=started, on_report=report)
+    finally:
+        if thread.is_alive():
+            server.shutdown()
+        server.server_close()
