@@ -27,7 +27,8 @@ import tarfile
 import tempfile
 import time
 
-from labkit import HERE, Chroot, LabError, ensure_image, ensure_initrd, ensure_kernel, ensure_root, say, sh
+from labkit import (HERE, Chroot, LabError, ensure_image, ensure_initrd, ensure_kernel, ensure_root, say, sh,
+                    unmount_under)
 
 BOX_RECIPE = 1  # bump when the box's recipe changes
 BOX = "kleaktrace/lab-bookworm"
@@ -40,7 +41,20 @@ BOOT_DIR = "/var/lib/libvirt/boot"
 OUT_IN_GUEST = "/var/tmp/kleaklab-out"  # the Vagrantfile's provisioner writes here
 
 
+def in_chroot() -> bool:
+    """True inside a chroot (e.g. a fresh-root check), where libvirt's QEMU
+    cannot make its mount namespace ("Failed disable mount propagation out
+    of the root filesystem")."""
+    try:
+        return os.stat("/") != os.stat("/proc/1/root")
+    except OSError:
+        return False
+
+
 def preflight() -> None:
+    if in_chroot():
+        raise LabError("libvirt cannot start a guest inside a chroot (its QEMU needs a mount namespace "
+                       "of a real root): run vagrant/lab vagrant on the machine itself")
     missing = sorted({pkg for tool, pkg in NEEDS.items() if shutil.which(tool) is None})
     if not missing:
         plugins = subprocess.run(["vagrant", "plugin", "list"], capture_output=True, text=True).stdout
@@ -67,7 +81,6 @@ def ensure_box_root(cache: str, root: str, rel: str) -> str:
         return box_root
     for old in glob.glob(os.path.join(cache, f"box-{SUITE}-*")):  # earlier kernels' and recipes'
         if os.path.isdir(old):
-            from labkit import unmount_under
             unmount_under(old)
             shutil.rmtree(old)
         else:
