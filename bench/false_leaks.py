@@ -81,8 +81,12 @@ def kleaktrace_round(sockets, churn, extra=()):
                if g["cache"] == "sock_inode_cache" and any("__sys_socketpair" in f for f in g["stack"]))
 
 
-def memleak_round(sockets, churn, extra=()):
-    w = workload(sockets, churn)
+def memleak_report(act, settle_s, extra=(), before_stop=None):
+    """Run memleak-bpfcc (a report every 2 s), ``act()`` once it has attached,
+    and wait for a report that started ``settle_s`` after ``act`` and for the
+    next to start (so that one is complete). Returns that report's
+    (allocations, stack) rows, and what ``before_stop()`` returned just
+    before memleak was stopped."""
     m = subprocess.Popen(["memleak-bpfcc", "-o", "1000", "-T", "100000", *extra, "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, headers = [], []
@@ -90,25 +94,26 @@ def memleak_round(sockets, churn, extra=()):
     reader.start()
     while not any("Attaching" in line for line in lines):
         time.sleep(0.1)
-    run_leak(w)
-    leaked_at = time.monotonic()
-    # wait for a report that started 2 s after the leak, and for the next to start (so it is complete)
-    while len([h for h in headers if h > leaked_at + 2.0]) < 2:
+    act()
+    mark = time.monotonic()
+    while len([h for h in headers if h > mark + settle_s]) < 2:
         time.sleep(0.1)
+    seen = before_stop() if before_stop else None
     m.send_signal(signal.SIGINT)
     m.wait()
     reader.join(5)
-    finish(w)
-    text = "".join(lines)
-    blocks = re.split(r"^\[\d\d:\d\d:\d\d\] Top \d+ stacks with outstanding allocations:\n", text, flags=re.M)
+    blocks = re.split(r"^\[\d\d:\d\d:\d\d\] Top \d+ stacks with outstanding allocations:\n", "".join(lines),
+                      flags=re.M)
     # the second-to-last header's block is complete
-    block = blocks[-2]
-    total = 0
-    for size, allocs, stack in re.findall(r"\t(\d+) bytes in (\d+) allocations from stack\n((?:\t\t.*\n)+)", block):
-        if "sock_alloc_inode" in stack and "__sys_socketpair" in stack:
-            total += int(allocs)
-    return total
+    rows = re.findall(r"\t\d+ bytes in (\d+) allocations from stack\n((?:\t\t.*\n)+)", blocks[-2])
+    return [(int(allocs), stack) for allocs, stack in rows], seen
 
+
+def memleak_round(sockets, churn, extra=()):
+    w = workload(sockets, churn)
+    rows, _ = memleak_report(lambda: run_leak(w), 2.0, extra)
+    finish(w)
+    return sum(allocs for allocs, stack in rows if "sock_alloc_inode" in stack and "__sys_socketpair" in stack)
 
 CHURN = "i=0; while [ $i -lt 2000 ]; do /bin/true; i=$((i+1)); done"
 
@@ -134,30 +139,9 @@ def kleaktrace_churn():
 
 
 def memleak_churn():
-    m = subprocess.Popen(["memleak-bpfcc", "-o", "1000", "-T", "100000", "2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines, headers = [], []
-    reader = threading.Thread(target=pump, args=(m, lines, "stacks with outstanding", headers), daemon=True)
-    reader.start()
-    while not any("Attaching" in line for line in lines):
-        time.sleep(0.1)
-    subprocess.run(["sh", "-c", CHURN], check=True)
-    done = time.monotonic()
-    while len([h for h in headers if h > done + 3.0]) < 2:
-        time.sleep(0.1)
-    active = maple_active()
-    m.send_signal(signal.SIGINT)
-    m.wait()
-    reader.join(5)
-    blocks = re.split(r"^\[\d\d:\d\d:\d\d\] Top \d+ stacks with outstanding allocations:\n", "".join(lines),
-                      flags=re.M)
-    total = 0
-    for size, allocs, stack in re.findall(r"\t(\d+) bytes in (\d+) allocations from stack\n((?:\t\t.*\n)+)",
-                                          blocks[-2]):
-        if re.search(r"\bmas_|mt_dup|mas_alloc", stack):
-            total += int(allocs)
-    return total, active
-
+    rows, active = memleak_report(lambda: subprocess.run(["sh", "-c", CHURN], check=True), 3.0,
+                                  before_stop=maple_active)
+    return sum(allocs for allocs, stack in rows if re.search(r"\bmas_|mt_dup|mas_alloc", stack)), active
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -116,28 +116,13 @@ def read_facts(events: dict, functions, structs, percpu=(), enums=()) -> KernelF
         except BtfError:
             offsets[path] = None
     offsets = {k: v for k, v in offsets.items() if v is not None}
-    params = {}
-    for fn in functions if btf else ():
-        try:
-            params[fn] = tuple(btf.params(fn))
-        except BtfError:
-            pass
+    params = _found(functions, lambda fn: tuple(btf.params(fn))) if btf else {}
     try:
         page_struct = btf.size("page") if btf else 0
     except BtfError:
         page_struct = 0
-    values = {}
-    for name in enums if btf else ():
-        try:
-            values[name] = btf.enumerator(name)
-        except BtfError:
-            pass
-    pcpu = {}
-    for var in percpu if btf else ():
-        try:
-            pcpu[var] = btf.percpu(var)
-        except BtfError:
-            pass
+    values = _found(enums, btf.enumerator) if btf else {}
+    pcpu = _found(percpu, btf.percpu) if btf else {}
     return KernelFacts(
         release=kernel_release(), events=found, offsets=offsets, btf_error=btf_error, pid_max=pid_max(),
         page_size=page_size(), user_page_gfp=gfp_bit("__GFP_HARDWALL"), kprobes=kprobes_available(),
@@ -145,6 +130,17 @@ def read_facts(events: dict, functions, structs, percpu=(), enums=()) -> KernelF
         ranges=function_ranges((TRAMPOLINE_SYMBOL, *functions)), params=params, page_struct=page_struct,
         mem_pages=_mem_pages(), percpu=pcpu, cpus=_count_of("/sys/devices/system/cpu/possible"),
         nodes=_count_of("/sys/devices/system/node/possible"), enums=values, controllers=_controllers())
+
+
+def _found(names, lookup) -> dict:
+    """{name: lookup(name)} for the names BTF has (lookup raises BtfError for the others)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = lookup(name)
+        except BtfError:
+            pass
+    return found
 
 
 def _mem_pages() -> int:
