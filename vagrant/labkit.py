@@ -65,6 +65,24 @@ def preflight(cache: str) -> None:
         raise LabError(f"only {free >> 20} MiB free in {cache}; the lab needs {MIN_FREE >> 30} GiB")
 
 
+def prune_cache(cache: str) -> None:
+    """Remove what earlier recipes of the lab left in the cache (several GiB each)."""
+    keep_root, keep_initrd = f"-r{ROOTFS_RECIPE}", f"-r{INITRD_RECIPE}.cpio.gz"
+    for name in os.listdir(cache):
+        path = os.path.join(cache, name)
+        stale = (name.startswith(("rootfs-", "root-")) and keep_root not in name and not name.endswith(".log")
+                 or name.startswith("initrd-") and not name.endswith(keep_initrd)
+                 or name.startswith("kernel-") or name == "proto")  # recipe 3's kernel folder; experiments
+        if not stale:
+            continue
+        say(f"removing {name} (an earlier recipe of the lab)")
+        if os.path.isdir(path) and not os.path.islink(path):
+            unmount_under(path)
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
 def mirrors() -> tuple[str, str]:
     """The Debian archive and its security archive, as the host's apt knows them."""
     main, security = "http://deb.debian.org/debian", "http://deb.debian.org/debian-security"
