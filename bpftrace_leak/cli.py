@@ -82,9 +82,15 @@ def _trace_options(f):
                      help="Replace --output / -w FILE if it exists (a regular file only, atomically)."),
         click.option("--kinds", type=click.Choice(["both", "allocs", "refs"]), default="both", show_default=True,
                      help="Track allocations, reference counts (path_get/path_put; needs fentry or kprobes), or both."),
-        click.option("--refs-via", type=click.Choice(["auto", "fentry", "kprobe"]), default=default("refs_via"),
+        click.option("--refs-via", type=click.Choice(["auto", "fentry", "kprobe", "none"]), default=default("refs_via"),
                      show_default=True,
-                     help="How reference counts are probed; auto takes fentry where the kernel allows it."),
+                     help="How path_get/path_put are probed; auto takes fentry where the kernel allows it; none "
+                          "probes neither (the reference census still runs: --census)."),
+        click.option("--census/--no-census", "ref_census", default=default("ref_census"), show_default=True,
+                     help="At each report, read the outstanding dentries' reference counts and explain each "
+                          "reference by the open files, working directories, roots, children and mounts that "
+                          "hold it (BPF iterators; no kprobes, nothing written): pinned vs cached without "
+                          "--shake, and the pins nobody explains."),
         click.option("--shake", is_flag=True,
                      help="Before the final report, drop clean page cache, unused dentries and inodes "
                           "system-wide (sync, then 3 > /proc/sys/vm/drop_caches): what stays outstanding is "
@@ -122,7 +128,10 @@ def _config(**kw) -> Config:
     kw["pids"] = tuple(kw.get("pids") or ())
     kw["cgroups"] = tuple(kw.get("cgroups") or ())
     kw["interval_s"] = kw.pop("interval", None)
-    return Config(allocs=kinds in ("both", "allocs"), refs=kinds in ("both", "refs"), **kw).validate()
+    refs = kinds in ("both", "refs") and kw.get("refs_via") != "none"
+    if kinds == "refs" and not refs:
+        raise KleakError("--kinds refs with --refs-via none: nothing to trace", status=2)
+    return Config(allocs=kinds in ("both", "allocs"), refs=refs, **kw).validate()
 
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})

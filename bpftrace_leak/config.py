@@ -35,6 +35,7 @@ class Config:
     cache_glob: str | None = None
     fmt: str = "text"
     shake: bool = False  # drop reclaimable dentries and inodes before the final report
+    ref_census: bool = True  # --census: who holds the outstanding dentries (tracer/pins.py)
     by: str | None = None  # --by cgroup: a per-cgroup table before the groups
     # when
     interval_s: float | None = None  # INTERVAL: a report every INTERVAL

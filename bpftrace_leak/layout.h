@@ -273,4 +273,61 @@ struct ref_leak {
 	char name[REF_NAME_LEN];
 };
 
+/*
+ * ---- the reference census (tracer/pins.py, probes.c: pins_*) ----
+ * Who holds the outstanding dentries: their own counts (d_lockref.count),
+ * read in batches by pins_read from addresses user space writes into
+ * pin_in, and the holders the kernel can list without kprobes, written by
+ * BPF iterators as struct pin_holder records.
+ */
+#define PIN_BATCH 8192		/* dentries handed over through pin_in/pin_out at a time */
+#define PIN_RUN 32		/* read per pins_read run: one a tail call (at most 33) */
+#define PIN_NAME_LEN 48		/* bytes of a dentry's name kept */
+#define PIN_CHILDREN_MAX 1024	/* children counted per pins_children run (two branches each, of 8,192 the verifier follows) */
+
+enum pin_state {
+	PIN_GONE = 0,		/* no record any more, or another object's now: not read */
+	PIN_READ = 1,		/* read while its record stood before and after */
+};
+
+/* pin_out[i]: what pins_read found at pin_in[i] */
+struct pin_dentry {
+	u64 parent;		/* d_parent (itself for a root) */
+	u64 sb;			/* d_sb */
+	u64 inode;		/* d_inode (0: negative) */
+	s32 count;		/* d_lockref.count: 0 cached, > 0 held, < 0 dead */
+	u32 flags;		/* d_flags */
+	u32 state;		/* enum pin_state */
+	u32 pad;
+	char name[PIN_NAME_LEN];
+};
+
+/* who holds a path: one record per holder and path it holds */
+enum pin_kind {
+	PIN_FILE = 0,		/* a struct file's f_path (fd tables, mappings, exe_file) */
+	PIN_PWD = 1,		/* an fs_struct's working directory */
+	PIN_ROOT = 2,		/* an fs_struct's root */
+	PIN_MNT_NS = 3,		/* a mount namespace (dentry: 0, mnt: the namespace) */
+};
+
+struct pin_holder {
+	u64 holder;		/* the struct file or fs_struct: one reference each */
+	u64 dentry;
+	u64 mnt;		/* struct vfsmount * */
+	u32 kind;		/* enum pin_kind */
+	u32 tgid;
+};
+
+/* where pins_read_next is (per CPU) */
+struct pin_run {
+	u32 at;
+	u32 end;
+};
+
+/* pins_children's result: children counted from ``next`` on */
+struct pin_children {
+	u64 next;		/* where the walk stopped (0: it reached the end) */
+	u64 count;
+};
+
 #endif

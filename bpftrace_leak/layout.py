@@ -7,7 +7,7 @@ from the same header when it compiles probes.c (``bpf["live"].Leaf``).
 import os
 import re
 
-__all__ = ["HEADER", "PROBES_C", "KINDS", "SPACES", "COUNTERS", "FREE_EVENTS", "REF_OBJECTS", "REF_WHY", "STACK_HOW", "DEFINES", "ENUMS", "KIND_NAMES",
+__all__ = ["HEADER", "PROBES_C", "dtype", "parse_struct", "KINDS", "SPACES", "COUNTERS", "FREE_EVENTS", "REF_OBJECTS", "REF_WHY", "STACK_HOW", "DEFINES", "ENUMS", "KIND_NAMES",
            "KIND_BY_NAME", "COUNTER_NAMES", "parse_header"]
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
@@ -42,6 +42,42 @@ def parse_header(text: str) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
         for name, value in re.findall(r"^\s*#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)\s*$", text, flags=re.M)
     }
     return enums, defines
+
+
+_SCALARS = {"u8": "<u1", "u16": "<u2", "u32": "<u4", "u64": "<u8", "s32": "<i4", "s64": "<i8"}
+
+
+def parse_struct(text: str, name: str):
+    """The numpy dtype of ``struct name`` in ``text``: a struct of scalar
+    members and char arrays, laid out as C does (each member at its natural
+    alignment). For records that no map carries, so BCC gives no ctypes for
+    them (what BPF iterators write)."""
+    import numpy as np
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    body = re.search(r"struct\s+" + name + r"\s*\{(.*?)\}\s*;", text, flags=re.S)
+    if not body:
+        raise KeyError(name)
+    fields, offset, align = [], 0, 1
+    for member in filter(None, (m.strip() for m in body.group(1).split(";"))):
+        kind, field = member.split()
+        if kind == "char":
+            field, n = re.match(r"(\w+)\[(\w+)\]", field).groups()
+            dt, size, a = f"S{DEFINES.get(n) or int(n)}", DEFINES.get(n) or int(n), 1
+        else:
+            dt = _SCALARS[kind]
+            size = a = np.dtype(dt).itemsize
+        offset = -(-offset // a) * a
+        fields.append((field, dt, offset))
+        offset += size
+        align = max(align, a)
+    return np.dtype({"names": [f[0] for f in fields], "formats": [f[1] for f in fields],
+                     "offsets": [f[2] for f in fields], "itemsize": -(-offset // align) * align})
+
+
+def dtype(name: str):
+    """parse_struct() of layout.h's ``struct name``."""
+    with open(HEADER) as f:
+        return parse_struct(f.read(), name)
 
 
 with open(HEADER) as _f:

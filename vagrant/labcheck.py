@@ -7,7 +7,9 @@ through the module's function, and no decoy is reported. Reference-count
 scenarios are "pending" when the report says references were not tracked.
 Each further (LABEL, EXPECTED, REPORT) is a session that ran only some
 scenarios (e.g. the reference ones with --refs-via kprobe): checked the same
-way, its rows named SCENARIO@LABEL, its files OUT/SCENARIO@LABEL.json.
+way, its rows named SCENARIO@LABEL, its files OUT/SCENARIO@LABEL.json. The
+session labelled "census" ran the reference scenarios with --refs-via none:
+its reference census is checked instead (check_census).
 """
 
 import json
@@ -93,6 +95,33 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
     return rows, per_scenario
 
 
+def check_census(times: dict, report: dict) -> tuple[list[dict], dict]:
+    """The reference census of a session that ran pathref and decoy_ref with
+    path_get/path_put unprobed: pathref's N files are N dentries with exactly
+    one unexplained reference each (names f0..fN-1), their mount has N more
+    unexplained references than at the start, and nothing in decoy_ref's
+    folder is unexplained."""
+    times.pop("_errors", None)
+    c = report.get("census") or {}
+    rows, per = [], {}
+    for name in ("pathref", "decoy_ref"):
+        if name not in times:
+            continue
+        n = times[name]
+        mine = [d for d in c.get("unexplained", []) if f"/kleaklab-{name}-" in d["path"]]
+        if name == "pathref":
+            names = sorted(d["name"] for d in mine if d["unexplained"] == 1)
+            mounts = [m for m in c.get("mounts", []) if m["since_start"] == n]
+            ok = names == sorted(f"f{i}" for i in range(n)) and len(mine) == n and len(mounts) == 1
+            found, expected = len(names), n
+        else:
+            ok, found, expected = not mine, len(mine), 0
+        rows.append({"scenario": name, "kind": "census", "function": "-", "expected": expected,
+                     "found": found, "status": "pass" if c and ok else "FAIL"})
+        per[name] = {"kernel": report["kernel"], "census": c, "unexplained_here": mine}
+    return rows, per
+
+
 def load_report(path: str):
     with open(path) as f:
         lines = [line for line in f if line.startswith("{")]
@@ -111,7 +140,7 @@ def main(argv):
             print(f"lab: the tracer wrote no report{' for ' + label if label else ''}", file=sys.stderr)
             return 1
         report = report or this
-        these, per_scenario = check(times, this)
+        these, per_scenario = (check_census if label == "census" else check)(times, this)
         suffix = f"@{label}" if label else ""
         for row in these:
             row["scenario"] += suffix

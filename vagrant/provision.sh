@@ -45,8 +45,15 @@ run() {
 	PYTHONPATH=$src python3 -m bpftrace_leak.cli --kinds refs --refs-via kprobe \
 		-c "python3 $src/vagrant/driver.py --only pathref,decoy_ref --expect $out/expected-kprobe.json" \
 		--format json --top 100000 --min-age 1000ms > "$out/report-kprobe.json"
+	# and once more with neither: the reference census alone, as on kernels
+	# without kprobes or fentry, must find pathref's leaked references
+	say "reference scenarios again with --refs-via none (the reference census)"
+	PYTHONPATH=$src python3 -m bpftrace_leak.cli --refs-via none \
+		-c "python3 $src/vagrant/driver.py --only pathref,decoy_ref --expect $out/expected-census.json" \
+		--format json --top 100000 --min-age 1000ms > "$out/report-census.json"
 	PYTHONPATH=$src python3 "$src/vagrant/labcheck.py" "$out/expected.json" "$out/report.json" "$out" \
-		kprobe "$out/expected-kprobe.json" "$out/report-kprobe.json"
+		kprobe "$out/expected-kprobe.json" "$out/report-kprobe.json" \
+		census "$out/expected-census.json" "$out/report-census.json"
 }
 
 case "${1:-}" in

@@ -19,6 +19,7 @@ growth reads are checked there (check_group_core), the last one wholly.
 """
 
 import math
+import sys
 
 __all__ = ["REPORT_SCHEMA", "CAPTURE_SCHEMA", "MAX_FRAMES", "Invalid", "check_header", "check_snapshot",
            "check_report", "check_group_core", "finite_float", "reject_constant"]
@@ -204,6 +205,9 @@ def check_report(doc, where: str = "report") -> dict:
         _fields(r, f"{where}.refs[{i}]", _REF)
     for i, s in enumerate(_list(doc.get("sockets") or [], f"{where}.sockets", 100_000)):
         _socket(s, f"{where}.sockets[{i}]")
+    if doc.get("census") is not None:
+        from . import pins
+        pins.check_census(doc["census"], f"{where}.census", sys.modules[__name__])
     for i, c in enumerate(_list(doc.get("cgroups") or [], f"{where}.cgroups", 1_000_000)):
         _fields(c, f"{where}.cgroups[{i}]", [("objects", _count), ("bytes", _count)],
                 [("cgroup", _opt_text), ("container", _opt_text), ("kinds", _kinds)])

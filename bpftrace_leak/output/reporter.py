@@ -86,6 +86,9 @@ def render_text(report: dict) -> str:
         lines.append(f"  kleaktrace's own BPF maps: {human_bytes(report['tracer_maps_bytes'])} (not in the groups)")
     if report.get("by") == "cgroup":
         lines.extend(_cgroup_table(report))
+    if report.get("census"):
+        from .censustext import census_lines  # it renders with printable(), from here
+        lines.extend(census_lines(report["census"]))
     for i, g in enumerate(report["groups"], 1):
         cache = _cache_label(g)
         procs = ", ".join(f"{p}" for p in g["pids"][:8]) + (" ..." if len(g["pids"]) > 8 else "")

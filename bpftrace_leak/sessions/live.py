@@ -31,6 +31,7 @@ from ..output.outfiles import open_private
 from ..output.reporter import limit, printable, render
 from ..output.sinks import CaptureSink, ReportSink
 from ..tracer.census import Census
+from ..tracer.pins import PinCensus
 from ..tracer.reader import Reader
 from ..tracer.session import Session
 from ..tracer.sites import Promoter
@@ -114,7 +115,7 @@ def resolve_cgroups(paths) -> list[int]:
 
 
 def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report, cgroup_ids) -> int:
-    sink = capture = held = reader = session = census = None
+    sink = capture = held = reader = session = census = pins = None
     try:
         # files first: a path that cannot take them fails before the compile
         if cfg.output:
@@ -134,6 +135,7 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
         reader = Reader(session)
         promoter = Promoter(session) if cfg.stacks == "sites" and cfg.allocs else None
         census = Census(session, reader) if session.plan.census else None
+        pins = PinCensus(session, reader, census) if census and session.plan.pins else None
         growth = LiveGrowth()
         cgroups = None
         if session.plan.cgroups:
@@ -148,6 +150,8 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
                 "interval_s": cfg.interval_s or cfg.capture_interval_s,
                 "host": {"slab_aliases": {k: sorted(v) for k, v in aliases.items() if v}}})
         symbolizer = reader.symbolizer()  # one for the session: it caches address -> name
+        if pins:
+            pins.start(symbolizer)
 
         def build():
             """(The full report (every group), refereed by /proc/slabinfo, with the
@@ -172,6 +176,8 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
             report["sockets"] = name_sockets(sorted(socket_pids)) if socket_pids and targets else []
             if not cfg.sample_bytes:  # a sampled estimate above the kernel's count may be chance, not phantoms
                 referee(report, {name: c["objects"] for name, c in facts["caches"].items()}, aliases)
+            if pins:
+                report["census"] = pins.run(cfg.min_age_ns, symbolizer).section
             report["tracer_maps_bytes"] = reader.map_memory()
             forget(snap.now_ns, snap.objects)
             return report, facts
@@ -259,6 +265,8 @@ def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report
         # nothing here is cut short by a signal: the handlers only take note
         if capture:
             capture.close()
+        if pins:
+            pins.close()
         if census:
             census.close()
         if reader:

@@ -10,6 +10,7 @@ holds them until --hold seconds pass, stdin closes (--until-eof) or a signal.
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -63,6 +64,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rate-files", action="store_true", help="--rate leaks open files, not socketpairs")
     ap.add_argument("--create", type=int, default=0,
                     help="also create this many files, closed (their dentries stay cached, not pinned)")
+    ap.add_argument("--cwd-files", type=int, default=0,
+                    help="also make a folder, work in it, keep this many files open in it and one empty "
+                         "subfolder (the reference census's cwd, file and child pins)")
     ap.add_argument("--name", help="set the process's name (prctl PR_SET_NAME; escapes welcome)")
     ap.add_argument("--ip-options", type=int, default=0,
                     help="also keep this many UDP sockets with IP options (kfree_rcu'd when replaced)")
@@ -86,6 +90,11 @@ def main(argv=None) -> int:
         held = leak(args.sockets, args.files, f.name)
         if args.ip_options or args.ip_options_churn:
             held += ip_options(args.ip_options, args.ip_options_churn)
+        if args.cwd_files:
+            home = tempfile.mkdtemp(prefix="kleaktrace-cwd-", dir="/tmp")
+            os.chdir(home)
+            held += [os.open(f"f{i}", os.O_CREAT | os.O_RDWR, 0o600) for i in range(args.cwd_files)]
+            os.mkdir("sub")
         created = tempfile.TemporaryDirectory(prefix="kleaktrace-workload-", dir="/tmp") if args.create else None
         for i in range(args.create):
             os.close(os.open(os.path.join(created.name, f"c{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
@@ -103,6 +112,8 @@ def main(argv=None) -> int:
         else:
             time.sleep(args.hold)
         del held
+        if args.cwd_files:
+            shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

@@ -17,7 +17,7 @@ import tempfile
 from ..errors import KleakError
 
 __all__ = ["load_bcc", "compile_module", "captured_output", "failure_line", "attach_raw", "attach_kprobe",
-           "attach_fentry", "detach_kprobe", "detach_fentry", "program_fd", "release_compiler_memory", "test_run"]
+           "attach_fentry", "detach_kprobe", "detach_fentry", "program_fd", "release_compiler_memory", "test_run", "iterate"]
 
 
 def load_bcc():
@@ -99,7 +99,8 @@ def release_compiler_memory() -> None:
 def program_fd(module, program: str, kind: str) -> int:
     """Load ``program`` (verifier included) as a ``kind`` program; its fd."""
     BPF, _lib = load_bcc()
-    prog_type = {"raw": BPF.RAW_TRACEPOINT, "kprobe": BPF.KPROBE, "fentry": BPF.TRACING}[kind]
+    # iter: BCC finds the iterator's target from the program's bpf_iter__ name
+    prog_type = {"raw": BPF.RAW_TRACEPOINT, "kprobe": BPF.KPROBE, "fentry": BPF.TRACING, "iter": BPF.TRACING}[kind]
     try:
         with captured_output() as log:
             return module.load_func(program.encode(), prog_type).fd
@@ -146,6 +147,30 @@ def test_run(fd: int, args, cpu: int | None = None) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
     return attr.retval
+
+
+def iterate(fd: int) -> bytes:
+    """Everything iterator program ``fd`` writes in one pass over its target
+    (a link and an iterator made for the pass and closed after it)."""
+    _BPF, lib = load_bcc()
+    link = lib.bcc_iter_attach(fd, None, 0)
+    if link < 0:
+        raise OSError(-link, f"BPF iterator link: {os.strerror(-link)}")
+    try:
+        it = lib.bcc_iter_create(link)
+        if it < 0:
+            raise OSError(-it, f"BPF iterator: {os.strerror(-it)}")
+        chunks = []
+        try:
+            while True:
+                chunk = os.read(it, 1 << 20)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        finally:
+            os.close(it)
+    finally:
+        os.close(link)
 
 
 def attach_kprobe(module, program: str, function: str) -> None:

@@ -21,16 +21,19 @@ Attach kinds:
 - ``tail``: a program other programs tail-call, put in slot 0 of the
   program array named by its target (a loop too long for one program).
 - ``run``: a program user space runs on demand (BPF_PROG_TEST_RUN) with the
-  arguments it chooses; attached to nothing (the slab census).
+  arguments it chooses; attached to nothing (the slab and reference censuses).
+- ``iter``: a BPF iterator over the kernel object its target names (5.8+);
+  user space makes one and reads what the program wrote, on demand (the
+  reference census). BCC finds the target from the ``bpf_iter__`` name.
 """
 
 from dataclasses import dataclass
 
 from .. import layout
 
-__all__ = ["Probe", "PROBES", "RAW", "KPROBE", "FENTRY", "TAIL", "RUN", "by_program", "events"]
+__all__ = ["Probe", "PROBES", "RAW", "KPROBE", "FENTRY", "TAIL", "RUN", "ITER", "by_program", "events"]
 
-RAW, KPROBE, FENTRY, TAIL, RUN = "raw", "kprobe", "fentry", "tail", "run"
+RAW, KPROBE, FENTRY, TAIL, RUN, ITER = "raw", "kprobe", "fentry", "tail", "run", "iter"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class Probe:
     tracking), "targets" (a PID filter), "forks" (--children, or the
     tracer's own children left out system-wide), "refs"
     (reference counts), "retire" (freed slab pages retire their objects:
-    plan.py decides), "census" (the slab census: plan.py decides), "cgroups"
+    plan.py decides), "census" (the slab census: plan.py decides), "pins" (the
+    reference census: plan.py decides), "cgroups"
     (each allocation's cgroup: plan.py decides), "always".
     ``required``: without it the session cannot run (an error); otherwise its
     absence is a note.
@@ -136,6 +140,13 @@ PROBES = (
     Probe("census", "census_cpu_cache", RUN, "census"),
     Probe("census", "census_barn", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",)),
     Probe("census", "census_sheaf", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",)),
+    # the reference census (tracer/pins.py), run on demand
+    Probe("pins_next", "pins_read_next", TAIL, "pins"),
+    Probe("pins", "pins_read", RUN, "pins"),
+    Probe("pins", "pins_children", RUN, "pins"),
+    Probe("task_file", "bpf_iter__task_file", ITER, "pins"),
+    Probe("task_vma", "bpf_iter__task_vma", ITER, "pins"),
+    Probe("task", "bpf_iter__task", ITER, "pins"),
     Probe("path_get", "kfunc__path_get", FENTRY, "refs"),
     Probe("path_put", "kfunc__path_put", FENTRY, "refs"),
     Probe("path_get", "ref_path_get", KPROBE, "refs"),

@@ -16,18 +16,19 @@ import numpy as np
 
 from ..layout import DEFINES
 
-__all__ = ["aggregate", "decode", "read_values", "slot_records", "value_records"]
+__all__ = ["aggregate", "decode", "read_items", "read_values", "slot_records", "value_records"]
 
 _CHUNK = 262144
 SLOT_BUSY = DEFINES["SLOT_BUSY"]
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def read_values(lib, map_fd: int, key_size: int, value_size: int, chunk: int = _CHUNK):
-    """Yield buffers of whole values of map ``map_fd``, a chunk at a time.
+def read_items(lib, map_fd: int, key_size: int, value_size: int, chunk: int = _CHUNK):
+    """Yield (keys, values) buffers of whole entries of map ``map_fd``, a
+    chunk at a time.
 
-    The buffer is reused: consume each before asking for the next. Raises
-    OSError when the kernel refuses batched lookups (before 5.6).
+    The buffers are reused: consume each pair before asking for the next.
+    Raises OSError when the kernel refuses batched lookups (before 5.6).
     """
     keys = ctypes.create_string_buffer(key_size * chunk)
     values = ctypes.create_string_buffer(value_size * chunk)
@@ -42,10 +43,16 @@ def read_values(lib, map_fd: int, key_size: int, value_size: int, chunk: int = _
         if res != 0 and err != errno.ENOENT:
             raise OSError(err, f"BPF_MAP_LOOKUP_BATCH: {os.strerror(err)}")
         if count.value:
-            yield memoryview(values)[: count.value * value_size]
+            yield memoryview(keys)[: count.value * key_size], memoryview(values)[: count.value * value_size]
         if res != 0:  # ENOENT: that was the last chunk
             return
         first = False
+
+
+def read_values(lib, map_fd: int, key_size: int, value_size: int, chunk: int = _CHUNK):
+    """read_items()'s value buffers alone."""
+    for _keys, values in read_items(lib, map_fd, key_size, value_size, chunk):
+        yield values
 
 
 def aggregate(records, cutoff_ns: int, rows: dict | None = None) -> dict[bytes, list[int]]:

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 
 from ..errors import KleakError
 from ..kernel.functions import fentry_why, kprobe_why
-from . import catalog
-from .catalog import FENTRY, KPROBE, RAW, RUN, TAIL
+from . import catalog, census_plan, pins_plan
+from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 
-__all__ = ["Plan", "plan", "STRUCTS", "FUNCTIONS", "slot_bits"]
+__all__ = ["Plan", "plan", "STRUCTS", "FUNCTIONS", "PERCPU", "PERCPU_OPTIONAL", "ENUMS", "slot_bits"]
+
+PERCPU, PERCPU_OPTIONAL = census_plan.PERCPU, census_plan.PERCPU_OPTIONAL
 
 #: struct offsets the programs follow, as compile flags: {flag: "struct.member"}
 _OFFSETS = {
@@ -34,39 +36,6 @@ _REF_OFFSETS = {
     "MOUNT_MNT_OFF": "mount.mnt",
     "MOUNT_MOUNTPOINT_OFF": "mount.mnt_mountpoint",
 }
-#: what the slab census follows (probes.c: census_*): always needed ...
-_CENSUS_OFFSETS = {
-    "PAGE_COMPOUND_HEAD_OFF": "page.compound_head",  # 7.x: page.compound_info (_ALTERNATIVES)
-    "SLAB_CACHE_OFF": "slab.slab_cache",
-    "SLAB_FREELIST_OFF": "slab.freelist",
-    "SLAB_COUNTERS_OFF": "slab.counters",
-    "KMEM_CACHE_OFFSET_OFF": "kmem_cache.offset",
-    "KMEM_CACHE_RED_LEFT_PAD_OFF": "kmem_cache.red_left_pad",
-    "KMEM_CACHE_LIST_OFF": "kmem_cache.list",
-    "TASK_CFS_RQ_OFF": "task_struct.se.cfs_rq",
-    "CFS_RQ_RQ_OFF": "cfs_rq.rq",
-}
-_SHEAVES = {"KMEM_CACHE_CPU_SHEAVES_OFF": "kmem_cache.cpu_sheaves", "SHEAVES_MAIN_OFF": "slub_percpu_sheaves.main",
-            "SHEAVES_SPARE_OFF": "slub_percpu_sheaves.spare", "SHEAVES_RCU_FREE_OFF": "slub_percpu_sheaves.rcu_free",
-            "SHEAF_SIZE_OFF": "slab_sheaf.size", "SHEAF_OBJECTS_OFF": "slab_sheaf.objects",
-            "SHEAF_LIST_OFF": "slab_sheaf.barn_list", "BARN_FULL_OFF": "node_barn.sheaves_full"}
-#: ... and what some kernels have, each group all or nothing: the freelist
-#: pointer's hardening (CONFIG_SLAB_FREELIST_HARDENED), per-CPU slabs (gone in
-#: 7.x), their partial lists (CONFIG_SLUB_CPU_PARTIAL), sheaves and barns (6.18+)
-_CENSUS_OPTIONAL = (
-    {"KMEM_CACHE_RANDOM_OFF": "kmem_cache.random"},
-    {"KMEM_CACHE_CPU_SLAB_OFF": "kmem_cache.cpu_slab", "CPU_SLAB_SLAB_OFF": "kmem_cache_cpu.slab",
-     "CPU_SLAB_FREELIST_OFF": "kmem_cache_cpu.freelist"},
-    {"CPU_SLAB_PARTIAL_OFF": "kmem_cache_cpu.partial", "SLAB_NEXT_OFF": "slab.next"},
-    {**_SHEAVES, "KMEM_CACHE_NODE_OFF": "kmem_cache.node", "KMEM_CACHE_NODE_BARN_OFF": "kmem_cache_node.barn"},
-    # 7.x: a node's barn is kmem_cache.per_node[node].barn, no longer behind kmem_cache_node
-    {**_SHEAVES, "KMEM_CACHE_PER_NODE_OFF": "kmem_cache.per_node",
-     "PER_NODE_BARN_OFF": "kmem_cache_per_node_ptrs.barn", "PER_NODE_NODE_OFF": "kmem_cache_per_node_ptrs.node"},
-)
-#: struct members renamed by newer kernels: the old path's name takes the new one's offset.
-#: 7.x's page.compound_info holds a tail page's head as compound_head did (a pointer
-#: with bit 0 set) or, with HugeTLB vmemmap optimisation, a mask: probes.c: page_head
-_ALTERNATIVES = {"page.compound_head": "page.compound_info"}
 #: what the cgroup of an allocation is found with (probes.c: current_cgroup)
 _CGROUP_OFFSETS = {
     "TASK_CGROUPS_OFF": "task_struct.cgroups",
@@ -81,15 +50,8 @@ _CGROUP_OFFSETS = {
     "KERNFS_ID_OFF": "kernfs_node.id",
 }
 ENUMS = ("memory_cgrp_id",)
-#: per-CPU variables the census finds a CPU's per-CPU offset with
-PERCPU = {"PCPU_RUNQUEUES": "runqueues", "PCPU_THIS_CPU_OFF": "this_cpu_off"}
-#: ... and fork's cache of freed kernel stacks (kernel/fork.c, CONFIG_VMAP_STACK):
-#: the census reads it from Python (tracer/census.py: cached_stacks)
-_STACK_CACHE = {"var": "cached_stacks", "addr_off": "vm_struct.addr", "pages_off": "vm_struct.pages"}
-PERCPU_OPTIONAL = (_STACK_CACHE["var"],)
-STRUCTS = tuple(_OFFSETS.values()) + tuple(_REF_OFFSETS.values()) + tuple(_CENSUS_OFFSETS.values()) \
-    + tuple(path for group in _CENSUS_OPTIONAL for path in group.values()) + tuple(_CGROUP_OFFSETS.values()) \
-    + (_STACK_CACHE["addr_off"], _STACK_CACHE["pages_off"]) + tuple(_ALTERNATIVES.values())
+STRUCTS = tuple(_OFFSETS.values()) + tuple(_REF_OFFSETS.values()) + tuple(_CGROUP_OFFSETS.values()) \
+    + census_plan.STRUCTS + pins_plan.STRUCTS
 
 #: a struct file's own f_path reference is taken in these (probes.c: ignored_caller)
 _IGNORED_CALLERS = ("do_dentry_open", "vfs_open")
@@ -111,13 +73,15 @@ class Plan:
     refs_unavailable: str | None = None
     slot_bits: int = 10
     census: dict = field(default_factory=dict)  # what tracer/census.py needs: offsets, CPUs, nodes
+    pins: dict = field(default_factory=dict)  # what tracer/pins.py needs: offsets
     cgroups: dict = field(default_factory=dict)  # {"hierarchy": id, "version": 1 or 2} when tracked
 
     def refs_off(self, why: str, allocs: bool) -> None:
         """Reference tracking is not possible: say so once, and why."""
         self.refs_unavailable = why
         self.refs_ways = []
-        self.notes.append(f"reference-count tracking unavailable: {why}; tracing allocations only"
+        self.notes.append(f"reference-count tracking unavailable: {why}; path_get/path_put not paired "
+                          "(the reference census, --census, needs neither)"
                           if allocs else f"reference-count tracking unavailable: {why}")
 
 
@@ -129,7 +93,8 @@ def slot_bits(max_objects: int) -> int:
 def _wanted(probe, config, targets: bool, p: "Plan", retire: bool) -> bool:
     forks = config.children or not targets and not config.include_self and not config.cgroups
     return {"always": True, "allocs": config.allocs, "targets": targets or bool(config.cgroups), "forks": forks,
-            "refs": config.refs, "retire": retire, "census": bool(p.census), "cgroups": bool(p.cgroups)}[probe.when]
+            "refs": config.refs, "retire": retire, "census": bool(p.census), "cgroups": bool(p.cgroups),
+            "pins": bool(p.pins)}[probe.when]
 
 
 def _missing_args(probe, args: tuple) -> list[str]:
@@ -206,9 +171,10 @@ def plan(config, facts, targets: bool) -> Plan:
     flags += retire
     if config.allocs:
         flags += _cgroups(p, config, facts, targets)
+        flags += pins_plan.flags(p, config, facts)
     events_done = set()
     for probe in catalog.PROBES:
-        if probe.attach in (TAIL, RUN) and _wanted(probe, config, targets, p, bool(retire)) and \
+        if probe.attach in (TAIL, RUN, ITER) and _wanted(probe, config, targets, p, bool(retire)) and \
                 all(f"-D{need}=" in " ".join(flags) for need in probe.needs):
             p.probes.append((probe, 1))
         if probe.attach != RAW or not _wanted(probe, config, targets, p, bool(retire)):
@@ -292,35 +258,7 @@ def _page_retire(p: Plan, facts) -> list[str]:
     marks = 1 << max(16, min(26, (2 * max(facts.mem_pages, 1) - 1).bit_length()))
     return ["-DPAGE_RETIRE", f"-DPAGE_MARKS={marks}", f"-DPAGE_RATIO={ratio}ULL",
             # KMALLOC_MAX_CACHE_SIZE is two pages on SLUB: larger kmallocs take pages
-            f"-DKMALLOC_MAX_CACHE={2 * facts.page_size}"] + _census(p, facts, ratio)
-
-
-def _census(p: Plan, facts, ratio: int) -> list[str]:
-    """Flags for the slab census (tracer/census.py), or [] with a note."""
-    offsets = dict(_CENSUS_OFFSETS)
-    found = dict(facts.offsets)
-    for old, new in _ALTERNATIVES.items():
-        if old not in found and new in found:
-            found[old] = found[new]
-    missing = [path for path in offsets.values() if path not in found]
-    missing += [var for var in PERCPU.values() if var not in facts.percpu]
-    if missing:
-        p.notes.append(f"no slab census: this kernel's BTF lacks {', '.join(missing)}")
-        return []
-    for group in _CENSUS_OPTIONAL:
-        if all(path in found for path in group.values()):
-            offsets.update(group)
-    flags = ["-DSLAB_CENSUS", f"-DCENSUS_CPUS={facts.cpus}"]
-    flags += [f"-D{name}={found[path]}" for name, path in offsets.items()]
-    flags += [f"-D{name}={facts.percpu[var]:#x}ULL" for name, var in PERCPU.items()]
-    p.census = {"offsets": {name: found[path] for name, path in offsets.items()},
-                "cpus": facts.cpus, "nodes": facts.nodes, "ratio": ratio,
-                "name_off": facts.offsets.get("kmem_cache.name", 0)}
-    if _STACK_CACHE["var"] in facts.percpu and all(_STACK_CACHE[k] in facts.offsets for k in ("addr_off", "pages_off")):
-        p.census["stacks"] = {"var": facts.percpu[_STACK_CACHE["var"]],
-                              "addr_off": facts.offsets[_STACK_CACHE["addr_off"]],
-                              "pages_off": facts.offsets[_STACK_CACHE["pages_off"]]}
-    return flags
+            f"-DKMALLOC_MAX_CACHE={2 * facts.page_size}"] + census_plan.flags(p, facts, ratio)
 
 
 def _refs(p: Plan, config, facts) -> list[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..analysis.groups import Obj, kmalloc_cache_name
 from ..analysis.refs import WHY_TEXT, RefHold
 from .. import layout
-from .livemap import aggregate, decode, read_values, slot_records, value_records
+from .livemap import aggregate, decode, read_items, read_values, slot_records, value_records
 from .progstats import recursion_misses
 
 __all__ = ["Snapshot", "Reader", "weighed"]
@@ -100,6 +100,47 @@ class Reader:
         x = pages - np.uint64(calib.offset)
         return x // np.uint64(ratio) + np.uint64((ratio - 1) * (2**64 // ratio))
 
+    def cache_records(self, caches, min_age_ns: int):
+        """(addresses, group bytes) of the slab objects of kmem_caches
+        ``caches`` recorded at least ``min_age_ns`` ago: a numpy u64 array
+        and a (n, k) u64 array of their records' group bytes (decode_key)."""
+        import numpy as np
+        from bcc.libbcc import lib
+        live = self.session.map("live")
+        col = (live.Leaf.cache.offset - 8) // 8
+        wanted = np.array(sorted(caches), np.uint64)
+        cutoff = np.uint64(time.monotonic_ns() - min_age_ns)
+        if not self._views:
+            self._records(0)  # maps the slot arrays
+        view, count = self._views["slots"]
+        recs = slot_records(view, count, ctypes.sizeof(self.session.map("slots").Leaf), ctypes.sizeof(live.Leaf))
+        keep = (recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= cutoff) \
+            & np.isin(recs["key"][:, col], wanted)
+        addrs, keys = [recs["addr"][keep]], [recs["key"][keep]]
+        key_size, size = ctypes.sizeof(live.Key), ctypes.sizeof(live.Leaf)
+        try:
+            for kbuf, vbuf in read_items(lib, live.map_fd, key_size, size):
+                k = np.frombuffer(kbuf, np.dtype({"names": ["addr"], "formats": ["<u8"], "offsets": [0],
+                                                  "itemsize": key_size}))
+                v = value_records(vbuf, size)
+                keep = (v["ts"] <= cutoff) & np.isin(v["key"][:, col], wanted)
+                addrs.append(k["addr"][keep].copy())
+                keys.append(v["key"][keep].copy())
+        except OSError:  # no batched lookups: what the slots hold
+            pass
+        return np.concatenate(addrs), np.concatenate(keys)
+
+    def decode_key(self, key: bytes):
+        """The struct live_obj of a record's group bytes (ts_ns unset)."""
+        return self.session.map("live").Leaf.from_buffer_copy(bytes(8) + key)
+
+    @staticmethod
+    def stack_id(obj, site_stacks: dict) -> int:
+        """The stack an object's record stands for: its own, or its site's first."""
+        if obj.stack_how == layout.STACK_HOW["STACK_SITE"]:
+            return site_stacks.get((obj.call_site, obj.cache, obj.kind, obj.syscall), -1)
+        return obj.stack_id
+
     def sites(self) -> tuple[dict[int, tuple[str, int]], dict[tuple, int]]:
         """({struct kmem_cache address: (name, object size)},
         {(call_site, cache, kind, syscall): first stack id})."""
@@ -135,7 +176,7 @@ class Reader:
                 comms[r.tgid] = self.comm(r.tgid)
             n = weighed(n, size, sample)
             at_site = r.stack_how == site_how
-            stack_id = site_stacks.get((r.call_site, r.cache, r.kind, r.syscall), -1) if at_site else r.stack_id
+            stack_id = self.stack_id(r, site_stacks)
             objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
                             ts_ns=oldest, tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
                             call_site=r.call_site, count=n, site_stack=at_site, cache_ptr=r.cache,

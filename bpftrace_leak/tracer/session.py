@@ -17,7 +17,7 @@ from ..kernel.facts import read_facts
 from ..kernel.headers import find_headers
 from ..kernel.tracefs import ensure_tracefs
 from . import bcc, catalog
-from .catalog import FENTRY, KPROBE, RAW, RUN, TAIL
+from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 from ..layout import PACKAGE, PROBES_C
 from .plan import ENUMS, FUNCTIONS, PERCPU, PERCPU_OPTIONAL, STRUCTS, plan, ref_probes, refs_why
 
@@ -99,7 +99,7 @@ class Session:
                 self._attach(probe, copies)
             if self.plan.refs_ways:
                 self._attach_refs()
-            if any(probe.attach == TAIL for probe, _ in self.plan.probes):
+            if "retire_pages" in self.prog_fds:
                 self._calibrate_pages()
             bcc.release_compiler_memory()  # the verifier's logs and load buffers too
         except BaseException:
@@ -114,6 +114,13 @@ class Session:
             self.attached.append(probe.target)
         elif probe.attach == RUN:
             self.prog_fds[probe.program] = bcc.program_fd(self.module, probe.program, RAW)
+        elif probe.attach == ITER:
+            try:
+                self.prog_fds[probe.program] = bcc.program_fd(self.module, probe.program, ITER)
+            except KleakError as e:  # a kernel without this iterator: the census is off, said once
+                if self.plan.pins:
+                    self.plan.notes.append(f"no reference census: {e}")
+                self.plan.pins = {}
         elif probe.attach == TAIL:
             fd = bcc.program_fd(self.module, probe.program, RAW)
             self.map(probe.target)[ctypes.c_int(0)] = ctypes.c_int(fd)

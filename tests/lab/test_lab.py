@@ -86,6 +86,28 @@ def test_every_planted_leak_found_exactly_and_no_decoy(lab, suite):
     assert all(any(f.startswith("kleaklab_leak_socket+") for f in g["stack"]) for g in sock["groups"])
 
 
+@pytest.mark.parametrize("suite", KERNELS)
+def test_reference_census_finds_pathref_without_kprobes_or_fentry(lab, suite):
+    """--refs-via none: no path_get/path_put probe, the reference census alone.
+    pathref's K dentries hold one reference each that no file, cwd, root,
+    child or mount explains, their mount K more than at the start; decoy_ref's
+    balanced references leave nothing unexplained."""
+    _, out, summary = lab
+    kernel = next(k for k in summary["kernels"] if k["suite"] == suite)
+    rows = {r["scenario"]: r for r in kernel["scenarios"]}
+    k = rows["pathref"]["expected"]
+    assert rows["pathref@census"]["status"] == "pass" and rows["pathref@census"]["found"] == k, rows
+    assert rows["decoy_ref@census"]["status"] == "pass" and rows["decoy_ref@census"]["found"] == 0, rows
+    full = json.loads([line for line in (out / suite / "report-census.json").read_text().splitlines()
+                       if line.startswith("{")][-1])
+    assert full["refs_tracking"] == "off" and not full["refs"]
+    c = full["census"]
+    mine = [d for d in c["unexplained"] if "/kleaklab-pathref-" in d["path"]]
+    assert sorted(d["name"] for d in mine) == sorted(f"f{i}" for i in range(k))
+    assert all(d["count"] == 1 and d["unexplained"] == 1 and not any(d["explained"].values()) for d in mine)
+    assert [m["since_start"] for m in c["mounts"] if m["since_start"] == k] == [k]
+
+
 def test_each_kernel_is_its_suites(lab):
     _, _, summary = lab
     major = {k["suite"]: k["kernel"].split(".")[0] + "." + k["kernel"].split(".")[1] for k in summary["kernels"]}

@@ -51,7 +51,8 @@ def test_catalog_names_every_program_of_probes_c_once():
 
     from bpftrace_leak.tracer import catalog
     text = open(layout.PROBES_C).read()
-    defined = set(re.findall(r"^int (\w+)\((?:struct bpf_raw_tracepoint_args|struct pt_regs) \*ctx\)", text, re.M))
+    defined = set(re.findall(r"^int (\w+)\((?:struct bpf_raw_tracepoint_args|struct pt_regs|struct pins_iter_\w+) \*ctx\)",
+                             text, re.M))
     for event in re.findall(r"^SLAB_FREE_COPIES\((\w+), \w+\)", text, re.M):
         defined |= {f"free_{event}_{n}" for n in range(layout.DEFINES["FREE_COPIES"])}
     defined |= {f"kfunc__{fn}" for fn in re.findall(r"^KFUNC_PROBE\((\w+)", text, re.M)}
@@ -65,3 +66,14 @@ def test_constants_shared_with_python_come_from_layout_h():
     assert set(WHY_TEXT) == set(layout.REF_WHY.values())
     assert layout.DEFINES["PAGE_SLOT_COUNT"] & (layout.DEFINES["PAGE_SLOT_COUNT"] - 1) == 0
     assert set(layout.COUNTER_NAMES.values()) >= {"allocs", "frees", "stack_collisions", "stack_full"}
+
+
+def test_struct_layouts_parsed_as_c_lays_them_out():
+    """Records no map carries (what iterators write) get their numpy dtype
+    from layout.h itself: members at their natural alignment, the size
+    rounded up to the largest."""
+    dt = layout.parse_struct("struct t { u32 a; /* pad */ u64 b; char c[3]; };", "t")
+    assert [dt.fields[n][1] for n in ("a", "b", "c")] == [0, 8, 16] and dt.itemsize == 24
+    holder = layout.dtype("pin_holder")
+    assert holder.itemsize == 32 and holder.fields["kind"][1] == 24
+    assert layout.dtype("pin_dentry").fields["name"][0].itemsize == layout.DEFINES["PIN_NAME_LEN"]
