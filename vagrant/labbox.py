@@ -47,6 +47,13 @@ def in_chroot() -> bool:
     of the root filesystem")."""
     try:
         return os.stat("/") != os.stat("/proc/1/root")
+    except OSError:  # PID 1's root unreadable (some sandboxes' init hides it)
+        pass
+    # a root that is no mount point (a chroot into a folder) has no "/" line
+    # in mountinfo: mounts outside the process's root are not shown
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return not any(line.split()[4] == "/" for line in f if len(line.split()) > 4)
     except OSError:
         return False
 
