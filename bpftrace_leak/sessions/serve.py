@@ -135,6 +135,7 @@ class Exporter:
             quality.add_metric([], t["unverified_objects"])
             yield quality
         yield from self._kernel(facts)
+        yield from self._census(r.get("census"))
         maps = GaugeMetricFamily("kleaktrace_bpf_map_bytes", "Kernel memory kleaktrace's BPF maps hold.")
         maps.add_metric([], r.get("tracer_maps_bytes", 0))
         yield maps
@@ -142,6 +143,31 @@ class Exporter:
                                      "Sampling: an allocation of S bytes is kept with probability S/this (0: all).")
         sampling.add_metric([], r.get("sampling_bytes", 0))
         yield sampling
+
+    def _census(self, c: dict | None):
+        """The reference census: dentries by state, references nobody
+        explains, and the mounts whose unexplained references grew (at most
+        top_labels of them, as the reports list them)."""
+        from prometheus_client.core import GaugeMetricFamily
+        if not c:
+            return
+        states = GaugeMetricFamily("kleaktrace_census_dentries",
+                                   "Outstanding dentries read by the reference census, by state "
+                                   "(with sampling: the kept ones).", labels=["state"])
+        for state in ("pinned", "cached", "dead"):
+            states.add_metric([state], c.get(state, 0))
+        yield states
+        refs = GaugeMetricFamily("kleaktrace_census_unexplained_references",
+                                 "References on outstanding dentries no open file, cwd, root, child, mount or "
+                                 "in-memory filesystem explains.")
+        refs.add_metric([], (c.get("references") or {}).get("unexplained", 0))
+        yield refs
+        mounts = GaugeMetricFamily("kleaktrace_census_mount_unexplained_growth",
+                                   "Unexplained references a mount gained since the session's start.",
+                                   labels=["mountpoint"])
+        for m in (c.get("mounts") or [])[:self.top_labels]:
+            mounts.add_metric([m["mountpoint"]], m["since_start"])
+        yield mounts
 
     @staticmethod
     def _kernel(facts: dict):

@@ -167,8 +167,14 @@ class PinCensus:
             return struct.unpack_from("<Q", data, off)[0]
         pcp, count = at(o["pcp"]), 0
         for off in self.census.cpu_offsets().values():
-            raw = self.census._peek((pcp + off + o["count"]) & (2**64 - 1), 4)
-            count += struct.unpack("<i", raw)[0] if raw else 0
+            base = (pcp + off) & (2**64 - 1)
+            if "count" in o:  # mnt_count, up to 6.x
+                raw = self.census._peek(base + o["count"], 4)
+                count += struct.unpack("<i", raw)[0] if raw else 0
+            else:  # 7.x: mnt_gets less mnt_puts
+                gets, puts = (self.census._peek(base + o[k], 4) for k in ("gets", "puts"))
+                count += struct.unpack("<I", gets)[0] - struct.unpack("<I", puts)[0] if gets and puts else 0
+        count = (count + 2**31) % 2**32 - 2**31  # the counters wrap: their sum is a signed 32-bit count
         sb = at(o["mnt"] + o["sb"])
         return MountRow(mount=m, root=at(o["mnt"] + o["root"]), sb=sb, s_root=self.census._u64(sb + o["s_root"]) or 0,
                         parent=at(o["parent"]), mountpoint=at(o["mountpoint"]), attached=bool(at(o["ns"])),
@@ -203,10 +209,11 @@ class PinCensus:
 
     # -- all of it -------------------------------------------------------------------
 
-    def run(self, min_age_ns: int, symbolizer) -> Census | None:
-        """The census of the dentries recorded at least ``min_age_ns`` ago."""
+    def run(self, min_age_ns: int, symbolizer, dentries: bool = True) -> Census:
+        """The census of the dentries recorded at least ``min_age_ns`` ago
+        (none with ``dentries`` false: the mounts alone)."""
         caches, site_stacks = self.reader.sites()
-        dentry_caches = {ptr for ptr, (name, _size) in caches.items() if name == "dentry"}
+        dentry_caches = {ptr for ptr, (name, _size) in caches.items() if name == "dentry"} if dentries else ()
         addrs, keys = self.reader.cache_records(dentry_caches, min_age_ns) if dentry_caches else \
             (np.zeros(0, np.uint64), np.zeros((0, 1), np.uint64))
         read = self.read(addrs)
@@ -231,4 +238,4 @@ class PinCensus:
 
     def start(self, symbolizer) -> None:
         """The first census, taken as the session starts: the mounts' baseline."""
-        self.run(1 << 62, symbolizer)  # no dentry is that old: only the mounts are read
+        self.run(0, symbolizer, dentries=False)

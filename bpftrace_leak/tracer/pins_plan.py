@@ -33,16 +33,19 @@ _CHILDREN = ("dentry.d_children", "dentry.d_subdirs")
 _MOUNT = {
     "mnt": "mount.mnt", "root": "vfsmount.mnt_root", "sb": "vfsmount.mnt_sb",
     "parent": "mount.mnt_parent", "mountpoint": "mount.mnt_mountpoint", "pcp": "mount.mnt_pcp",
-    "count": "mnt_pcp.mnt_count", "ns": "mount.mnt_ns", "s_root": "super_block.s_root",
+    "ns": "mount.mnt_ns", "s_root": "super_block.s_root",
     "s_type": "super_block.s_type", "fs_name": "file_system_type.name",
 }
+#: a mount's count, per CPU: mnt_count until 7.x, then gets less puts (each
+#: CPU's may be negative or wrap: only the sum over CPUs means anything)
+_COUNTS = ({"count": "mnt_pcp.mnt_count"}, {"gets": "mnt_pcp.mnt_gets", "puts": "mnt_pcp.mnt_puts"})
 #: a namespace's mounts: an rbtree from 6.8 (mounts, by mnt_node), a list before (list, by mnt_list)
 _NS_TREE = {"ns_mounts": "mnt_namespace.mounts", "node": "mount.mnt_node",
             "rb_left": "rb_node.rb_left", "rb_right": "rb_node.rb_right"}
 _NS_LIST = {"ns_list": "mnt_namespace.list", "link": "mount.mnt_list"}
 
 STRUCTS = tuple(_OFFSETS.values()) + _CHILDREN + tuple(_MOUNT.values()) + tuple(_NS_TREE.values()) \
-    + tuple(_NS_LIST.values())
+    + tuple(_NS_LIST.values()) + tuple(path for group in _COUNTS for path in group.values())
 
 
 def child_mounts_pin(release: str) -> bool:
@@ -62,11 +65,14 @@ def flags(p, config, facts) -> list[str]:
     found = facts.offsets
     children = next((path for path in _CHILDREN if path in found), None)
     ns = next((group for group in (_NS_TREE, _NS_LIST) if all(v in found for v in group.values())), None)
+    counts = next((group for group in _COUNTS if all(v in found for v in group.values())), None)
     missing = [path for path in (*_OFFSETS.values(), *_MOUNT.values()) if path not in found]
     if children is None:
         missing.append(" or ".join(_CHILDREN))
     if ns is None:
         missing.append("mnt_namespace.mounts or .list")
+    if counts is None:
+        missing.append("mnt_pcp.mnt_count or .mnt_gets")
     why = None
     if not p.census:
         why = "it reads kernel memory with the slab census's programs, which this kernel cannot run"
@@ -75,7 +81,7 @@ def flags(p, config, facts) -> list[str]:
     if why:
         p.notes.append(f"no reference census: {why}")
         return []
-    p.pins = {"mount": {k: found[v] for k, v in _MOUNT.items()}, "ns": {k: found[v] for k, v in ns.items()},
+    p.pins = {"mount": {k: found[v] for k, v in {**_MOUNT, **counts}.items()}, "ns": {k: found[v] for k, v in ns.items()},
               "dentry": {"parent": found["dentry.d_parent"], "name": found["dentry.d_name.name"]},
               "child_mounts_pin": child_mounts_pin(facts.release)}
     return ["-DPIN_CENSUS", f"-DPIN_CHILDREN_OFF={found[children]}"] + \

@@ -109,7 +109,7 @@ class Reader:
         live = self.session.map("live")
         col = (live.Leaf.cache.offset - 8) // 8
         wanted = np.array(sorted(caches), np.uint64)
-        cutoff = np.uint64(time.monotonic_ns() - min_age_ns)
+        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
         if not self._views:
             self._records(0)  # maps the slot arrays
         view, count = self._views["slots"]

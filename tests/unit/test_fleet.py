@@ -152,3 +152,17 @@ def test_kernel_counts_exported_beside_the_tracer():
     sampled = dict(REPORT, totals={k: v for k, v in REPORT["totals"].items() if k != "unverified_objects"})
     ex.update(sampled)
     assert ("kleaktrace_unverified_objects", ()) not in scrape(ex)
+
+
+def test_reference_census_exported():
+    census = {"pinned": 13, "cached": 300, "dead": 0, "references": {"unexplained": 13},
+              "mounts": [{"mountpoint": "/tmp", "since_start": 13}]}
+    ex = Exporter(top_labels=3)
+    ex.update(dict(REPORT, census=census))
+    m = scrape(ex)
+    assert m[("kleaktrace_census_dentries", (("state", "pinned"),))] == 13
+    assert m[("kleaktrace_census_dentries", (("state", "cached"),))] == 300
+    assert m[("kleaktrace_census_unexplained_references", ())] == 13
+    assert m[("kleaktrace_census_mount_unexplained_growth", (("mountpoint", "/tmp"),))] == 13
+    ex.update(REPORT)  # --no-census: no census series
+    assert not any(name.startswith("kleaktrace_census") for name, _ in scrape(ex))
