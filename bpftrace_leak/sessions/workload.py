@@ -49,6 +49,30 @@ def leak(sockets: int, files: int, path: str) -> list:
     return held
 
 
+def in_flight(count: int) -> tuple[list, str]:
+    """Files whose only holder is a unix socket's queue: ``count`` files made
+    on a tmpfs mounted for this process alone (a mount namespace of its own),
+    sent over a socketpair with SCM_RIGHTS, never received, and closed here:
+    each struct file, and through it a reference on its dentry and on the
+    mount, is held by a message no BPF iterator lists (unix_gc's in-flight
+    files, the way SCM_RIGHTS cycles leak). Returns what keeps them
+    (the socketpair) and the mount point."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newns, ms_rec, ms_private = 0x20000, 0x4000, 0x40000
+    if libc.unshare(clone_newns) or libc.mount(b"none", b"/", None, ms_rec | ms_private, None):
+        raise OSError(ctypes.get_errno(), "unshare/mount: a private mount namespace")
+    where = tempfile.mkdtemp(prefix="kleaktrace-inflight-", dir="/tmp")
+    if libc.mount(b"tmpfs", where.encode(), b"tmpfs", 0, b"size=1m"):
+        raise OSError(ctypes.get_errno(), f"mount tmpfs on {where}")
+    a, b = socket.socketpair()
+    fds = [os.open(os.path.join(where, f"inflight{i}"), os.O_CREAT | os.O_RDWR, 0o600) for i in range(count)]
+    socket.send_fds(a, [b"x"], fds)
+    for fd in fds:
+        os.close(fd)
+    return [a, b], where
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--churn", type=int, default=20000, help="socketpair/open cycles freed")
@@ -67,6 +91,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cwd-files", type=int, default=0,
                     help="also make a folder, work in it, keep this many files open in it and one empty "
                          "subfolder (the reference census's cwd, file and child pins)")
+    ap.add_argument("--inflight", type=int, default=0,
+                    help="also make this many files on a private tmpfs and leave them in flight in a unix "
+                         "socket (SCM_RIGHTS, never received): references no iterator lists")
     ap.add_argument("--name", help="set the process's name (prctl PR_SET_NAME; escapes welcome)")
     ap.add_argument("--ip-options", type=int, default=0,
                     help="also keep this many UDP sockets with IP options (kfree_rcu'd when replaced)")
@@ -95,6 +122,9 @@ def main(argv=None) -> int:
             os.chdir(home)
             held += [os.open(f"f{i}", os.O_CREAT | os.O_RDWR, 0o600) for i in range(args.cwd_files)]
             os.mkdir("sub")
+        if args.inflight:
+            kept, inflight_at = in_flight(args.inflight)
+            held += kept
         created = tempfile.TemporaryDirectory(prefix="kleaktrace-workload-", dir="/tmp") if args.create else None
         for i in range(args.create):
             os.close(os.open(os.path.join(created.name, f"c{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
@@ -114,6 +144,10 @@ def main(argv=None) -> int:
         del held
         if args.cwd_files:
             shutil.rmtree(home, ignore_errors=True)
+        if args.inflight:  # the tmpfs was this process's alone; its folder is the host's
+            import ctypes
+            ctypes.CDLL(None).umount2(inflight_at.encode(), 2)  # MNT_DETACH
+            os.rmdir(inflight_at)
     return 0
 
 

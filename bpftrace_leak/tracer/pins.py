@@ -40,7 +40,7 @@ import numpy as np
 from .. import layout
 from ..analysis.pins import Census, MountRow
 from ..analysis.symbols import trim_allocator_frames
-from . import bcc
+from . import bcc, catalog
 
 __all__ = ["PinCensus", "PIN_DENTRY", "PIN_HOLDER"]
 
@@ -120,8 +120,7 @@ class PinCensus:
     def holders(self) -> np.ndarray:
         """Every holder the iterators list, as PIN_HOLDER records (a holder
         seen through several tasks is listed several times)."""
-        data = b"".join(bcc.iterate(self.fds[p]) for p in ("bpf_iter__task_file", "bpf_iter__task_vma",
-                                                           "bpf_iter__task"))
+        data = b"".join(bcc.iterate(self.fds[p.program]) for p in catalog.PROBES if p.attach == catalog.ITER)
         return np.frombuffer(data, PIN_HOLDER, count=len(data) // PIN_HOLDER.itemsize)
 
     def mounts(self, namespaces) -> list[MountRow]:

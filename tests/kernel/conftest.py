@@ -89,13 +89,14 @@ class Workload:
     """bpftrace_leak.sessions.workload, held at --wait until ``go()``, holding its leak until ``end()``."""
 
     def __init__(self, churn=20000, sockets=300, files=200, fork=False, rate=0, for_s=0, rate_files=False,
-                 create=0, name=None, ip_options=0, ip_options_churn=0, cwd_files=0):
+                 create=0, name=None, ip_options=0, ip_options_churn=0, cwd_files=0, inflight=0):
         self.sockets, self.files = sockets, files
         cmd = [sys.executable, "-m", "bpftrace_leak.sessions.workload", "--churn", str(churn), "--sockets",
                str(sockets), "--files", str(files), "--create", str(create), "--wait", "--until-eof"] \
             + (["--fork"] if fork else []) + (["--name", name] if name else []) \
             + ["--ip-options", str(ip_options), "--ip-options-churn", str(ip_options_churn)] \
-            + (["--cwd-files", str(cwd_files)] if cwd_files else [])
+            + (["--cwd-files", str(cwd_files)] if cwd_files else []) \
+            + (["--inflight", str(inflight)] if inflight else [])
         if rate:
             cmd += ["--rate", str(rate), "--for", str(for_s)] + (["--rate-files"] if rate_files else [])
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -48,3 +48,20 @@ def test_cwd_files_and_child_explained(workloads):
     assert (refs["file"], refs["cwd"], refs["child"]) == (CWD_FILES, 1, CWD_FILES + 1), c
     assert c["pinned_by"] == {"file": CWD_FILES, "cwd": 1, "root": 0, "mount": 0, "fs": 0, "child": 1}, c
     assert c["pinned"] == CWD_FILES + 1 and c["cached"] >= 1, c  # the subfolder: count 0
+
+
+def test_files_in_flight_in_a_unix_socket_are_unexplained_pins(workloads):
+    """Files sent with SCM_RIGHTS and never received are held by the
+    message alone, where no iterator looks: each of their dentries (on a
+    tmpfs, which pins its own) has one reference nothing explains, and their
+    mount, new in this session, as many."""
+    k = 9
+    c = census(workloads, sockets=0, inflight=k)
+    mine = [d for d in c["unexplained"] if d["name"].startswith("inflight")]
+    assert sorted(d["name"] for d in mine) == sorted(f"inflight{i}" for i in range(k)), c
+    assert all((d["count"], d["unexplained"], d["explained"]["fs"]) == (2, 1, 1) for d in mine), mine
+    assert c["references"]["unexplained"] == k and c["pinned_unexplained"] == k, c
+    assert {g["parent"] for g in c["by_parent"]} == {"/"}  # the tmpfs's root: the mount's own path
+    mounts = [m for m in c["mounts"] if "/kleaktrace-inflight-" in m["mountpoint"]]
+    assert [(m["since_start"], m["new"], m["unexplained"]) for m in mounts] == [(k, True, k)], c["mounts"]
+    assert mounts[0]["count"] == k + 1 and mounts[0]["explained"]["namespace"] == 1
