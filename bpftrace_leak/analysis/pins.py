@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import layout
 
-__all__ = ["Census", "MountRow", "KINDS", "MOUNT_KINDS", "check_census"]
+__all__ = ["RefCensus", "MountRow", "KINDS", "MOUNT_KINDS", "check_census"]
 
 KINDS = ("file", "cwd", "root", "mount", "fs", "child")
 #: filesystems whose positive dentries hold a reference of the filesystem's
@@ -85,23 +85,87 @@ def _unique_holders(holders: np.ndarray, kind: int) -> np.ndarray:
     return rows[first]
 
 
-def _explain_mounts(mounts: list[MountRow], child_pins: bool) -> list[dict]:
-    """Each mount's rows with its namespace reference and child mounts
-    explained (Census.build adds the files and fs_structs on it)."""
+def _mounts(mounts: list[MountRow], holders: dict, *, child_pins: bool, mnt_of, baseline: dict) -> list[dict]:
+    """Each mount's count against its namespace reference, its child mounts
+    (``child_pins``: before 6.17), and the files and fs_structs on it
+    (``holders``: kind -> unique PIN_HOLDER records, whose mnt is the
+    vfsmount a struct mount embeds: ``mnt_of``); unexplained, and gained
+    since ``baseline``."""
     children: dict[int, int] = {}
     for m in mounts if child_pins else ():
         if m.parent and m.parent != m.mount:
             children[m.parent] = children.get(m.parent, 0) + 1
-    rows = []
-    for m in mounts:
-        rows.append({"mount": m.mount, "count": m.count, "root_dentry": m.root, "mountpoint_dentry": m.mountpoint,
-                     "explained": {"namespace": int(m.attached), "child": children.get(m.mount, 0),
-                                   "file": 0, "cwd": 0, "root": 0}})
+    rows = [{"mount": m.mount, "count": m.count, "mountpoint_dentry": m.mountpoint,
+             "explained": {"namespace": int(m.attached), "child": children.get(m.mount, 0),
+                           "file": 0, "cwd": 0, "root": 0}} for m in mounts]
+    vfs = np.array([mnt_of(m.mount) for m in mounts], np.uint64)
+    if len(vfs):
+        vorder = np.argsort(vfs)
+        for kind, held in holders.items():
+            for j, n in zip(vorder, _per_addr(vfs[vorder], held["mnt"])):
+                rows[j]["explained"][kind] = int(n)
+    for r in rows:
+        r["unexplained"] = r["count"] - sum(r["explained"].values())
+        before = baseline.get(r["mount"])
+        r["since_start"] = r["unexplained"] - (before or 0)
     return rows
 
 
+def _explain(addrs, read, holders: dict, mounts: list[MountRow], children, fs_name):
+    """(count, live, explained {kind: per-dentry counts}) of the sorted
+    ``addrs``: the references each kind of holder accounts for."""
+    ok = read["state"] == _READ
+    count = read["count"].astype(np.int64)
+    live = ok & (count >= 0)
+    explained = {kind: _per_addr(addrs, holders[kind]["dentry"]) for kind in ("file", "cwd", "root")}
+    mount_refs = [m.root for m in mounts]
+    mount_refs += list({m.mountpoint for m in mounts if m.parent and m.parent != m.mount})
+    mount_refs += list({m.s_root for m in mounts if m.s_root})
+    explained["mount"] = _per_addr(addrs, np.array(mount_refs, np.uint64))
+    pinning = np.array([s for s in np.unique(read["sb"][ok]) if fs_name(int(s)) in PINNING_FS], np.uint64)
+    explained["fs"] = (live & (read["inode"] != 0) & np.isin(read["sb"], pinning)).astype(np.int64)
+    child = np.zeros(len(addrs), np.int64)
+    for i in np.flatnonzero(live & (count > sum(explained.values()))):  # only where the rest falls short
+        child[i] = children(int(addrs[i]))
+    explained["child"] = child
+    return count, live, explained
+
+
+def _listing(section: dict, addrs, read, count, explained, unexplained, *, path, stack, index) -> None:
+    """The unexplained dentries into ``section``: up to _TOP of them, and
+    grouped by allocation stack and by parent folder."""
+    bad = np.flatnonzero(unexplained > 0)
+    bad = bad[np.argsort(-unexplained[bad], kind="stable")]
+    by_stack: dict[tuple, dict] = {}
+    by_parent: dict[int, dict] = {}
+    listed = []
+    for i in bad:
+        name = read["name"][i].decode(errors="replace")
+        frames = stack(int(index[i]))
+        g = by_stack.setdefault(tuple(frames), {"stack": frames, "dentries": 0, "refs": 0, "names": []})
+        g["dentries"] += 1
+        g["refs"] += int(unexplained[i])
+        if len(g["names"]) < 50:
+            g["names"].append(name)
+        p = by_parent.setdefault(int(read["parent"][i]), {"parent": None, "dentries": 0, "refs": 0})
+        p["dentries"] += 1
+        p["refs"] += int(unexplained[i])
+        if len(listed) < _TOP:
+            listed.append({"name": name, "path": path(int(addrs[i])), "count": int(count[i]),
+                           "explained": {k: int(v[i]) for k, v in explained.items()},
+                           "unexplained": int(unexplained[i]), "stack": frames})
+    parents = sorted(by_parent.items(), key=lambda kv: -kv[1]["refs"])[:_TOP]
+    for addr, p in parents:
+        p["parent"] = path(addr) if addr else "?"
+    for g in by_stack.values():
+        g["names"].sort(key=_natural)
+    section["unexplained"] = listed
+    section["by_stack"] = sorted(by_stack.values(), key=lambda g: -g["refs"])[:_TOP]
+    section["by_parent"] = [p for _a, p in parents]
+
+
 @dataclass
-class Census:
+class RefCensus:
     """A reference census: the report's ``census`` section, and the rows behind it."""
 
     section: dict = field(default_factory=dict)
@@ -110,7 +174,7 @@ class Census:
     @classmethod
     def build(cls, addrs, read, holders, mounts: list[MountRow], *, children, path, stack,
               mnt_of=lambda m: m, child_mounts_pin: bool = True, baseline: dict | None = None,
-              fs_name=lambda sb: None) -> "Census":
+              fs_name=lambda sb: None) -> "RefCensus":
         """``addrs`` (u64) and ``read`` (tracer/pins.py PIN_DENTRY records,
         one per address); ``holders`` (PIN_HOLDER records); ``mounts``;
         callables: ``children(addr)`` counts a dentry's children,
@@ -119,104 +183,37 @@ class Census:
         for a struct mount; ``child_mounts_pin``: the kernel's child mounts
         hold their parent; ``baseline``: {struct mount: unexplained} of the
         session's first census; ``fs_name(sb)`` a superblock's filesystem type."""
-        order = np.argsort(addrs, kind="stable")
-        addrs, read = addrs[order], read[order]
-        index = order  # position in the caller's arrays, for stack()
-        ok = read["state"] == _READ
-        count = read["count"].astype(np.int64)
-        dead = ok & (count < 0)
-        live = ok & (count >= 0)
-        files = _unique_holders(holders, _PIN["PIN_FILE"])
-        pwds = _unique_holders(holders, _PIN["PIN_PWD"])
-        roots = _unique_holders(holders, _PIN["PIN_ROOT"])
-        explained = {
-            "file": _per_addr(addrs, files["dentry"]),
-            "cwd": _per_addr(addrs, pwds["dentry"]),
-            "root": _per_addr(addrs, roots["dentry"]),
-        }
-        mount_refs = [m.root for m in mounts]
-        mount_refs += list({m.mountpoint for m in mounts if m.parent and m.parent != m.mount})
-        mount_refs += list({m.s_root for m in mounts if m.s_root})
-        explained["mount"] = _per_addr(addrs, np.array(mount_refs, np.uint64))
-        pinning = np.array([s for s in np.unique(read["sb"][ok]) if fs_name(int(s)) in PINNING_FS], np.uint64)
-        explained["fs"] = (live & (read["inode"] != 0) & np.isin(read["sb"], pinning)).astype(np.int64)
-        child = np.zeros(len(addrs), np.int64)
-        short = live & (count > sum(explained.values()))
-        for i in np.flatnonzero(short):
-            child[i] = children(int(addrs[i]))
-        explained["child"] = child
-        total = sum(explained.values())
-        left = np.where(live, count - total, 0)
+        index = np.argsort(addrs, kind="stable")  # position in the caller's arrays, for stack()
+        addrs, read = addrs[index], read[index]
+        held = {"file": _unique_holders(holders, _PIN["PIN_FILE"]), "cwd": _unique_holders(holders, _PIN["PIN_PWD"]),
+                "root": _unique_holders(holders, _PIN["PIN_ROOT"])}
+        count, live, explained = _explain(addrs, read, held, mounts, children, fs_name)
+        left = np.where(live, count - sum(explained.values()), 0)
         unexplained = np.maximum(left, 0)
-        over = np.maximum(-left, 0)
+        ok = read["state"] == _READ
         pinned = live & (count > 0)
-
-        # mounts: the same accounting, by the vfsmount address holders hold
-        # (struct mount embeds its struct vfsmount)
-        mount_rows = _explain_mounts(mounts, child_mounts_pin)
-        vfs = np.array([mnt_of(m.mount) for m in mounts], np.uint64)
-        if len(vfs):
-            vorder = np.argsort(vfs)
-            for kind, rows in (("file", files), ("cwd", pwds), ("root", roots)):
-                n = _per_addr(vfs[vorder], rows["mnt"])
-                for j, v in zip(vorder, n):
-                    mount_rows[j]["explained"][kind] = int(v)
-        for r in mount_rows:
-            r["unexplained"] = r["count"] - sum(r["explained"].values())
-
         section = {
             "dentries": int(len(addrs)),
             "gone": int((~ok).sum()),
-            "dead": int(dead.sum()),
+            "dead": int((ok & (count < 0)).sum()),
             "cached": int((live & (count == 0)).sum()),
             "pinned": int(pinned.sum()),
             "pinned_explained": int((pinned & (unexplained == 0)).sum()),
             "pinned_unexplained": int((pinned & (unexplained > 0)).sum()),
             "references": {"total": int(count[live].sum()), **{k: int(v[live].sum()) for k, v in explained.items()},
-                           "unexplained": int(unexplained.sum()), "over_explained": int(over.sum())},
+                           "unexplained": int(unexplained.sum()), "over_explained": int(np.maximum(-left, 0).sum())},
             "pinned_by": {k: int((pinned & (v > 0)).sum()) for k, v in explained.items()},
         }
-        # unexplained dentries, grouped by allocation stack and by parent directory
-        bad = np.flatnonzero(unexplained > 0)
-        bad = bad[np.argsort(-unexplained[bad], kind="stable")]
-        by_stack: dict[tuple, dict] = {}
-        by_parent: dict[int, dict] = {}
-        listed = []
-        for i in bad:
-            name = read["name"][i].decode(errors="replace")
-            frames = stack(int(index[i]))
-            g = by_stack.setdefault(tuple(frames), {"stack": frames, "dentries": 0, "refs": 0, "names": []})
-            g["dentries"] += 1
-            g["refs"] += int(unexplained[i])
-            if len(g["names"]) < 50:
-                g["names"].append(name)
-            parent = int(read["parent"][i])
-            p = by_parent.setdefault(parent, {"parent": None, "dentries": 0, "refs": 0})
-            p["dentries"] += 1
-            p["refs"] += int(unexplained[i])
-            if len(listed) < _TOP:
-                listed.append({"name": name, "path": path(int(addrs[i])), "count": int(count[i]),
-                               "explained": {k: int(v[i]) for k, v in explained.items()},
-                               "unexplained": int(unexplained[i]), "stack": frames})
-        parents = sorted(by_parent.items(), key=lambda kv: -kv[1]["refs"])[:_TOP]
-        for addr, p in parents:
-            p["parent"] = path(addr) if addr else "?"
-        for g in by_stack.values():
-            g["names"].sort(key=_natural)
-        section["unexplained"] = listed
-        section["by_stack"] = sorted(by_stack.values(), key=lambda g: -g["refs"])[:_TOP]
-        section["by_parent"] = [p for _a, p in parents]
+        _listing(section, addrs, read, count, explained, unexplained, path=path, stack=stack, index=index)
         baseline = baseline or {}
-        for r in mount_rows:
-            before = baseline.get(r["mount"])
-            r["since_start"] = r["unexplained"] - before if before is not None else r["unexplained"]
-        section["mounts_read"] = len(mount_rows)
+        rows = _mounts(mounts, held, child_pins=child_mounts_pin, mnt_of=mnt_of, baseline=baseline)
+        section["mounts_read"] = len(rows)
         section["mounts"] = [
             {"mountpoint": path(r["mountpoint_dentry"]) if r["mountpoint_dentry"] else "?",
              "count": r["count"], "explained": r["explained"], "unexplained": r["unexplained"],
              "since_start": r["since_start"], "new": r["mount"] not in baseline}
-            for r in sorted(mount_rows, key=lambda r: -r["since_start"]) if r["since_start"] > 0][:_TOP]
-        return cls(section, {r["mount"]: r["unexplained"] for r in mount_rows})
+            for r in sorted(rows, key=lambda r: -r["since_start"]) if r["since_start"] > 0][:_TOP]
+        return cls(section, {r["mount"]: r["unexplained"] for r in rows})
 
 
 # -- checked when read back from a capture (schema.py) ---------------------------------

@@ -66,9 +66,10 @@ class Census:
         self._peek_view = None
         self.known: set[int] = set()
 
-    # -- kernel memory, read by census_peek ----------------------------------
+    # -- kernel memory, read by census_peek (the reference census reads with it too)
 
-    def _peek(self, addr: int, n: int) -> bytes | None:
+    def peek(self, addr: int, n: int) -> bytes | None:
+        """``n`` bytes (at most PEEK_BYTES) of kernel memory at ``addr``; None where unreadable."""
         if self._peek_view is None:
             self._peek_view = mmap.mmap(self.session.map("peek_buf").map_fd, layout.DEFINES["PEEK_BYTES"],
                                         mmap.MAP_SHARED, mmap.PROT_READ)
@@ -76,14 +77,15 @@ class Census:
             return None
         return self._peek_view[:n]
 
-    def _u64(self, addr: int) -> int | None:
-        data = self._peek(addr, 8)
+    def u64(self, addr: int) -> int | None:
+        """The u64 at ``addr``; None where unreadable."""
+        data = self.peek(addr, 8)
         return struct.unpack("<Q", data)[0] if data else None
 
     def _name(self, cache: int) -> str | None:
         """A kmem_cache's name, None when it does not read like one."""
-        ptr = self._u64(cache + self.session.plan.census.get("name_off", 0))
-        data = self._peek(ptr, 64) if ptr else None
+        ptr = self.u64(cache + self.session.plan.census.get("name_off", 0))
+        data = self.peek(ptr, 64) if ptr else None
         if not data or b"\0" not in data:
             return None
         name = data.split(b"\0", 1)[0]
@@ -115,7 +117,7 @@ class Census:
             at = seed
             for _ in range(_MAX_CACHES):
                 found.add(at)
-                nxt = self._u64(at + link)
+                nxt = self.u64(at + link)
                 if not nxt:
                     break
                 at = nxt - link
@@ -125,10 +127,10 @@ class Census:
         return {c for c in found if self._name(c)}
 
     def _slab_cache(self, page: int) -> int | None:
-        info = self._u64(page + self.offsets["PAGE_COMPOUND_HEAD_OFF"])
+        info = self.u64(page + self.offsets["PAGE_COMPOUND_HEAD_OFF"])
         if info is None:
             return None
-        return self._u64(page_head(page, info) + self.offsets["SLAB_CACHE_OFF"])
+        return self.u64(page_head(page, info) + self.offsets["SLAB_CACHE_OFF"])
 
     # -- the census --------------------------------------------------------------
 
@@ -141,11 +143,11 @@ class Census:
         vmalloc, slab = layout.ENUMS["space"]["SPACE_VMALLOC"], layout.ENUMS["space"]["SPACE_SLAB"]
         for base in self._cpu_bases.values():
             for i in range(NR_CACHED_STACKS):
-                vm = self._u64(base + where["var"] + 8 * i)
+                vm = self.u64(base + where["var"] + 8 * i)
                 if not vm:
                     continue
-                for addr, space in ((self._u64(vm + where["addr_off"]), vmalloc), (vm, slab),
-                                    (self._u64(vm + where["pages_off"]), slab)):
+                for addr, space in ((self.u64(vm + where["addr_off"]), vmalloc), (vm, slab),
+                                    (self.u64(vm + where["pages_off"]), slab)):
                     if addr:
                         bcc.test_run(self.fds["census_drop"], [addr, space])
 

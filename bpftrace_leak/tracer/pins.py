@@ -38,7 +38,7 @@ import struct
 import numpy as np
 
 from .. import layout
-from ..analysis.pins import Census, MountRow
+from ..analysis.pins import MountRow, RefCensus
 from ..analysis.symbols import trim_allocator_frames
 from . import bcc, catalog
 
@@ -135,7 +135,7 @@ class PinCensus:
         return list(seen.values())
 
     def _ns_mounts(self, ns: int):
-        u64 = self.census._u64
+        u64 = self.census.u64
         if "ns_mounts" in self.ns_off:  # 6.8+: an rbtree by mnt_node
             stack, node, n = [], u64(ns + self.ns_off["ns_mounts"]), 0
             while (stack or node) and n < _MAX_MOUNTS:
@@ -158,7 +158,7 @@ class PinCensus:
     def _mount(self, m: int) -> MountRow | None:
         o = self.mount_off
         span = max(o["mnt"] + max(o["root"], o["sb"]), o["parent"], o["mountpoint"], o["pcp"], o["ns"]) + 8
-        data = self.census._peek(m, span)
+        data = self.census.peek(m, span)
         if data is None:
             return None
 
@@ -168,14 +168,14 @@ class PinCensus:
         for off in self.census.cpu_offsets().values():
             base = (pcp + off) & (2**64 - 1)
             if "count" in o:  # mnt_count, up to 6.x
-                raw = self.census._peek(base + o["count"], 4)
+                raw = self.census.peek(base + o["count"], 4)
                 count += struct.unpack("<i", raw)[0] if raw else 0
             else:  # 7.x: mnt_gets less mnt_puts
-                gets, puts = (self.census._peek(base + o[k], 4) for k in ("gets", "puts"))
+                gets, puts = (self.census.peek(base + o[k], 4) for k in ("gets", "puts"))
                 count += struct.unpack("<I", gets)[0] - struct.unpack("<I", puts)[0] if gets and puts else 0
         count = (count + 2**31) % 2**32 - 2**31  # the counters wrap: their sum is a signed 32-bit count
         sb = at(o["mnt"] + o["sb"])
-        return MountRow(mount=m, root=at(o["mnt"] + o["root"]), sb=sb, s_root=self.census._u64(sb + o["s_root"]) or 0,
+        return MountRow(mount=m, root=at(o["mnt"] + o["root"]), sb=sb, s_root=self.census.u64(sb + o["s_root"]) or 0,
                         parent=at(o["parent"]), mountpoint=at(o["mountpoint"]), attached=bool(at(o["ns"])),
                         count=count)
 
@@ -183,9 +183,9 @@ class PinCensus:
         """The name of superblock ``sb``'s filesystem type ("tmpfs"), cached."""
         if sb not in self._fs_names:
             o = self.mount_off
-            fstype = self.census._u64(sb + o["s_type"])
-            ptr = self.census._u64(fstype + o["fs_name"]) if fstype else None
-            raw = self.census._peek(ptr, 32) if ptr else None
+            fstype = self.census.u64(sb + o["s_type"])
+            ptr = self.census.u64(fstype + o["fs_name"]) if fstype else None
+            raw = self.census.peek(ptr, 32) if ptr else None
             self._fs_names[sb] = raw.split(b"\0", 1)[0].decode(errors="replace") if raw else None
         return self._fs_names[sb]
 
@@ -195,11 +195,11 @@ class PinCensus:
         name_off = self.session.plan.pins["dentry"]["name"]
         parts, at = [], dentry
         for _ in range(_MAX_DEPTH):
-            parent = self.census._u64(at + parent_off)
+            parent = self.census.u64(at + parent_off)
             if not parent or parent == at:
                 break
-            ptr = self.census._u64(at + name_off)
-            raw = self.census._peek(ptr, 256) if ptr else None
+            ptr = self.census.u64(at + name_off)
+            raw = self.census.peek(ptr, 256) if ptr else None
             parts.append(raw.split(b"\0", 1)[0].decode(errors="replace") if raw else "?")
             at = parent
         else:
@@ -208,7 +208,7 @@ class PinCensus:
 
     # -- all of it -------------------------------------------------------------------
 
-    def run(self, min_age_ns: int, symbolizer, dentries: bool = True) -> Census:
+    def run(self, min_age_ns: int, symbolizer, dentries: bool = True) -> RefCensus:
         """The census of the dentries recorded at least ``min_age_ns`` ago
         (none with ``dentries`` false: the mounts alone)."""
         caches, site_stacks = self.reader.sites()
@@ -227,7 +227,7 @@ class PinCensus:
                 raw = symbolizer.raw_frames(sid) if sid >= 0 else None
                 stacks[key] = trim_allocator_frames(raw or ["[stack lost]"])
             return stacks[key]
-        census = Census.build(addrs, read, holders, self.mounts(namespaces), children=self.children,
+        census = RefCensus.build(addrs, read, holders, self.mounts(namespaces), children=self.children,
                               path=self.dentry_path, stack=stack_of, mnt_of=lambda m: m + self.mount_off["mnt"],
                               child_mounts_pin=self.session.plan.pins["child_mounts_pin"], baseline=self.baseline,
                               fs_name=self.fs_name)

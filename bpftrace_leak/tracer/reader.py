@@ -57,20 +57,33 @@ class Reader:
 
     # -- outstanding objects ---------------------------------------------------
 
-    def _records(self, cutoff_ns: int) -> dict:
-        """aggregate()'s {group bytes: [objects, oldest]} of the objects allocated at or before ``cutoff_ns``."""
-        from bcc.libbcc import lib
-        live = self.session.map("live")
-        size = ctypes.sizeof(live.Leaf)
+    def _slot_arrays(self) -> dict:
+        """{slot array name: its records (slot_records)}, mmap()ed once."""
+        size = ctypes.sizeof(self.session.map("live").Leaf)
         if not self._views:
             for name, count in (("slots", 1 << self.session.plan.slot_bits),
                                 ("page_slots", layout.DEFINES["PAGE_SLOT_COUNT"])):
                 table = self.session.map(name)
                 length = -(-ctypes.sizeof(table.Leaf) * count // mmap.PAGESIZE) * mmap.PAGESIZE
                 self._views[name] = (mmap.mmap(table.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ), count)
+        return {name: slot_records(view, count, ctypes.sizeof(self.session.map(name).Leaf), size)
+                for name, (view, count) in self._views.items()}
+
+    @staticmethod
+    def _aged_slots(recs, min_age_ns: int):
+        """Which slots hold a record made at least ``min_age_ns`` ago (a numpy mask)."""
+        import numpy as np
+        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
+        return (recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= cutoff)
+
+    def _records(self, cutoff_ns: int) -> dict:
+        """aggregate()'s {group bytes: [objects, oldest]} of the objects allocated at or before ``cutoff_ns``."""
+        from bcc.libbcc import lib
+        live = self.session.map("live")
+        size = ctypes.sizeof(live.Leaf)
         rows: dict = {}
-        for name, (view, count) in self._views.items():
-            aggregate(slot_records(view, count, ctypes.sizeof(self.session.map(name).Leaf), size), cutoff_ns, rows)
+        for recs in self._slot_arrays().values():
+            aggregate(recs, cutoff_ns, rows)
         try:
             for chunk in read_values(lib, live.map_fd, ctypes.sizeof(live.Key), size):
                 aggregate(value_records(chunk, size), cutoff_ns, rows)
@@ -87,13 +100,8 @@ class Reader:
         ratio = self.session.plan.census.get("ratio", 0)
         if not calib.ready or not ratio:
             return np.zeros(0, np.uint64)
-        if not self._views:
-            self._records(0)  # maps the slot arrays
-        view, count = self._views["slots"]
-        recs = slot_records(view, count, ctypes.sizeof(self.session.map("slots").Leaf),
-                            ctypes.sizeof(self.session.map("live").Leaf))
-        cutoff = np.uint64(time.monotonic_ns() - min_age_ns)
-        addr = recs["addr"][(recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= cutoff)]
+        recs = self._slot_arrays()["slots"]
+        addr = recs["addr"][self._aged_slots(recs, min_age_ns)]
         pages = np.unique(addr & np.uint64(~4095 & (2**64 - 1)))
         # struct page = (va - offset) / ratio, in the kernel half: va = page * ratio + offset
         # wraps modulo 2**64, so the quotient is completed by the top bits it lost
@@ -109,13 +117,9 @@ class Reader:
         live = self.session.map("live")
         col = (live.Leaf.cache.offset - 8) // 8
         wanted = np.array(sorted(caches), np.uint64)
+        recs = self._slot_arrays()["slots"]
+        keep = self._aged_slots(recs, min_age_ns) & np.isin(recs["key"][:, col], wanted)
         cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
-        if not self._views:
-            self._records(0)  # maps the slot arrays
-        view, count = self._views["slots"]
-        recs = slot_records(view, count, ctypes.sizeof(self.session.map("slots").Leaf), ctypes.sizeof(live.Leaf))
-        keep = (recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= cutoff) \
-            & np.isin(recs["key"][:, col], wanted)
         addrs, keys = [recs["addr"][keep]], [recs["key"][keep]]
         key_size, size = ctypes.sizeof(live.Key), ctypes.sizeof(live.Leaf)
         try:

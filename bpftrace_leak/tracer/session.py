@@ -99,7 +99,7 @@ class Session:
                 self._attach(probe, copies)
             if self.plan.refs_ways:
                 self._attach_refs()
-            if "retire_pages" in self.prog_fds:
+            if any(probe.when == "retire" for probe, _ in self.plan.probes):
                 self._calibrate_pages()
             bcc.release_compiler_memory()  # the verifier's logs and load buffers too
         except BaseException:

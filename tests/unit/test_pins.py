@@ -7,7 +7,7 @@ import pytest
 
 from bpftrace_leak import layout
 from bpftrace_leak.analysis import schema
-from bpftrace_leak.analysis.pins import Census, MountRow, check_census
+from bpftrace_leak.analysis.pins import MountRow, RefCensus, check_census
 from bpftrace_leak.output.censustext import census_lines
 from bpftrace_leak.tracer.pins import PIN_DENTRY, PIN_HOLDER
 
@@ -31,7 +31,7 @@ def holders(rows):
 
 def build(rows, hold, mounts=(), children=None, baseline=None):
     addrs, read = dentries(rows)
-    return Census.build(addrs, read, holders(hold), list(mounts), children=children or (lambda a: 0),
+    return RefCensus.build(addrs, read, holders(hold), list(mounts), children=children or (lambda a: 0),
                         path=lambda a: f"/p/{a:x}", stack=lambda i: [f"alloc{i}"], mnt_of=lambda m: m + 32,
                         baseline=baseline, fs_name=lambda sb: "tmpfs" if sb == TMPFS_SB else "ext4")
 
@@ -82,7 +82,7 @@ def test_mounts_and_their_references_against_the_start():
     assert [(m["since_start"], m["unexplained"]) for m in later.section["mounts"]] == [(13, 26)]
     # from 6.17 it does not
     addrs, read = dentries(rows)
-    new = Census.build(addrs, read, holders(hold), mounts, children=lambda a: 0, path=str, stack=lambda i: [],
+    new = RefCensus.build(addrs, read, holders(hold), mounts, children=lambda a: 0, path=str, stack=lambda i: [],
                        mnt_of=lambda m: m + 32, child_mounts_pin=False)
     assert new.mounts_unexplained == {MNT: 14, 0x8000: 0}
 
