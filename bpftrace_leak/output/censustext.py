@@ -26,7 +26,7 @@ def census_lines(c: dict) -> list[str]:
         out.append(f"  every reference explained ({_kinds({k: v for k, v in refs.items() if k not in ('total', 'unexplained', 'over_explained')})})")
     else:
         out.append(f"  {refs['unexplained']:,} references on {c['pinned_unexplained']:,} dentries explained by "
-                   "no open file, cwd, root, child or mount: leaked, or held where no iterator looks")
+                   "no open file, cwd, root, child, mount or in-memory filesystem: leaked, or held where no iterator looks")
         for g in (c.get("by_stack") or [])[:_SHOWN]:
             names = ", ".join(printable(n) for n in g["names"][:8]) + (" ..." if g["dentries"] > 8 else "")
             out.append(f"  {g['refs']:>6,} refs on {g['dentries']:,} dentries ({names}) allocated at "

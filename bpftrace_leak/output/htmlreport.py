@@ -10,6 +10,7 @@ capture with a payload in every field in Chromium and checks its DOM).
 import html
 
 from ..analysis.history import group_key, series_of, slab_growth
+from .censustext import census_lines
 from .reporter import human_bytes, warnings
 
 __all__ = ["render_html"]
@@ -109,6 +110,8 @@ def render_html(report: dict, capture, top: int = 8) -> str:
         if report.get("headline") else ""
     t = report["totals"]
     targets = ", ".join(map(str, report["targets"])) or "all"
+    census = f'<h2>Reference census</h2>\n<pre id="census">{_e(chr(10).join(census_lines(report["census"])[1:]))}</pre>' \
+        if report.get("census") else ""
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>kleaktrace report</title>
 <style>body{{font-family:sans-serif;margin:20px}} td,th{{padding:2px 8px;text-align:left}}
@@ -124,6 +127,7 @@ over {_e(f"{report['duration_s']:.0f}")} s; targets {_e(targets)};
 <h2>Growth</h2>
 {_chart('growth-groups', group_series, 'bytes outstanding, top groups')}
 {_chart('growth-caches', cache_series, 'slab caches, bytes grown since the first snapshot (/proc/slabinfo)')}
+{census}
 <h2>Groups</h2>
 <table id="groups"><tr><th>kind</th><th>cache</th><th>objects</th><th>bytes</th><th>growth</th><th>stack</th></tr>
 {rows}</table>

@@ -77,7 +77,12 @@ _FIELDS = {"kernel", "started", "targets", "command", "min_age_ms", "interval_s"
            "slab_aliases", "t_s", "time", "report", "slab", "meminfo_slab_kb", "caches", "objects", "objsize",
            "duration_s", "totals", "bytes", "allocs", "frees", "missed_frees", "dropped", "skipped_frees",
            "groups", "kind", "cache", "cache_aliases", "oldest_ms", "pids", "comms", "stack", "refs_tracking",
-           "refs", "sockets"}
+           "refs", "sockets",
+           # the reference census's fields and the kinds it counts
+           "census", "dentries", "gone", "dead", "cached", "pinned", "pinned_explained", "pinned_unexplained",
+           "mounts_read", "references", "pinned_by", "unexplained", "by_stack", "by_parent", "mounts", "name",
+           "path", "count", "explained", "names", "parent", "mountpoint", "since_start", "new", "total", "file",
+           "cwd", "root", "mount", "fs", "child", "over_explained", "namespace"}
 
 
 def _numbers(doc, path=()):
@@ -105,6 +110,8 @@ def test_payload_in_every_string_field_stays_text(tmp_path):
     assert "<script" not in dom
     # shown as text: in the headline, the kernel line, the table, the flame graph and charts
     assert dom.count("&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(2)&lt;/script&gt;") >= 10
+    census = re.search(r'<pre id="census">(.*?)</pre>', dom, re.S).group(1)  # names, paths, stacks, mounts
+    assert census.count("&lt;img src=x onerror=alert(1)&gt;") >= 4, census
 
 
 def test_payload_in_any_number_field_is_refused(tmp_path):
