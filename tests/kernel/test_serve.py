@@ -109,7 +109,10 @@ def test_prometheus_scrapes_the_leaked_sockets(workloads, tmp_path):
         truth = 2 * N
         near = lambda v: abs(v - truth) <= 0.05 * truth  # noqa: E731
         objects = prom.value('sum(kleaktrace_outstanding_objects{cache="sock_inode_cache"})', near)
-        assert objects is not None and near(objects), (objects, t.err.lines)
+        # on failure, the data-quality counters say which mechanism let phantoms through
+        assert objects is not None and near(objects), (objects, t.err.lines, {
+            name: v for (name, _labels), v in metrics(address).items()
+            if name.endswith("_total") or name == "kleaktrace_unverified_objects"})
         size = slab_objsize("sock_inode_cache")
         nbytes = prom.value('sum(kleaktrace_outstanding_bytes{cache="sock_inode_cache"})',
                             lambda v: abs(v - truth * size) <= 0.05 * truth * size)
