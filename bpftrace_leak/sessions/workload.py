@@ -9,6 +9,7 @@ holds them until --hold seconds pass, stdin closes (--until-eof) or a signal.
 """
 
 import argparse
+import errno
 import os
 import shutil
 import signal
@@ -59,12 +60,12 @@ def in_flight(count: int) -> tuple[list, str]:
     (the socketpair) and the mount point."""
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
-    clone_newns, ms_rec, ms_private, einval = 0x20000, 0x4000, 0x40000, 22
+    clone_newns, ms_rec, ms_private = 0x20000, 0x4000, 0x40000
     if libc.unshare(clone_newns):
         raise OSError(ctypes.get_errno(), "unshare: a mount namespace of its own")
     # so that the tmpfs does not propagate back; a root that is no mount point
     # (a chroot into a folder) refuses with EINVAL: its mounts are the host's
-    if libc.mount(b"none", b"/", None, ms_rec | ms_private, None) and ctypes.get_errno() != einval:
+    if libc.mount(b"none", b"/", None, ms_rec | ms_private, None) and ctypes.get_errno() != errno.EINVAL:
         raise OSError(ctypes.get_errno(), "mount: make / private")
     where = tempfile.mkdtemp(prefix="kleaktrace-inflight-", dir="/tmp")
     if libc.mount(b"tmpfs", where.encode(), b"tmpfs", 0, b"size=1m"):
