@@ -8,7 +8,11 @@ and as HTML, each the median of a few runs, as a subprocess (reading,
 checking, growth and rendering included). Also prints the capture's size
 and the report's peak RSS.
 
-    .venv/bin/python bench/report_offline.py [--snapshots 100] [--groups 5000] [--runs 3]
+    .venv/bin/python bench/report_offline.py [--cases 100x5000,200x20000] [--runs 3]
+
+Peak RSS is the child's (getrusage RUSAGE_CHILDREN: the largest of the runs so
+far); reading streams the snapshots, so it follows the largest snapshot, not
+the file.
 """
 
 import argparse
@@ -79,20 +83,27 @@ def timed(args) -> tuple[float, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--snapshots", type=int, default=100)
-    ap.add_argument("--groups", type=int, default=5000)
+    ap.add_argument("--cases", default="100x5000,200x20000",
+                    help="SNAPSHOTSxGROUPS, comma-separated (200x20000: a 1.6 GB capture, as 8 h at 2.5 min)")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kleaktrace-bench-") as d:
-        cap = os.path.join(d, "long.kcap")
-        write(cap, args.snapshots, args.groups)
-        size = os.path.getsize(cap)
-        print(f"capture: {args.snapshots} snapshots x {args.groups:,} groups, {size / 1e6:.0f} MB")
-        for fmt in ("text", "html"):
-            runs = [timed([cap, "--format", fmt, "-o", os.path.join(d, f"out.{fmt}"), "--force"])
-                    for _ in range(args.runs)]
-            print(f"  report --format {fmt:5} median {statistics.median(t for t, _ in runs):.2f} s "
-                  f"(runs: {', '.join(f'{t:.2f}' for t, _ in runs)}), peak RSS {max(m for _, m in runs)} MiB")
+    for case in args.cases.split(","):
+        snapshots, groups = map(int, case.split("x"))
+        with tempfile.TemporaryDirectory(prefix="kleaktrace-bench-") as d:
+            cap = os.path.join(d, "long.kcap")
+            write(cap, snapshots, groups)
+            size = os.path.getsize(cap)
+            print(f"capture: {snapshots} snapshots x {groups:,} groups, {size / 1e6:.0f} MB, "
+                  f"{size / snapshots / 1e6:.1f} MB a snapshot")
+            medians = {}
+            for fmt in ("text", "html"):
+                runs = [timed([cap, "--format", fmt, "-o", os.path.join(d, f"out.{fmt}"), "--force"])
+                        for _ in range(args.runs)]
+                medians[fmt] = statistics.median(t for t, _ in runs)
+                print(f"  report --format {fmt:5} median {medians[fmt]:.2f} s "
+                      f"(runs: {', '.join(f'{t:.2f}' for t, _ in runs)}), peak RSS {max(m for _, m in runs)} MiB, "
+                      f"{size / 1e6 / medians[fmt]:.0f} MB/s")
+            print(f"  html / text: {medians['html'] / medians['text']:.2f}x")
     return 0
 
 

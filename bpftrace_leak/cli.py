@@ -14,9 +14,13 @@ import click
 
 from .config import Config, default
 from .errors import KleakError
+from .output.text import printable
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SCALE = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: a duration, an interval or a minimum age of more than a year is a typo
+#: (400 nines overflowed the conversion to milliseconds, or became infinity)
+_MAX_SECONDS = 366 * 86400
 
 
 class Duration(click.ParamType):
@@ -37,6 +41,8 @@ class Duration(click.ParamType):
             if not m:
                 self.fail(f"{value!r} is not a duration (like 500ms, 30s, 5m, 8h)", param, ctx)
             seconds = float(m.group(1)) * _SCALE[m.group(2) or self.default_unit]
+        if not seconds <= _MAX_SECONDS:  # inf and nan too
+            self.fail(f"{printable(value)[:40]!s} is more than a year", param, ctx)
         return int(round(seconds * 1000)) if self.to == "ms" else seconds
 
 
@@ -261,17 +267,26 @@ def doctor():
     sys.exit(run_doctor())
 
 
+def _say(message: str) -> None:
+    """One line on stderr: whatever a user put in it (a file name, a capture's
+    field) is shown, never obeyed (output/text.py); a closed stderr costs it."""
+    try:
+        print(f"kleaktrace: {printable(message)}", file=sys.stderr)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 def entry():
     """Console-script entry: KleakError becomes one line on stderr, never a traceback."""
     try:
         main(standalone_mode=False)
     except KleakError as e:
-        print(f"kleaktrace: {e}", file=sys.stderr)
+        _say(str(e))
         sys.exit(e.status)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:
-        print(f"kleaktrace: {e.format_message()}", file=sys.stderr)
+        _say(e.format_message())
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

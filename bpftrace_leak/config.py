@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 from .errors import KleakError
 
-__all__ = ["Config", "default"]
+__all__ = ["Config", "default", "MIN_INTERVAL_S"]
+
+#: the shortest time between reports or snapshots; the live loop also waits
+#: at least as long as the last report took (sessions/live.py)
+MIN_INTERVAL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -91,14 +95,16 @@ class Config:
             bad("--children needs -p or -c")
         if self.cgroups and (self.pids or self.command is not None):
             bad("--cgroup and -p/-c cannot be combined")
-        for name, value in (("--duration", self.duration_s), ("INTERVAL", self.interval_s),
-                            ("--interval", self.capture_interval_s)):
+        if self.duration_s is not None and self.duration_s <= 0:
+            bad("--duration must be more than 0 (it would never end, or never wait)")
+        for name, value in (("INTERVAL", self.interval_s), ("--interval", self.capture_interval_s)):
             if value is not None and value <= 0:
                 bad(f"{name} must be more than 0 (it would never end, or never wait)")
+            if value is not None and value < MIN_INTERVAL_S:
+                bad(f"{name} must be at least {MIN_INTERVAL_S * 1000:.0f}ms: a report reads every map "
+                    "(1ms took 98% of a core)")
         if not self.allocs and not self.refs:
             bad("--kinds: nothing to trace")
-        if self.output and self.capture_path and self.output == self.capture_path:
-            bad("--output and -w name the same file")
         if self.fmt == "pprof" and not self.output:
             bad("--format pprof is binary: give --output FILE (e.g. --output leak.pb.gz)")
         return self

@@ -1308,6 +1308,29 @@ static __always_inline int group_dead(struct bpf_raw_tracepoint_args *ctx)
 #endif
 }
 
+#ifdef FILTER_TARGETS
+/*
+ * Tasks of targets that exited and are not freed yet. An exited task keeps
+ * its task_struct, signal_struct, sighand and pid until it is reaped (its
+ * parent's wait), and sched_process_free fires an RCU grace period after
+ * that, when they go: a report made at the last exit showed 500 of each
+ * for 500 exited children (kleaktrace -c 'python3 fork500.py' --children).
+ * User space waits for exits_unfreed to reach 0 before the final report.
+ */
+BPF_HASH(exited_tasks, u64, u8, 65536);
+BPF_ARRAY(exits_unfreed, s64, 1);
+
+int task_freed(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 task = ARG(sched_process_free, p);
+	int zero = 0;
+	s64 *n = exits_unfreed.lookup(&zero);
+	if (exited_tasks.delete(&task) == 0 && n)
+		__sync_fetch_and_add(n, -1);
+	return 0;
+}
+#endif
+
 int task_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 #ifdef TRACK_CGROUPS
@@ -1320,6 +1343,16 @@ int task_exit(struct bpf_raw_tracepoint_args *ctx)
 		bpf_get_current_comm(&c.comm, sizeof(c.comm));
 		exited_comms.update(&tgid, &c);
 	}
+#ifdef FILTER_TARGETS
+	if (is_target(tgid)) {
+		u64 task = bpf_get_current_task();
+		u8 one = 1;
+		int zero = 0;
+		s64 *n = exits_unfreed.lookup(&zero);
+		if (exited_tasks.insert(&task, &one) == 0 && n)
+			__sync_fetch_and_add(n, 1);
+	}
+#endif
 #if defined(FILTER_TARGETS) || defined(EXCLUDE_SET)
 	if (is_target(tgid) && group_dead(ctx)) {
 		u32 word = tgid / 64, zero = 0;

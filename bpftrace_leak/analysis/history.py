@@ -12,7 +12,8 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ["group_key", "point", "slope", "growth", "series_of", "slab_growth", "diff", "headline", "LiveGrowth"]
+__all__ = ["group_key", "point", "slope", "growth", "Trends", "series_of", "slab_growth", "slab_items", "cache_growth",
+           "diff", "headline", "LiveGrowth"]
 
 
 def group_key(g: dict) -> tuple:
@@ -48,30 +49,131 @@ def slope(points: list[tuple[float, float]]) -> float:
 def growth(series: list[tuple[float, dict]], keys=None) -> dict[tuple, dict]:
     """{group key: {"objects_per_h", "bytes_per_h"}}.
 
-    ``series`` is a capture's: per snapshot (t_s, {key: (objects, bytes)});
-    ``keys`` limits the result (default: every group seen).
+    ``series`` is per snapshot (t_s, {key: (objects, bytes)}); ``keys``
+    limits the result (default: every group seen).
     """
-    if keys is None:
-        keys = {}
-        for _, groups in series:
-            keys.update(dict.fromkeys(groups))
-    index = {key: i for i, key in enumerate(keys)}
-    objects = np.zeros((len(index), len(series)))
-    nbytes = np.zeros((len(index), len(series)))
-    for j, (_, groups) in enumerate(series):
-        rows, o_b = [], []
-        for key, value in groups.items():
-            i = index.get(key)
-            if i is not None:
-                rows.append(i)
-                o_b.append(value)
-        if rows:
-            objects[rows, j], nbytes[rows, j] = np.array(o_b, dtype=float).T
-    times = [t for t, _ in series]
-    per_h_objects = _slopes(times, objects) * 3600
-    per_h_bytes = _slopes(times, nbytes) * 3600
-    return {key: {"objects_per_h": float(per_h_objects[i]), "bytes_per_h": float(per_h_bytes[i])}
-            for key, i in index.items()}
+    trends = Trends()
+    for t, groups in series:
+        trends.add(t, ((key, o, b) for key, (o, b) in groups.items()))
+    return trends.growth(keys)
+
+
+class Trends:
+    """Least-squares growth of many series (groups, or slab caches) over
+    snapshots, kept as running sums: memory grows with the keys, not with
+    keys x snapshots. A dense keys x snapshots matrix was the old way, and a
+    capture of 100,000 empty snapshots and one of 20,000 groups asked numpy
+    for 2 x 14.9 GiB.
+
+    A key absent from a snapshot counts as zero there. With ``series`` the
+    values themselves are kept too, for charts, thinned to at most
+    ``max_points`` (every 2nd, 4th, ... snapshot once there are more).
+    """
+
+    def __init__(self, series: bool = False, max_points: int = 4_000_000):
+        self.index: dict = {}
+        self.keys: list = []
+        self.times: list[float] = []
+        self._t0 = None
+        self._st = self._stt = 0.0
+        self._sy = np.zeros((64, 2))  # per key: sum of (objects, bytes)
+        self._sty = np.zeros((64, 2))  # per key: sum of t * (objects, bytes)
+        self._series, self._max = series, max_points
+        self._stride, self._points = 1, 0
+        self._kept: list[tuple] = []  # (snapshot number, t, key indices, objects, bytes)
+
+    @property
+    def snapshots(self) -> int:
+        return len(self.times)
+
+    def slot(self, key) -> int:
+        """The row of ``key``, a new one for a key not seen before."""
+        i = self.index.get(key)
+        if i is None:
+            i = self.index[key] = len(self.keys)
+            self.keys.append(key)
+            if i >= len(self._sy):
+                self._sy = np.concatenate([self._sy, np.zeros_like(self._sy)])
+                self._sty = np.concatenate([self._sty, np.zeros_like(self._sty)])
+        return i
+
+    def add(self, t_s: float, items) -> None:
+        """A snapshot at ``t_s``: ``items`` yields (key, objects, bytes)."""
+        idx, objects, nbytes = [], [], []
+        for key, o, b in items:
+            idx.append(self.slot(key))
+            objects.append(o)
+            nbytes.append(b)
+        self.add_indexed(t_s, idx, objects, nbytes)
+
+    def add_indexed(self, t_s: float, idx, objects, nbytes) -> None:
+        """A snapshot at ``t_s`` of the keys at ``idx`` (slot() numbers, a key
+        at most once) with those ``objects`` and ``bytes``."""
+        if self._t0 is None:
+            self._t0 = t_s
+        u = float(t_s) - float(self._t0)
+        self.times.append(t_s)
+        self._st += u
+        self._stt += u * u
+        if len(idx):
+            i = np.asarray(idx, dtype=np.int64)
+            v = np.empty((len(i), 2))
+            v[:, 0], v[:, 1] = objects, nbytes
+            n = len(self.keys)
+            if len(i) * 8 >= n:  # a dense snapshot: one pass over every key
+                for col in (0, 1):
+                    added = np.bincount(i, weights=v[:, col], minlength=n)
+                    self._sy[:n, col] += added
+                    self._sty[:n, col] += u * added
+            else:  # a few of many keys: touch those alone
+                np.add.at(self._sy, i, v)
+                np.add.at(self._sty, i, u * v)
+        if self._series:
+            self._keep(len(self.times) - 1, t_s, idx, list(zip(objects, nbytes)))
+
+    def _keep(self, number: int, t_s: float, idx, values) -> None:
+        if number % self._stride:
+            return
+        v = np.asarray(values, dtype=np.int64).reshape(-1, 2)
+        self._kept.append((number, t_s, np.asarray(idx, dtype=np.int32), v[:, 0].copy(), v[:, 1].copy()))
+        self._points += len(idx) + 1
+        while self._points > self._max and self._stride < 2**30:
+            self._stride *= 2
+            self._kept = [k for k in self._kept if k[0] % self._stride == 0]
+            self._points = sum(len(k[2]) + 1 for k in self._kept)
+
+    def slopes(self) -> np.ndarray:
+        """Per key (rows in key order): (objects, bytes) per second."""
+        n = len(self.times)
+        sxx = n * self._stt - self._st * self._st
+        rows = self._sy[:len(self.keys)]
+        if n < 2 or sxx <= 0:
+            return np.zeros_like(rows)
+        return (n * self._sty[:len(self.keys)] - self._st * rows) / sxx
+
+    def growth(self, keys=None) -> dict[tuple, dict]:
+        """{key: {"objects_per_h", "bytes_per_h"}} of ``keys`` (default: all;
+        one never seen grows by 0)."""
+        per_s = self.slopes() * 3600
+        out = {}
+        for key in (self.keys if keys is None else keys):
+            i = self.index.get(key)
+            o, b = (float(per_s[i, 0]), float(per_s[i, 1])) if i is not None else (0.0, 0.0)
+            out[key] = {"objects_per_h": o, "bytes_per_h": b}
+        return out
+
+    def series(self, keys) -> dict[tuple, list[tuple[float, int, int]]]:
+        """{key: [(t_s, objects, bytes)]} over the snapshots kept (``series``
+        only), 0 where a key was absent."""
+        want = {self.index[k]: k for k in keys if k in self.index}
+        out = {k: [] for k in keys}
+        for _n, t, idx, objects, nbytes in self._kept:
+            found = {}
+            for j in np.flatnonzero(np.isin(idx, list(want))) if want else ():
+                found[int(idx[j])] = (int(objects[j]), int(nbytes[j]))
+            for i, k in want.items():
+                out[k].append((t, *found.get(i, (0, 0))))
+        return out
 
 
 def series_of(series: list[tuple[float, dict]], key: tuple) -> list[tuple[float, int, int]]:
@@ -80,22 +182,26 @@ def series_of(series: list[tuple[float, dict]], key: tuple) -> list[tuple[float,
 
 
 def slab_growth(slab: list[tuple[float, dict]]) -> dict[str, dict]:
-    """Per slab cache (from /proc/slabinfo): bytes per hour and the series [(t_s, bytes)]."""
-    names = {}
-    for _, facts in slab:
-        names.update(dict.fromkeys(facts.get("caches", {})))
-    names = list(names)
-    times = [t for t, _ in slab]
-    values = np.zeros((len(names), len(slab)))
-    for j, (_, facts) in enumerate(slab):
-        caches = facts.get("caches", {})
-        for i, name in enumerate(names):
-            c = caches.get(name)
-            if c:
-                values[i, j] = c["objects"] * c["objsize"]
-    per_h = _slopes(times, values) * 3600
-    return {name: {"bytes_per_h": float(per_h[i]), "series": [(t, int(values[i, j])) for j, t in enumerate(times)]}
-            for i, name in enumerate(names)}
+    """Per slab cache (from /proc/slabinfo): bytes per hour and the series
+    [(t_s, bytes)], from a list of (t_s, slab facts)."""
+    trends = Trends(series=True)
+    for t, facts in slab:
+        trends.add(t, slab_items(facts))
+    return cache_growth(trends)
+
+
+def slab_items(facts: dict):
+    """A snapshot's slab facts as Trends items: (cache, objects, bytes)."""
+    for name, c in (facts.get("caches") or {}).items():
+        yield name, c["objects"], c["objects"] * c["objsize"]
+
+
+def cache_growth(trends: "Trends") -> dict[str, dict]:
+    """slab_growth()'s result from the Trends of the caches (kept with series)."""
+    rates = trends.growth()
+    series = trends.series(trends.keys)
+    return {name: {"bytes_per_h": rates[name]["bytes_per_h"], "series": [(t, b) for t, _o, b in series[name]]}
+            for name in trends.keys}
 
 
 def diff(old: dict, new: dict) -> list[dict]:
@@ -148,7 +254,7 @@ def headline(report: dict) -> str | None:
     if not groups:
         return None
     g = max(groups, key=lambda g: g["bytes_per_h"])
-    from ..output.reporter import human_bytes
+    from ..output.text import human_bytes
     what = g["cache"] or g["kind"]
     unverified = (f" [unverified: the kernel counts fewer live objects in {what}: up to "
                   f"{g['unverified_objects']:,} are phantoms]") if g.get("unverified_objects") else ""

@@ -5,13 +5,14 @@ is in it: aged groups, symbolized and trimmed stacks, totals and warnings.
 """
 
 from .aliases import owner
+from .referee import referee
 from ..kernel.cgroups import container
 from .groups import Group, age_and_group, by_cgroup, select, sort_groups
 from .refs import group_refs
 from .schema import REPORT_SCHEMA as SCHEMA
 from .symbols import backs_other_kind, base_name, is_slab_bookkeeping, is_user_page_stack, trim_allocator_frames
 
-__all__ = ["SCHEMA", "build_report", "group_stacks"]
+__all__ = ["SCHEMA", "build_report", "group_stacks", "assemble"]
 
 _PAGE_KINDS = ("page", "user-page")
 
@@ -79,7 +80,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
                  min_age_ms: int, targets: list[int],
                  cache_glob: str | None = None, aliases: dict | None = None,
                  user_pages: bool = False, refs_tracking: str = "off", cgroup_name=None,
-                 sample_bytes: int = 0) -> dict:
+                 sample_bytes: int = 0, cgroup_filter=()) -> dict:
     """The report as a JSON-ready dict, groups sorted by bytes, largest first.
 
     ``refs_tracking`` says how references were tracked ("kprobe") or why not.
@@ -135,6 +136,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "duration_s": round(duration_s, 3),
         "min_age_ms": min_age_ms,
         "targets": sorted(targets),
+        **({"cgroup_filter": list(cgroup_filter)} if cgroup_filter else {}),
         "totals": totals,
         "groups": groups,
         "cgroups": by_cgroup(groups) if cgroup_name else [],
@@ -156,3 +158,19 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
             for r in refs
         ],
     }
+
+
+def assemble(c) -> tuple[dict, dict]:
+    """(the report document, the slab facts it was refereed by) of a live
+    session's tracer.collect.Collected: the one function that makes a live
+    report; it reads nothing from the kernel."""
+    report = build_report(c.snapshot, c.symbolizer, **c.context)
+    report["by"] = c.by
+    report["sockets"] = c.sockets
+    if c.referee:
+        aliases = c.context.get("aliases") or {}
+        referee(report, {name: row["objects"] for name, row in c.facts["caches"].items()}, aliases)
+    if c.census is not None:
+        report["census"] = c.census
+    report["tracer_maps_bytes"] = c.maps_bytes
+    return report, c.facts

@@ -22,7 +22,7 @@ import math
 import sys
 
 __all__ = ["REPORT_SCHEMA", "CAPTURE_SCHEMA", "MAX_FRAMES", "Invalid", "check_header", "check_snapshot",
-           "check_report", "check_group_core", "finite_float", "reject_constant"]
+           "check_report", "check_group_core", "check_groups_core", "finite_float", "reject_constant"]
 
 REPORT_SCHEMA = "kleaktrace.report/1"
 CAPTURE_SCHEMA = "kleaktrace.capture/1"
@@ -136,10 +136,16 @@ def check_group_core(g, i: int, known: dict | None = None, prefix: str = "groups
                 and (cgroup is None or type(cgroup) is str and len(cgroup) <= _MAX_TEXT)):
             key = (kind, cache, tuple(stack), cgroup)
             if known is not None:
-                first = known.get(key)
+                try:
+                    first = known.get(key)
+                except TypeError:  # a frame that is a list or an object: unhashable
+                    _stack(stack, f"{prefix}[{i}].stack")
+                    raise
                 if first is not None:
                     return first
+                _stack(stack, f"{prefix}[{i}].stack")
                 known[key] = key
+                return key
             _stack(stack, f"{prefix}[{i}].stack")
             return key
     where = f"{prefix}[{i}]"
@@ -154,15 +160,63 @@ def check_group_core(g, i: int, known: dict | None = None, prefix: str = "groups
     raise AssertionError("unreachable: the fast path refused what the checks accept")
 
 
+def _flag(v, where):
+    if type(v) is not bool:
+        raise Invalid(f"{where}: not true or false")
+    return v
+
+
+def check_groups_core(groups: list, index: dict, new, prefix: str = "groups") -> tuple[list, list, list]:
+    """check_group_core() over a snapshot's groups, fast: (rows, objects,
+    bytes), a group's row being ``index[its key]`` or, for a key not in
+    ``index``, ``new(key)`` once the group passed every check.
+
+    A group whose key is known needs no more checks than its counts: equal
+    keys hold equal strings (a string equals no other type), and the key's
+    first group was checked whole. 20,000 groups x 200 snapshots pass here.
+    """
+    rows, objects, nbytes = [], [], []
+    known = index.get
+    for i, g in enumerate(groups):
+        if type(g) is dict:
+            n, b, stack = g.get("objects"), g.get("bytes"), g.get("stack")
+            if type(n) is int and type(b) is int and 0 <= n < _MAX_COUNT and 0 <= b < _MAX_COUNT \
+                    and type(stack) is list:
+                try:
+                    row = known((g.get("kind"), g.get("cache"), tuple(stack), g.get("cgroup")))
+                except TypeError:  # an unhashable frame: check_group_core names it
+                    row = None
+                if row is not None:
+                    rows.append(row)
+                    objects.append(n)
+                    nbytes.append(b)
+                    continue
+        key = check_group_core(g, i, prefix=prefix)
+        rows.append(new(key))
+        objects.append(g["objects"])
+        nbytes.append(g["bytes"])
+    return rows, objects, nbytes
+
+
 _GROUP_REST = [("oldest_ms", _count), ("pids", _counts), ("comms", _texts)]
 _GROUP_OPTIONAL = [("cache_aliases", _texts), ("site_stack_objects", _count), ("unverified_objects", _count),
                    ("kernel_active", _count), ("cgroup", _opt_text), ("cache_owner", _opt_text),
-                   ("cache_candidates", _texts), ("container", _opt_text)]
+                   ("cache_candidates", _texts), ("container", _opt_text), ("cgroup_removed", _flag),
+                   ("cgroup_own", _flag), ("objects_per_h", _number), ("bytes_per_h", _number)]
+#: fields a renderer reads together: the first one present needs the others
+_GROUP_TOGETHER = [("unverified_objects", "kernel_active"), ("objects_per_h", "bytes_per_h"),
+                   ("bytes_per_h", "objects_per_h")]
 _REF = [("object", _text), ("objects", _count), ("net", _count), ("why", _text), ("names", _texts),
         ("oldest_ms", _count), ("pids", _counts), ("comms", _texts), ("stack", _stack), ("put_stack", _stack)]
 _SOCKET = [("pid", _count), ("family", _text), ("state", _text), ("count", _count)]
 _EXAMPLE = [("inode", _count)]
 _EXAMPLE_OPTIONAL = [("peer", _count), ("sport", _count), ("dport", _count)]
+
+
+def _together(doc, where, pairs):
+    for have, need in pairs:
+        if doc.get(have) is not None and doc.get(need) is None:
+            raise Invalid(f"{where}: {have!r} without {need!r}")
 
 
 def _kinds(k, where):
@@ -176,6 +230,7 @@ def _socket(s, where):
     _fields(s, where, _SOCKET)
     for i, e in enumerate(_list(s.get("examples", []), f"{where}.examples", 100)):
         _fields(e, f"{where}.examples[{i}]", _EXAMPLE, _EXAMPLE_OPTIONAL)
+        _together(e, f"{where}.examples[{i}]", [("sport", "dport"), ("dport", "sport")])
     return s
 
 
@@ -189,6 +244,12 @@ def _totals(t, where):
     return t
 
 
+def _ranked_by(v, where):
+    if v not in ("bytes", "growth"):
+        raise Invalid(f"{where}: not 'bytes' or 'growth'")
+    return v
+
+
 _REPORT = [("kernel", _text), ("started", _text), ("duration_s", _number), ("min_age_ms", _count),
            ("targets", _counts), ("totals", _totals), ("groups", _list)]
 
@@ -196,11 +257,15 @@ _REPORT = [("kernel", _text), ("started", _text), ("duration_s", _number), ("min
 def check_report(doc, where: str = "report") -> dict:
     """Check a whole report; returns it."""
     _fields(doc, where, _REPORT, [("refs_tracking", _text), ("schema", _text), ("headline", _text),
-                                  ("ranked_by", _text), ("snapshots", _count), ("tracer_maps_bytes", _count),
-                                  ("by", _text), ("sampling_bytes", _count)])
+                                  ("ranked_by", _ranked_by), ("snapshots", _count), ("tracer_maps_bytes", _count),
+                                  ("by", _text), ("sampling_bytes", _count), ("growth_window_s", _number),
+                                  ("cgroup_filter", _texts)])
+    if doc.get("ranked_by") == "growth":
+        _together(doc, where, [("ranked_by", "snapshots")])
     for i, g in enumerate(doc["groups"]):
         check_group_core(g, i, prefix=f"{where}.groups")
         _fields(g, f"{where}.groups[{i}]", _GROUP_REST, _GROUP_OPTIONAL)
+        _together(g, f"{where}.groups[{i}]", _GROUP_TOGETHER)
     for i, r in enumerate(_list(doc.get("refs") or [], f"{where}.refs")):
         _fields(r, f"{where}.refs[{i}]", _REF)
     for i, s in enumerate(_list(doc.get("sockets") or [], f"{where}.sockets", 100_000)):
@@ -208,7 +273,7 @@ def check_report(doc, where: str = "report") -> dict:
     if doc.get("census") is not None:
         from . import pins
         pins.check_census(doc["census"], f"{where}.census", sys.modules[__name__])
-    for i, c in enumerate(_list(doc.get("cgroups") or [], f"{where}.cgroups", 1_000_000)):
+    for i, c in enumerate(_list(doc.get("cgroups") or [], f"{where}.cgroups", 100_000)):
         _fields(c, f"{where}.cgroups[{i}]", [("objects", _count), ("bytes", _count)],
                 [("cgroup", _opt_text), ("container", _opt_text), ("kinds", _kinds)])
     return doc

@@ -56,12 +56,21 @@ def scan(root: str) -> dict[int, str]:
     return out
 
 
+def _inside(folder: str, root: str) -> bool:
+    real, top = os.path.realpath(folder), os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip("/") + "/")
+
+
 def resolve(path: str, root: str) -> str | None:
     """The folder of cgroup ``path``: a folder under ``root`` as given, or a
-    path in the hierarchy (``/docker/abc``); None when there is no such cgroup."""
-    candidates = [path] if os.path.isabs(path) and os.path.realpath(path).startswith(root) else []
+    path in the hierarchy (``/docker/abc``); None when there is no such
+    cgroup: an empty path, or one that leads out of the hierarchy (``..``
+    from its root is /sys/fs, and would have traced everything)."""
+    if not path.strip():
+        return None
+    candidates = [path] if os.path.isabs(path) else []
     candidates.append(os.path.join(root, path.lstrip("/")))
-    return next((c for c in candidates if os.path.isdir(c)), None)
+    return next((os.path.realpath(c) for c in candidates if os.path.isdir(c) and _inside(c, root)), None)
 
 
 _RUNTIMES = [

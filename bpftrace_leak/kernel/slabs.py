@@ -9,7 +9,7 @@ one ``:A-0001152``-style folder per merged cache and a symlink per name.
 import fnmatch
 import os
 
-__all__ = ["SLAB_SYSFS", "cache_aliases", "known_caches", "check_cache_glob"]
+__all__ = ["SLAB_SYSFS", "cache_aliases", "known_caches", "check_cache_glob", "slab_facts"]
 
 SLAB_SYSFS = "/sys/kernel/slab"
 
@@ -50,3 +50,23 @@ def known_caches(root: str = SLAB_SYSFS, slabinfo: str = "/proc/slabinfo") -> se
 def check_cache_glob(pattern: str, names: set[str]) -> bool:
     """True when ``pattern`` names at least one cache (generic kmalloc-N included)."""
     return any(fnmatch.fnmatchcase(n, pattern) for n in names) or fnmatch.fnmatchcase("kmalloc-64", pattern)
+
+
+def slab_facts(meminfo: str = "/proc/meminfo", slabinfo: str = "/proc/slabinfo") -> dict:
+    """/proc/meminfo's Slab and /proc/slabinfo's active objects and object size per cache."""
+    facts = {"meminfo_slab_kb": None, "caches": {}}
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("Slab:"):
+                    facts["meminfo_slab_kb"] = int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        with open(slabinfo) as f:
+            for line in f.readlines()[2:]:
+                parts = line.split()
+                facts["caches"][parts[0]] = {"objects": int(parts[1]), "objsize": int(parts[3])}
+    except (OSError, IndexError, ValueError):
+        pass
+    return facts

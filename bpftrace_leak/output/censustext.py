@@ -1,7 +1,7 @@
 """The reference census (report ``census``) as the short table the text
 report shows before its stack groups."""
 
-from .reporter import printable
+from .text import printable
 
 __all__ = ["census_lines"]
 
@@ -11,13 +11,13 @@ _BY = {"file": "open files", "cwd": "working directories", "root": "roots", "mou
 
 
 def _kinds(explained: dict) -> str:
-    return ", ".join(f"{n:,} {k}" for k, n in explained.items() if n) or "none"
+    return ", ".join(f"{n:,} {printable(k)}" for k, n in explained.items() if n) or "none"
 
 
 def census_lines(c: dict) -> list[str]:
     """Pinned vs cached, what explains the pins, and the pins nobody explains."""
     refs = c.get("references") or {}
-    by = ", ".join(f"{n:,} by {_BY.get(k, k)}" for k, n in (c.get("pinned_by") or {}).items() if n)
+    by = ", ".join(f"{n:,} by {_BY.get(k) or printable(k)}" for k, n in (c.get("pinned_by") or {}).items() if n)
     out = ["", f"reference census: {c['dentries']:,} outstanding dentries: {c['pinned']:,} pinned"
            + (f" ({by})" if by else "") + f", {c['cached']:,} cached (count 0, reclaimable)"
            + (f", {c['dead']:,} dead" if c.get("dead") else "")

@@ -9,9 +9,10 @@ capture with a payload in every field in Chromium and checks its DOM).
 
 import html
 
-from ..analysis.history import group_key, series_of, slab_growth
+from ..analysis.history import cache_growth, group_key
 from .censustext import census_lines
-from .reporter import human_bytes, warnings
+from .reporter import warnings
+from .text import human_bytes, printable
 
 __all__ = ["render_html"]
 
@@ -21,8 +22,10 @@ _PALETTE = ["#e4572e", "#29335c", "#f3a712", "#669bbc", "#a8c686", "#8e5572", "#
 
 
 def _e(value) -> str:
-    """Any value as HTML text, quotes included (it may land in an attribute)."""
-    return html.escape(str(value), quote=True)
+    """Any value as HTML text, quotes included (it may land in an attribute);
+    control characters, bidi overrides and lone surrogates spelled out
+    (output/text.py), as in a terminal."""
+    return html.escape(printable(value), quote=True)
 
 
 def _trie(groups):
@@ -52,7 +55,7 @@ def _flame(groups) -> str:
             continue
         depth_max = max(depth_max, depth)
         y = depth * _ROW
-        color = _PALETTE[sum(node["name"].split("+")[0].encode()) % len(_PALETTE)] if depth else "#999"
+        color = _PALETTE[sum(printable(node["name"]).split("+")[0].encode()) % len(_PALETTE)] if depth else "#999"
         tip = _e(f"{node['name']}: {human_bytes(node['value'])}")
         label = _e(node["name"][: max(0, int(w / 7) - 1)]) if w > 30 else ""
         rects.append(f'<g class="frame"><title>{tip}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" '
@@ -93,18 +96,21 @@ def _chart(svg_id: str, series: list[tuple[str, list[tuple[float, float]]]], tit
            f'font-family="sans-serif" font-size="12">{"".join(parts)}</svg>'
 
 
-def render_html(report: dict, capture, top: int = 8) -> str:
-    """The page for ``report`` (the last of ``capture``, with growth)."""
+def render_html(report: dict, capture, top: int = 8, rows: int = 50) -> str:
+    """The page for ``report`` (the last of ``capture``, loaded with
+    ``series``, with growth): ``top`` groups and caches charted, ``rows``
+    groups in the table (-T)."""
     group_series = []
-    for g in report["groups"][:top]:
-        series = series_of(capture.series, group_key(g))
+    shown = report["groups"][:top]
+    series = capture.trends.series([group_key(g) for g in shown])
+    for g in shown:
         label = f"{g['cache'] or g['kind']} {g['stack'][0] if g['stack'] else ''}"
-        group_series.append((label, [(t, b) for t, _, b in series]))
-    caches = sorted(slab_growth(capture.slab).items(), key=lambda kv: -kv[1]["bytes_per_h"])[:top]
+        group_series.append((label, [(t, b) for t, _, b in series[group_key(g)]]))
+    caches = sorted(cache_growth(capture.slab).items(), key=lambda kv: -kv[1]["bytes_per_h"])[:top]
     # growth since the first snapshot: a cache's size would hide its growth
     cache_series = [(name, [(t, b - data["series"][0][1]) for t, b in data["series"]])
                     for name, data in caches if data["bytes_per_h"] > 0]
-    rows = "".join(_row(g) for g in report["groups"][:50])
+    table = "".join(_row(g) for g in report["groups"][:rows])
     warn = "".join(f"<p class='warn'>warning: {_e(w)}</p>" for w in warnings(report))
     headline = f"<p id='headline'><b>Leak rate:</b> {_e(report['headline'])}</p>" \
         if report.get("headline") else ""
@@ -118,7 +124,7 @@ def render_html(report: dict, capture, top: int = 8) -> str:
 .warn{{color:#b00}} svg text{{pointer-events:none}}</style></head>
 <body>
 <h1>kleaktrace: outstanding kernel allocations</h1>
-<p>kernel {_e(report['kernel'])}, started {_e(report['started'])}, {_e(len(capture.series))} snapshots
+<p>kernel {_e(report['kernel'])}, started {_e(report['started'])}, {_e(capture.snapshots)} snapshots
 over {_e(f"{report['duration_s']:.0f}")} s; targets {_e(targets)};
 {_e(f"{t['objects']:,}")} objects, {_e(human_bytes(t['bytes']))} older than {_e(report['min_age_ms'])} ms.</p>
 {headline}{warn}
@@ -130,7 +136,7 @@ over {_e(f"{report['duration_s']:.0f}")} s; targets {_e(targets)};
 {census}
 <h2>Groups</h2>
 <table id="groups"><tr><th>kind</th><th>cache</th><th>objects</th><th>bytes</th><th>growth</th><th>stack</th></tr>
-{rows}</table>
+{table}</table>
 </body></html>
 """
 

@@ -19,6 +19,8 @@ from datetime import datetime
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from .text import printable
+
 __all__ = ["render_pprof", "Profile"]
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -96,13 +98,22 @@ def _when(report: dict) -> float | None:
         return None
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _int64(x) -> int:
+    """``x`` as profile.proto's int64: a capture's numbers may be anything
+    below 1e18, culled groups' sums beyond 2**63."""
+    return int(max(-_INT64_MAX, min(_INT64_MAX, x)))
+
+
 def render_pprof(report: dict) -> bytes:
     """The report's groups as a gzipped pprof profile."""
     prof = Profile()
     strings = {"": 0}
 
     def s(text) -> int:
-        text = str(text)
+        text = printable(text)  # go tool pprof -top prints names as they are: no escapes through it
         if text not in strings:
             strings[text] = len(strings)
         return strings[text]
@@ -127,16 +138,17 @@ def render_pprof(report: dict) -> bytes:
 
     made = _when(report)
     if made:
-        prof.time_nanos = int(made * 1e9)
+        prof.time_nanos = _int64(made * 1e9)
     if report.get("duration_s"):
-        prof.duration_nanos = int(report["duration_s"] * 1e9)
+        prof.duration_nanos = _int64(report["duration_s"] * 1e9)
     if report.get("sampling_bytes"):
         prof.comment.append(s(f"sampled: an allocation of S bytes kept with probability S/{report['sampling_bytes']}; "
                               "values are weighed estimates"))
     for g in report["groups"]:
         root = f"{g['kind']}:{g['cache']}" if g["cache"] else g["kind"]
         frames = list(g["stack"]) + [root]  # leaf first; the kind and cache as the root frame
-        sample = prof.sample.add(location_id=[location(f) for f in frames], value=[g["objects"], g["bytes"]])
+        sample = prof.sample.add(location_id=[location(f) for f in frames],
+                                 value=[_int64(g["objects"]), _int64(g["bytes"])])
         for key in ("kind", "cache", "cgroup", "container"):
             if g.get(key):
                 sample.label.add(key=s(key), str=s(g[key]))

@@ -8,30 +8,14 @@ escape sequence is shown, never obeyed; JSON escapes control characters itself.
 
 import json
 
+from .text import human_bytes, printable
+
 __all__ = ["render", "render_text", "render_json", "render_folded", "render_diff", "warnings", "human_bytes",
            "limit", "printable"]
 
 
-def printable(value) -> str:
-    """``value`` as text with every non-printable character (controls, escapes,
-    bidi overrides: Unicode's C* categories, and line breaks) spelled ``\\xNN``."""
-    s = str(value)
-    if s.isprintable():
-        return s
-    return "".join(c if c.isprintable() else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-                   for c in s)
-
-
 def _names(items, n) -> str:
     return ", ".join(printable(x) for x in items[:n])
-
-
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def warnings(report: dict) -> list[str]:
@@ -54,7 +38,8 @@ def warnings(report: dict) -> list[str]:
             "their frees were not seen, the stale records were retired"
         )
     if t.get("dropped"):
-        out.append(f"{t['dropped']:,} allocations not recorded: live map full (raise --max-objects)")
+        out.append(f"incomplete: {t['dropped']:,} allocations not recorded, the live map was full "
+                   "(raise --max-objects): every count here may be short")
     full = t.get("stack_table_full", 0)
     if full:
         out.append(f"{full:,} stacks not recorded: the stack table is full (raise --stack-slots)")
@@ -68,7 +53,12 @@ def warnings(report: dict) -> list[str]:
 
 def render_text(report: dict) -> str:
     t = report["totals"]
-    who = ", ".join(map(str, report["targets"])) if report["targets"] else "all processes"
+    if report["targets"]:
+        who = ", ".join(map(str, report["targets"]))
+    elif report.get("cgroup_filter"):
+        who = "cgroup " + ", ".join(printable(c) for c in report["cgroup_filter"]) + " (and below)"
+    else:
+        who = "all processes"
     lines = [
         f"kleaktrace: {len(report['groups'])} groups shown, {t['objects']:,} objects, "
         f"{human_bytes(t['bytes'])} outstanding for at least {report['min_age_ms']} ms "
@@ -76,6 +66,9 @@ def render_text(report: dict) -> str:
         f"  allocs {t.get('allocs', 0):,}  frees {t.get('frees', 0):,}  missed frees {t.get('missed_frees', 0):,}  "
         f"dropped {t.get('dropped', 0):,}  skipped frees {t.get('skipped_frees', 0):,}",
     ]
+    # what makes the counts less than exact comes first: a full map makes
+    # every count below a partial one
+    lines.extend(f"  warning: {w}" for w in warnings(report))
     if report.get("sampling_bytes"):
         lines.append(f"  sampled: an allocation of S bytes was kept with probability S/{report['sampling_bytes']:,}; "
                      "objects and bytes are weighed estimates")
@@ -129,8 +122,6 @@ def render_text(report: dict) -> str:
         lines.append("")
         lines.append("no outstanding allocations older than the minimum age")
     lines.extend(_refs_text(report))
-    for w in warnings(report):
-        lines.append(f"warning: {w}")
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +132,8 @@ def _cgroup_table(report: dict) -> list[str]:
     if not rows:
         out.append("  (cgroups not recorded)")
     for r in rows:
-        kinds = ", ".join(f"{n:,} {printable(k)}" for k, n in sorted(r["kinds"].items(), key=lambda kv: -kv[1]))
+        kinds = ", ".join(f"{n:,} {printable(k)}" for k, n in sorted((r.get("kinds") or {}).items(),
+                                                                      key=lambda kv: -kv[1]))
         name = printable(r["cgroup"] or "(no cgroup recorded)")
         out.append(f"  {name}" + (f" [{printable(r['container'])}]" if r.get("container") else "")
                    + f": {r['objects']:,} objects, {human_bytes(r['bytes'])} ({kinds})")

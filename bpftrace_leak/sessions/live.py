@@ -1,48 +1,69 @@
 """A live session: attach, report every INTERVAL or once at the end, detach.
 
-The session ends at --duration, after COUNT reports, on Ctrl-C, SIGTERM or
-SIGHUP, or when every target has exited (its children too with
---children); it always ends with a final report (the objects a dead process
-left outstanding are exactly the leaks worth seeing) and with every probe
-detached. A signal never cuts anything short: it ends the waiting, and what
-is being written (a report, a capture line) is finished first; a signal
-while the probes are being compiled ends the session as soon as that is
-done, with one line. A full disk or a closed terminal costs the snapshots or
-reports that cannot be written, with one warning, never the session.
+The session is a LiveSession: named jobs on one schedule, each a method
+that does its step and says when it is due again:
+
+- ``report``   every INTERVAL: a report written out (COUNT of them, then the end);
+- ``snapshot`` every 10 s without INTERVAL: a silent report, kept for growth
+  (and in the capture with -w);
+- ``promote``  every 2 s: call sites whose aged objects grow take their own
+  stacks (tracer/sites.py);
+- ``targets``  every 0.2 s: the targets exited (their children too with
+  --children); the session ends once what their exits free has landed;
+- ``duration`` at --duration: the end.
+
+A job that reads every map (report, snapshot, promote) is next due no
+sooner than its last run's cost allows (at most half a core for reports,
+5% for silent work), so a 100 ms INTERVAL on a million objects cannot take
+the CPU. Every session ends with a final report and every probe detached. A
+signal never cuts anything short: it ends the waiting, and what is being
+written (a report, a capture line) is finished first; a signal while the
+probes are being compiled ends the session as soon as that is done, with
+one line. A report that fails (a full disk, a closed terminal, no
+descriptor left) costs a warning, never the session.
 """
 
 import datetime
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from ..analysis.history import LiveGrowth
-from ..analysis.referee import referee
-from ..analysis.report import build_report
-from ..analysis.sockets import is_socket_cache, name_sockets
+from ..analysis.report import assemble
 from ..errors import KleakError
 from ..kernel import check_privileges, kernel_release
 from ..kernel.cgroups import CgroupNames, memory_on_v1, mount_point, scan
 from ..kernel.cgroups import resolve as cgroup_folder
-from ..kernel.cpus import visit_cpus
 from ..kernel.slabs import cache_aliases, check_cache_glob, known_caches
-from ..output.capture import slab_facts
-from ..output.outfiles import open_private
-from ..output.reporter import limit, printable, render
+from ..output.outfiles import open_private, same_place
+from ..output.reporter import limit, render
 from ..output.sinks import CaptureSink, ReportSink
-from ..tracer.census import Census
-from ..tracer.pins import PinCensus
-from ..tracer.reader import Reader
+from ..output.text import printable
+from ..tracer.collect import Collector
 from ..tracer.session import Session
-from ..tracer.sites import Promoter
 from .signals import Interrupted, Signals
 from .targets import HeldCommand, alive, resolve_pid
 
-__all__ = ["run"]
+__all__ = ["run", "LiveSession", "resolve_cgroups"]
+
+#: after the targets exited, how long the final report waits at most for their
+#: tasks to be reaped and freed (a parent that never waits keeps zombies)
+REAP_WAIT_S = 5.0
 
 
 def _warn(msg: str) -> None:
-    print(f"kleaktrace: warning: {msg}", file=sys.stderr, flush=True)
+    try:
+        print(f"kleaktrace: warning: {printable(msg)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _say(msg: str) -> None:
+    try:
+        print(f"kleaktrace: {msg}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def shake(settle_s: float) -> None:
@@ -63,28 +84,20 @@ def shake(settle_s: float) -> None:
     time.sleep(settle_s)
 
 
-def _targets_gone(cfg, watched, held, session) -> bool:
-    """Every traced process has exited: with --children, every one the
-    kernel side still counts (targets it forked included), else the ones
-    named; a held command is reaped as it goes."""
-    if not watched:
-        return False
-    done = held.poll() is not None if held else not any(alive(p) for p in watched)
-    return session.targets_left() == 0 if cfg.children else done
-
-
 def _now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def run(cfg, out=None, on_attached=None, stop_event=None, on_report=None) -> int:
+def run(cfg, out=None, on_attached=None, stop_event=None, on_report=None, keep_going: bool = False) -> int:
     """Run one live session for Config ``cfg``; returns the exit status.
     Raises KleakError on bad input.
 
     ``on_attached(session)`` is called once the probes are live; setting
     ``stop_event`` (a threading.Event) ends the session like Ctrl-C;
     ``on_report(report, slab_facts)`` sees each report document after it is
-    written, with the /proc/slabinfo and /proc/meminfo facts it was checked against.
+    written, with the /proc/slabinfo and /proc/meminfo facts it was checked
+    against. ``keep_going`` (serve): a report that fails for any reason is a
+    warning.
     """
     check_privileges()
     targets = [resolve_pid(p) for p in cfg.pids]
@@ -93,8 +106,13 @@ def run(cfg, out=None, on_attached=None, stop_event=None, on_report=None) -> int
     if cfg.cache_glob and not check_cache_glob(cfg.cache_glob, known_caches()):
         raise KleakError(f"--cache {printable(cfg.cache_glob)}: no slab cache of that name (see /proc/slabinfo)",
                          status=2)
+    if cfg.output and cfg.capture_path and same_place(cfg.output, cfg.capture_path):
+        raise KleakError("--output and -w name the same file", status=2)
     with Signals() as signals:
-        return _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report, cgroup_ids)
+        live = LiveSession(cfg, targets, aliases, signals, out=out, on_attached=on_attached,
+                           stop_event=stop_event, on_report=on_report, cgroup_ids=cgroup_ids,
+                           keep_going=keep_going)
+        return live.run()
 
 
 def resolve_cgroups(paths) -> list[int]:
@@ -109,171 +127,239 @@ def resolve_cgroups(paths) -> list[int]:
     for path in paths:
         folder = cgroup_folder(path, root)
         if folder is None:
-            raise KleakError(f"--cgroup {printable(path)}: no such cgroup under {root}", status=2)
+            raise KleakError(f"--cgroup {printable(path)!r}: no such cgroup under {root}", status=2)
         ids += scan(folder)
     return ids
 
 
-def _run(cfg, targets, aliases, signals, out, on_attached, stop_event, on_report, cgroup_ids) -> int:
-    sink = capture = held = reader = session = census = pins = None
-    try:
-        # files first: a path that cannot take them fails before the compile
+@dataclass
+class Job:
+    """A step of the session, due at ``due`` (time.monotonic; None: never again)."""
+
+    name: str
+    due: float | None
+    step: object  # callable(now) -> the next due time, or None
+
+
+class LiveSession:
+    """One live session (see the module docstring); run() returns the exit status."""
+
+    def __init__(self, cfg, targets, aliases, signals, out=None, on_attached=None, stop_event=None,
+                 on_report=None, cgroup_ids=(), keep_going=False):
+        self.cfg, self.targets, self.aliases, self.signals = cfg, list(targets), aliases, signals
+        self.out, self.on_attached, self.stop_event, self.on_report = out, on_attached, stop_event, on_report
+        self.cgroup_ids, self.keep_going = list(cgroup_ids), keep_going
+        self.sink = self.capture = self.held = self.session = self.collector = None
+        self.growth = LiveGrowth()
+        self.ended: str | None = None  # why the session ends
+        self.final_needed = True
+        self.reports = 0
+        self.failed: set[str] = set()  # what failed, warned about once each
+        self._exited_at: float | None = None
+
+    # -- starting and ending -----------------------------------------------------------
+
+    def _open_outputs(self) -> None:
+        """Files first: a path that cannot take them fails before the compile."""
+        cfg = self.cfg
         if cfg.output:
             made = open_private(cfg.output, cfg.force, binary=cfg.fmt == "pprof")
-            sink = ReportSink(made.stream, cfg.output, _warn, file=made)
+            self.sink = ReportSink(made.stream, cfg.output, _warn, file=made)
         elif not cfg.quiet:
-            sink = ReportSink(out or sys.stdout, "standard output", _warn)
+            self.sink = ReportSink(self.out or sys.stdout, "standard output", _warn)
         if cfg.capture_path:
-            capture = CaptureSink(cfg.capture_path, cfg.force, _warn)
+            self.capture = CaptureSink(cfg.capture_path, cfg.force, _warn)
+
+    def _start(self) -> None:
+        cfg = self.cfg
+        self._open_outputs()
         if cfg.command is not None:
-            held = HeldCommand(cfg.argv)
-            targets.append(held.pid)
-        watched = list(targets)
-        session = Session(cfg, targets, warn=_warn, cgroup_ids=cgroup_ids)
-        session.start()
-        signals.check()
-        reader = Reader(session)
-        promoter = Promoter(session) if cfg.stacks == "sites" and cfg.allocs else None
-        census = Census(session, reader) if session.plan.census else None
-        pins = PinCensus(session, reader, census) if census and session.plan.pins else None
-        growth = LiveGrowth()
+            self.held = HeldCommand(cfg.argv)
+            self.targets.append(self.held.pid)
+        self.watched = list(self.targets)
+        self.session = Session(cfg, self.targets, warn=_warn, cgroup_ids=self.cgroup_ids)
+        self.session.start()
+        self.signals.check()
         cgroups = None
-        if session.plan.cgroups:
-            cgroups = CgroupNames(mount_point(session.plan.cgroups["version"]), reader.cgroup_events)
-            cgroups.refresh()
-        started = _now_iso()
-        t0 = time.monotonic()
-        if capture:
-            capture.header({
-                "kernel": kernel_release(), "started": started, "targets": targets,
+        if self.session.plan.cgroups:
+            cgroups = CgroupNames(mount_point(self.session.plan.cgroups["version"]), None)
+        self.started = _now_iso()
+        self.t0 = time.monotonic()
+        self.collector = Collector(self.session, cfg, self.aliases, cgroups, self.targets, self.started, self.t0)
+        if self.capture:
+            self.capture.header({
+                "kernel": kernel_release(), "started": self.started, "targets": self.targets,
                 "command": cfg.command, "min_age_ms": cfg.min_age_ms,
                 "interval_s": cfg.interval_s or cfg.capture_interval_s,
-                "host": {"slab_aliases": {k: sorted(v) for k, v in aliases.items() if v}}})
-        symbolizer = reader.symbolizer()  # one for the session: it caches address -> name
-        if pins:
-            pins.start(symbolizer)
+                "host": {"slab_aliases": {k: sorted(v) for k, v in self.aliases.items() if v}}})
 
-        def build():
-            """(The full report (every group), refereed by /proc/slabinfo, with the
-            sockets behind socket groups named; the slab facts it was checked against)."""
-            visit_cpus()  # idle CPUs drop the mm of an exited process they borrowed
-            if census:
-                census.run(cfg.min_age_ns, seeds=reader.sites()[0])
-            snap = reader.snapshot(cfg.min_age_ns)
-            facts = slab_facts()
-            if promoter:
-                promoter.promote(snap.objects)
-            if cgroups:
-                cgroups.refresh()
-            report = build_report(
-                snap, symbolizer, kernel=kernel_release(), started=started, duration_s=time.monotonic() - t0,
-                min_age_ms=cfg.min_age_ms, targets=targets, cache_glob=cfg.cache_glob, aliases=aliases,
-                user_pages=cfg.user_pages, refs_tracking=session.refs_tracking,
-                cgroup_name=cgroups.name if cgroups else None, sample_bytes=cfg.sample_bytes)
-            report["by"] = cfg.by
-            socket_pids = {p for g in report["groups"] if is_socket_cache(g["cache"], aliases.get(g["cache"], set()))
-                           for p in g["pids"]}
-            report["sockets"] = name_sockets(sorted(socket_pids)) if socket_pids and targets else []
-            if not cfg.sample_bytes:  # a sampled estimate above the kernel's count may be chance, not phantoms
-                referee(report, {name: c["objects"] for name, c in facts["caches"].items()}, aliases)
-            if pins:
-                report["census"] = pins.run(cfg.min_age_ns, symbolizer).section
-            report["tracer_maps_bytes"] = reader.map_memory()
-            forget(snap.now_ns, snap.objects)
-            return report, facts
+    def _who(self) -> str:
+        if self.watched:
+            return f"PID {', '.join(map(str, self.watched))}"
+        if self.cfg.cgroups:
+            return "cgroup " + ", ".join(printable(c) for c in self.cfg.cgroups) + " (and below)"
+        return "all processes"
 
-        def forget(now_ns, objects):
-            reader.prune(now_ns, objects, cfg.min_age_ns)
-            if cgroups:
-                cgroups.keep({o.cgroup for o in objects})
+    def _close(self) -> None:
+        """Nothing here is cut short by a signal: the handlers only take note."""
+        for part in (self.capture, self.collector, self.session):
+            if part:
+                part.close()
+        if self.held:
+            self.held.stop()
+        if self.sink:
+            self.sink.close()
 
-        def snapshot():
-            """A report, kept for growth and in the capture; and its slab facts."""
-            report, facts = build()
-            growth.add(time.monotonic() - t0, report)
-            if capture:
-                capture.snapshot(time.monotonic() - t0, report, facts)
-            return report, facts
+    def run(self) -> int:
+        try:
+            self._start()
+            _say(f"tracing {self._who()} with {len(self.session.attached)} events"
+                 + (f" (kernel lacks: {', '.join(self.session.missing)})" if self.session.missing else "")
+                 + "... Hit Ctrl-C to end.")
+            for note in self.session.notes:
+                _say(f"note: {note}")
+            if self.on_attached:
+                self.on_attached(self.session)
+            if self.held:
+                self.held.release()
+            self._loop(self._jobs())
+            if self.final_needed:
+                if self.cfg.shake and self.cfg.allocs:
+                    shake(self.cfg.settle_s)
+                if not self._guarded("the final report", self.emit):
+                    return 1
+            return 0
+        except Interrupted as e:
+            _say(str(e))
+            return e.status
+        finally:
+            self._close()
 
-        def emit():
-            report, facts = snapshot()
-            shown = limit(growth.rank(report), cfg.top)
-            if sink:
-                sink.write(render(shown, cfg.fmt))
-            if on_report:
-                on_report(shown, facts)
+    # -- the schedule --------------------------------------------------------------------
 
-        who = f"PID {', '.join(map(str, watched))}" if watched else "all processes"
-        print(f"kleaktrace: tracing {who} with {len(session.attached)} events"
-              + (f" (kernel lacks: {', '.join(session.missing)})" if session.missing else "")
-              + "... Hit Ctrl-C to end.", file=sys.stderr, flush=True)
-        for note in session.notes:
-            print(f"kleaktrace: note: {note}", file=sys.stderr, flush=True)
-        if on_attached:
-            on_attached(session)
-        if held:
-            held.release()
-        reports = 0
-        final_needed = True
-        next_report = t0 + cfg.interval_s if cfg.interval_s else None
-        # without INTERVAL, snapshots are still taken, silently: for -w, and
-        # for the growth that ranks the final report
-        next_snapshot = t0 + cfg.capture_interval_s if not cfg.interval_s else None
-        deadline = t0 + cfg.duration_s if cfg.duration_s else None
-        next_promote = t0 + cfg.promote_every_s if promoter else None
-        while signals.received is None and not (stop_event is not None and stop_event.is_set()):
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            if next_snapshot is not None and now >= next_snapshot:
-                began = time.monotonic()
-                snapshot()
-                next_snapshot += cfg.capture_interval_s
-                if not capture:  # for growth only: a million objects take a second, stay below 5% of a core
-                    next_snapshot = max(next_snapshot, time.monotonic() + 20 * (time.monotonic() - began))
-            if next_promote is not None and now >= next_promote:
-                began = time.monotonic()
-                now_ns, objects = reader.objects(cfg.min_age_ns)
-                promoter.promote(objects)
-                if cgroups:  # names of cgroups that may be gone by the report
-                    cgroups.refresh()
-                forget(now_ns, objects)  # a thousand processes may exit a second
-                # a million objects take a good part of a second to read: stay below 5% of a core
-                next_promote = time.monotonic() + max(cfg.promote_every_s, 20 * (time.monotonic() - began))
-            if next_report is not None and now >= next_report:
-                emit()
-                reports += 1
-                next_report += cfg.interval_s
-                if cfg.count and reports >= cfg.count:
-                    final_needed = False
-                    break
-            if _targets_gone(cfg, watched, held, session):
-                print("kleaktrace: targets exited", file=sys.stderr, flush=True)
-                signals.wait(cfg.settle_s)
-                break
-            stops = [t for t in (deadline, next_report, next_snapshot, next_promote) if t is not None]
-            signals.wait(min([now + 0.2] + stops) - time.monotonic())
-        if final_needed:
-            if cfg.shake and cfg.allocs:
-                shake(cfg.settle_s)
-            emit()
-        return 0
-    except Interrupted as e:
-        print(f"kleaktrace: {e}", file=sys.stderr, flush=True)
-        return e.status
-    finally:
-        # nothing here is cut short by a signal: the handlers only take note
-        if capture:
-            capture.close()
-        if pins:
-            pins.close()
-        if census:
-            census.close()
-        if reader:
-            reader.close()
-        if session:
-            session.close()
-        if held:
-            held.stop()
-        if sink:
-            sink.close()
+    def _jobs(self) -> list[Job]:
+        cfg, t0 = self.cfg, self.t0
+        jobs = [Job("targets", t0, self.check_targets)]
+        if cfg.duration_s:
+            jobs.append(Job("duration", t0 + cfg.duration_s, self.end_of_duration))
+        if cfg.interval_s:
+            jobs.append(Job("report", t0 + cfg.interval_s, self.report_job))
+        else:  # for -w, and for the growth that ranks the final report
+            jobs.append(Job("snapshot", t0 + cfg.capture_interval_s, self.snapshot_job))
+        if self.collector.promoter:
+            jobs.append(Job("promote", t0 + cfg.promote_every_s, self.promote_job))
+        return jobs
+
+    def _stopping(self) -> bool:
+        return self.ended is not None or self.signals.received is not None or \
+            (self.stop_event is not None and self.stop_event.is_set())
+
+    def _loop(self, jobs: list[Job]) -> None:
+        while not self._stopping():
+            for job in jobs:
+                if job.due is not None and time.monotonic() >= job.due and not self._stopping():
+                    job.due = job.step(time.monotonic())
+            due = [job.due for job in jobs if job.due is not None]
+            self.signals.wait(min([time.monotonic() + 0.2] + due) - time.monotonic())
+
+    def _guarded(self, what: str, step) -> bool:
+        """Run ``step``; a failure of the host (OSError: no descriptor left, a
+        full disk; MemoryError) is one warning per kind and the session goes
+        on, as is any failure with keep_going (serve)."""
+        try:
+            step()
+            return True
+        except (OSError, MemoryError) as e:
+            why = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
+        except Exception as e:  # noqa: BLE001 -- serve must outlive a bad report
+            if not self.keep_going:
+                raise
+            why = f"{type(e).__name__}: {e}"
+        if (what, why) not in self.failed:
+            self.failed.add((what, why))
+            _warn(f"{what} failed ({why}); the session goes on")
+        return False
+
+    # -- the jobs --------------------------------------------------------------------------
+
+    def report_job(self, now: float) -> float | None:
+        began = time.monotonic()
+        self._guarded("a report", self.emit)
+        self.reports += 1
+        if self.cfg.count and self.reports >= self.cfg.count:
+            self.final_needed = False
+            self.ended = "count"
+            return None
+        # at most half a core: the next report waits as long as this one took
+        return max(now + self.cfg.interval_s, time.monotonic() + (time.monotonic() - began))
+
+    def snapshot_job(self, now: float) -> float:
+        began = time.monotonic()
+        self._guarded("a snapshot", self.snapshot)
+        due = now + self.cfg.capture_interval_s
+        if not self.capture:  # for growth only: a million objects take a second, stay below 5% of a core
+            due = max(due, time.monotonic() + 20 * (time.monotonic() - began))
+        return due
+
+    def promote_job(self, now: float) -> float:
+        began = time.monotonic()
+        self._guarded("promoting call sites", self.collector.promote)
+        # a million objects take a good part of a second to read: stay below 5% of a core
+        return time.monotonic() + max(self.cfg.promote_every_s, 20 * (time.monotonic() - began))
+
+    def end_of_duration(self, now: float) -> None:
+        self.ended = "duration"
+        return None
+
+    def _targets_gone(self) -> bool:
+        """Every traced process has exited: with --children, every one the
+        kernel side still counts (targets it forked included), else the ones
+        named; a held command and what it orphaned are reaped as they go."""
+        if not self.watched:
+            return False
+        if self.held:
+            self.held.reap()
+        done = self.held.returncode is not None if self.held else not any(alive(p) for p in self.watched)
+        return self.session.targets_left() == 0 if self.cfg.children else done
+
+    def check_targets(self, now: float) -> float | None:
+        """Once the targets are gone, wait for what their exits free: every
+        exited task reaped and freed (probes.c: exits_unfreed; REAP_WAIT_S at
+        most), then an RCU grace period and more (settle_s) for the frees
+        deferred past it. A report made at the last exit showed an exited
+        process's task_struct, signal_struct and sighand as leaks."""
+        if self._exited_at is None:
+            if not self._targets_gone():
+                return now + 0.2
+            _say("targets exited")
+            self._exited_at = now
+        if self.held:
+            self.held.reap()
+        unfreed = self.session.exits_unfreed()
+        if unfreed and now - self._exited_at < REAP_WAIT_S:
+            return now + 0.05
+        if unfreed:
+            _say(f"note: {unfreed} exited tasks of the targets are not reaped yet (their parent has not "
+                 "waited for them): what they hold stays outstanding")
+        self.signals.wait(self.cfg.settle_s)
+        self.ended = "targets"
+        return None
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def snapshot(self):
+        """A report, kept for growth and in the capture; and its slab facts."""
+        report, facts = assemble(self.collector.collect())
+        t_s = time.monotonic() - self.t0
+        self.growth.add(t_s, report)
+        if self.capture:
+            self.capture.snapshot(t_s, report, facts)
+        return report, facts
+
+    def emit(self) -> None:
+        report, facts = self.snapshot()
+        shown = limit(self.growth.rank(report), self.cfg.top)
+        if self.sink:
+            self.sink.write(render(shown, self.cfg.fmt))
+        if self.on_report:
+            self.on_report(shown, facts)

@@ -1,8 +1,9 @@
 """``kleaktrace serve``: an always-on exporter for Prometheus and pprof viewers.
 
 A live session (sessions/live.py) that keeps tracing and makes a report
-every ``--interval``; an HTTP server (wsgiref, a thread) answers from the
-latest one, so a scrape costs no BPF work:
+every ``--interval``; an HTTP server (httpserve.py: one thread, an epoll
+loop, idle connections timed out and capped) answers from the latest one,
+so a scrape costs no BPF work and no user can starve the tracer:
 
 - ``/metrics``: the Prometheus text exposition format, made by the
   prometheus_client library (outstanding objects and bytes per kind and
@@ -17,16 +18,16 @@ kernel functions and cgroups.
 """
 
 import ipaddress
-import socketserver
+import resource
 import sys
 import threading
 import time
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..errors import KleakError
 from . import live
+from .httpserve import HttpServer, Response
 
-__all__ = ["Exporter", "run_serve", "parse_listen"]
+__all__ = ["Exporter", "run_serve", "parse_listen", "Pages", "max_connections"]
 
 
 def parse_listen(listen: str, expose: bool) -> tuple[str, int]:
@@ -62,7 +63,7 @@ class Exporter:
 
     def update(self, report: dict, facts: dict | None = None) -> None:
         """The latest report and the slab facts it was checked against
-        (output.capture.slab_facts)."""
+        (kernel.slabs.slab_facts)."""
         with self.lock:
             self.report, self.facts = report, facts or {}
 
@@ -200,31 +201,55 @@ class Exporter:
         return render_pprof(r or {"groups": []})
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
+def raise_fd_limit() -> int:
+    """Raise the soft open-file limit to the hard one (systemd's default soft
+    limit is 1,024: a report's BPF iterators, /proc reads and the open
+    connections share it); returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
-class _Server(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+def max_connections(fd_limit: int) -> int:
+    """Open HTTP connections allowed: at most a quarter of the descriptors,
+    so the tracer keeps the rest (a session holds about 150: maps, programs,
+    links; a report opens a few more for a moment), and at most 256."""
+    return max(8, min(256, fd_limit // 4))
 
 
-def _app(exporter: Exporter, registry):
-    from prometheus_client import make_wsgi_app
-    metrics = make_wsgi_app(registry)
+class Pages:
+    """What the HTTP server answers, from the latest report: /metrics
+    rendered at most once a second (200 concurrent scrapes cost one render),
+    /profile once per report."""
 
-    def app(environ, start_response):
-        path = environ.get("PATH_INFO", "/")
+    def __init__(self, exporter: Exporter, registry):
+        self.exporter, self.registry = exporter, registry
+        self._metrics = (None, 0.0, b"")
+        self._profile = (None, b"")
+
+    def __call__(self, path: str) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        version = id(self.exporter.report)
         if path == "/metrics":
-            return metrics(environ, start_response)
+            seen, at, body = self._metrics
+            now = time.monotonic()
+            if seen != version or now - at >= 1.0:
+                body = generate_latest(self.registry)
+                self._metrics = (version, now, body)
+            return Response(200, CONTENT_TYPE_LATEST, body)
         if path == "/profile":
-            data = exporter.profile()
-            start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                      ("Content-Disposition", 'attachment; filename="kleaktrace.pb.gz"')])
-            return [data]
-        start_response("404 Not Found" if path != "/" else "200 OK", [("Content-Type", "text/plain")])
-        return [b"kleaktrace: /metrics (Prometheus), /profile (pprof)\n"]
-    return app
+            seen, body = self._profile
+            if seen != version:
+                body = self.exporter.profile()
+                self._profile = (version, body)
+            return Response(200, "application/octet-stream", body)
+        return Response(200 if path == "/" else 404, "text/plain",
+                        b"kleaktrace: /metrics (Prometheus), /profile (pprof)\n")
 
 
 def run_serve(cfg, listen: str, expose: bool, top_labels: int) -> int:
@@ -239,22 +264,20 @@ def run_serve(cfg, listen: str, expose: bool, top_labels: int) -> int:
     ProcessCollector(namespace="kleaktrace", registry=registry)  # the tracer's own CPU seconds, memory
     registry.register(exporter)
     try:
-        server = make_server(host, port, _app(exporter, registry), server_class=_Server, handler_class=_QuietHandler)
+        server = HttpServer(host, port, Pages(exporter, registry), max_conns=max_connections(raise_fd_limit()))
     except OSError as e:
         raise KleakError(f"--listen {listen}: {e.strerror}", status=1) from None
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    shown = f"[{host}]" if ":" in host else host
 
     def started(_session):
-        thread.start()
-        print(f"kleaktrace: serving http://{host}:{server.server_port}/metrics and /profile",
+        server.start()
+        print(f"kleaktrace: serving http://{shown}:{server.port}/metrics and /profile",
               file=sys.stderr, flush=True)
 
     def report(r, facts):
         exporter.update(dict(r, _made=time.time()), facts)
 
     try:
-        return live.run(cfg, on_attached=started, on_report=report)
+        return live.run(cfg, on_attached=started, on_report=report, keep_going=True)
     finally:
-        if thread.is_alive():
-            server.shutdown()
-        server.server_close()
+        server.close()

@@ -44,7 +44,7 @@ class Probe:
     ``when``: the configuration that wants it: "allocs" (allocation
     tracking), "targets" (a PID filter), "forks" (--children, or the
     tracer's own children left out system-wide), "refs"
-    (reference counts), "retire" (freed slab pages retire their objects:
+    (reference counts), "targets-only" (a PID filter, not --cgroup), "retire" (freed slab pages retire their objects:
     plan.py decides), "census" (the slab census: plan.py decides), "pins" (the
     reference census: plan.py decides), "cgroups"
     (each allocation's cgroup: plan.py decides), "always".
@@ -126,6 +126,10 @@ PROBES = (
     Probe("vmalloc/alloc_vmap_area", "alloc_vmalloc", RAW, "allocs", args=("addr", "size", "failed")),
     # its own TRACE_EVENT, with group_dead, from 6.16; sched_process_template's before
     Probe("sched/sched_process_exit", "task_exit", RAW, "always", required=True, args=("p",),
+          template="sched_process_template"),
+    # a traced task freed after its exit (probes.c: exits_unfreed): the final
+    # report waits for what exits free
+    Probe("sched/sched_process_free", "task_freed", RAW, "targets-only", args=("p",),
           template="sched_process_template"),
     # cgroups made, removed and joined (probes.c: cgroup_made, ...)
     Probe("cgroup/cgroup_mkdir", "cgroup_made", RAW, "cgroups", args=("cgrp", "path"), template="cgroup"),

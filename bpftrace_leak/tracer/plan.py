@@ -92,7 +92,8 @@ def slot_bits(max_objects: int) -> int:
 
 def _wanted(probe, config, targets: bool, p: "Plan", retire: bool) -> bool:
     forks = config.children or not targets and not config.include_self and not config.cgroups
-    return {"always": True, "allocs": config.allocs, "targets": targets or bool(config.cgroups), "forks": forks,
+    return {"always": True, "allocs": config.allocs, "targets": targets or bool(config.cgroups),
+            "targets-only": targets, "forks": forks,
             "refs": config.refs, "retire": retire, "census": bool(p.census), "cgroups": bool(p.cgroups),
             "pins": bool(p.pins)}[probe.when]
 

@@ -209,6 +209,14 @@ class Session:
         """How many traced processes (forked children included) have not exited yet."""
         return self.map("target_count")[ctypes.c_int(0)].value
 
+    def exits_unfreed(self) -> int:
+        """Tasks of targets that exited and are not freed yet (not reaped, or
+        within the RCU grace period after it); 0 where the kernel side does
+        not count them (probes.c: exits_unfreed)."""
+        if not any(probe.program == "task_freed" for probe, _ in self.plan.probes):
+            return 0
+        return max(0, self.map("exits_unfreed")[ctypes.c_int(0)].value)
+
     def map(self, name: str):
         """BCC's table ``name`` of probes.c."""
         return self.module[name.encode()]

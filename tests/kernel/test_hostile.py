@@ -17,8 +17,8 @@ WORKLOAD = f"{sys.executable} -m bpftrace_leak.sessions.workload"
 
 
 def run(*args, timeout=120, **kw):
-    return subprocess.run(CLI + [str(a) for a in args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+    kw.setdefault("cwd", ROOT)
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def one_line_error(res, status, text):
@@ -250,3 +250,25 @@ def test_stack_collisions_are_not_called_a_full_table(workloads):
         else:  # 100 entries in 128 buckets: it fills
             assert totals["stack_table_full"] > 0, totals
             assert "the stack table is full" in text
+
+
+# -- the second sweep (issue #24) --------------------------------------------------------
+
+def test_output_and_capture_compared_by_file_not_spelling(tmp_path):
+    """Item 3: --output r.out -w ./r.out --force was accepted: the report
+    replaced the capture at close."""
+    (tmp_path / "sub").mkdir()
+    for out, cap in (("r.out", "./r.out"), ("r.out", str(tmp_path / "sub" / ".." / "r.out"))):
+        one_line_error(run("-p", os.getpid(), "--duration", "1", "--output", out, "-w", cap, "--force",
+                           cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT)), 2,
+                       "--output and -w name the same file")
+    assert os.listdir(tmp_path) == ["sub"]
+
+
+def test_cgroup_paths_outside_the_hierarchy_are_refused():
+    """Item C: --cgroup .., ../.. (/sys/fs) and '' traced the whole system."""
+    for bad in ("..", "../..", "", "/../.."):
+        one_line_error(run("--cgroup", bad, "--duration", "1"), 2, "no such cgroup")
+    t = Tracer("--cgroup", "/", "--duration", "1").start()
+    assert t.wait(60) == 0, t.stderr
+    assert "tracing cgroup / (and below)" in t.stderr, t.stderr

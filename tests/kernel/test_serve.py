@@ -280,3 +280,84 @@ def test_short_soak_keeps_memory_flat():
         churn.wait()
         t.stop()
     assert t.proc.returncode == 0, t.stderr
+
+
+# ---- a hostile local user (issue #24 A) ---------------------------------------------
+
+HOARD = r"""
+import select, socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def connect():
+    try:
+        return socket.create_connection((host, port), timeout=2)
+    except OSError:
+        return None
+held = [connect() for _ in range(n)]
+print("holding", sum(s is not None for s in held), flush=True)
+while True:  # keep n connections open: the server closes idle ones, we open them again
+    live = [s for s in held if s is not None]
+    closed = select.select(live, [], [], 0.5)[0] if live else []
+    for s in closed:
+        s.close()
+    held = [s for s in held if s is not None and s not in closed]
+    held += [connect() for _ in range(n - len(held))]
+"""
+
+
+def scrape_seconds(address: str) -> tuple[float, float]:
+    """(how long one /metrics took, the report timestamp it showed)."""
+    t0 = time.monotonic()
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    took = time.monotonic() - t0
+    stamp = next(float(line.split()[1]) for line in text.splitlines()
+                 if line.startswith("kleaktrace_report_timestamp_seconds"))
+    return took, stamp
+
+
+def test_idle_connections_of_a_user_cannot_kill_serve():
+    """An unprivileged user holds 1,000 idle connections to serve, which runs
+    under systemd's default 1,024 open files: serve keeps reporting and
+    answers everyone else's /metrics within 100 ms. (Before: a thread and a
+    descriptor per connection, no timeout; the next report died with EMFILE
+    and a traceback.)"""
+    t, address = start_serve("--interval", "1s")
+    subprocess.run(["prlimit", f"--pid={t.proc.pid}", "--nofile=1024:1024"], check=True)
+    host, port = address.rsplit(":", 1)
+    hoarder = subprocess.Popen(["prlimit", "--nofile=4096:4096", "setpriv", "--reuid=65534", "--regid=65534",
+                                "--clear-groups", sys.executable, "-c", HOARD, host, port, "1000"],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert hoarder.stdout.readline().startswith("holding 1000")
+        took, stamps = [], []
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            a, stamp = scrape_seconds(address)
+            took.append(a)
+            stamps.append(stamp)
+            time.sleep(0.5)
+        assert t.proc.poll() is None, t.err.lines
+        assert max(took) < 0.1, sorted(took)[-5:]
+        assert len(set(stamps)) >= 10 and stamps == sorted(stamps), stamps  # a report a second goes on
+    finally:
+        hoarder.kill()
+        hoarder.wait()
+        t.stop()
+    assert t.proc.returncode == 0, t.stderr
+    assert "Traceback" not in t.stderr and "failed" not in t.stderr, t.stderr
+
+
+def test_serve_on_ipv6_loopback():
+    """Item E: --listen [::1]:PORT passed the loopback check, then failed."""
+    t = Tracer("serve", "--listen", "[::1]:0", "--interval", "1s").start()
+    try:
+        line = t.err.wait_for("serving http://")
+        address = re.search(r"http://(\S+)/metrics", line).group(1)
+        assert address.startswith("[::1]:")
+        deadline = time.monotonic() + 30
+        while scrape_seconds(address)[1] == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert scrape_seconds(address)[1] > 0
+    finally:
+        t.stop()
+    assert t.proc.returncode == 0, t.stderr

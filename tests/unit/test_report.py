@@ -129,3 +129,20 @@ def test_merged_cache_named_after_the_alias_its_stack_belongs_to():
     r = report([o("slab", "signal_cache", 1152, 3)], aliases={"signal_cache": merged})
     text = render_text(r)
     assert "one of: UNIX, UNIX-STREAM, signal_cache, task_delay_info (merged into signal_cache)" in text
+
+
+def test_a_full_map_is_said_in_the_header():
+    """Issue #24 G: with the live map full the header showed partial counts
+    as if complete; the warning was at the very bottom."""
+    r = report([o("slab", "filp", 192, 1)], counters={"dropped": 5})
+    lines = render_text(r).splitlines()
+    first_group = next(i for i, line in enumerate(lines) if line.startswith("[1]"))
+    warned = next(i for i, line in enumerate(lines) if "5 allocations not recorded" in line)
+    assert warned < first_group and "every count here may be short" in lines[warned]
+
+
+def test_a_cgroup_filter_is_named_in_the_header():
+    """Issue #24 C: the header said "all processes" for --cgroup."""
+    r = report([o("slab", "filp", 192, 1)])
+    r["targets"], r["cgroup_filter"] = [], ["/system.slice/app.service"]
+    assert "[cgroup /system.slice/app.service (and below);" in render_text(r).splitlines()[0]
