@@ -129,13 +129,13 @@ class Trends:
                 np.add.at(self._sy, i, v)
                 np.add.at(self._sty, i, u * v)
         if self._series:
-            self._keep(len(self.times) - 1, t_s, idx, list(zip(objects, nbytes)))
+            self._keep(len(self.times) - 1, t_s, idx, objects, nbytes)
 
-    def _keep(self, number: int, t_s: float, idx, values) -> None:
+    def _keep(self, number: int, t_s: float, idx, objects, nbytes) -> None:
         if number % self._stride:
             return
-        v = np.asarray(values, dtype=np.int64).reshape(-1, 2)
-        self._kept.append((number, t_s, np.asarray(idx, dtype=np.int32), v[:, 0].copy(), v[:, 1].copy()))
+        self._kept.append((number, t_s, np.asarray(idx, dtype=np.int32), np.asarray(objects, dtype=np.int64),
+                           np.asarray(nbytes, dtype=np.int64)))
         self._points += len(idx) + 1
         while self._points > self._max and self._stride < 2**30:
             self._stride *= 2
@@ -196,12 +196,14 @@ def slab_items(facts: dict):
         yield name, c["objects"], c["objects"] * c["objsize"]
 
 
-def cache_growth(trends: "Trends") -> dict[str, dict]:
-    """slab_growth()'s result from the Trends of the caches (kept with series)."""
+def cache_growth(trends: "Trends", top: int | None = None) -> dict[str, dict]:
+    """slab_growth()'s result from the Trends of the caches (kept with
+    series): the ``top`` fastest-growing ones (default: all)."""
     rates = trends.growth()
-    series = trends.series(trends.keys)
+    names = sorted(trends.keys, key=lambda n: -rates[n]["bytes_per_h"])[:top]
+    series = trends.series(names)
     return {name: {"bytes_per_h": rates[name]["bytes_per_h"], "series": [(t, b) for t, _o, b in series[name]]}
-            for name in trends.keys}
+            for name in names}
 
 
 def diff(old: dict, new: dict) -> list[dict]:

@@ -106,7 +106,7 @@ def render_html(report: dict, capture, top: int = 8, rows: int = 50) -> str:
     for g in shown:
         label = f"{g['cache'] or g['kind']} {g['stack'][0] if g['stack'] else ''}"
         group_series.append((label, [(t, b) for t, _, b in series[group_key(g)]]))
-    caches = sorted(cache_growth(capture.slab).items(), key=lambda kv: -kv[1]["bytes_per_h"])[:top]
+    caches = sorted(cache_growth(capture.slab, top).items(), key=lambda kv: -kv[1]["bytes_per_h"])
     # growth since the first snapshot: a cache's size would hide its growth
     cache_series = [(name, [(t, b - data["series"][0][1]) for t, b in data["series"]])
                     for name, data in caches if data["bytes_per_h"] > 0]
