@@ -97,6 +97,14 @@ def _trace_options(f):
                           "reference by the open files, working directories, roots, children and mounts that "
                           "hold it (BPF iterators; no kprobes, nothing written): pinned vs cached without "
                           "--shake, and the pins nobody explains."),
+        click.option("--scan/--no-scan", "scan", default=default("scan"), show_default=True,
+                     help="At each report (serve: every 10 minutes), read kernel memory for the words that point "
+                          "into each outstanding object, as kmemleak does, without rebuilding the kernel: each "
+                          "object orphaned (nothing points at it), in an orphan cycle, or held, and by what."),
+        click.option("--scan-via", type=click.Choice(["bpf", "kcore", "both"]), default=default("scan_via"),
+                     show_default=True,
+                     help="Read kernel memory with BPF programs run on demand, through /proc/kcore where the "
+                          "kernel has it, or both, compared object by object."),
         click.option("--shake", is_flag=True,
                      help="Before the final report, drop clean page cache, unused dentries and inodes "
                           "system-wide (sync, then 3 > /proc/sys/vm/drop_caches): what stays outstanding is "

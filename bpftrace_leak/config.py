@@ -40,6 +40,8 @@ class Config:
     fmt: str = "text"
     shake: bool = False  # drop reclaimable dentries and inodes before the final report
     ref_census: bool = True  # --census: who holds the outstanding dentries (tracer/pins.py)
+    scan: bool = True  # --scan: who points at each outstanding object (tracer/scan.py)
+    scan_via: str = "bpf"  # --scan-via: read kernel memory with BPF, /proc/kcore, or both (compared)
     by: str | None = None  # --by cgroup: a per-cgroup table before the groups
     # when
     interval_s: float | None = None  # INTERVAL: a report every INTERVAL

@@ -66,7 +66,7 @@ enum free_event {
 #define FREE_COPIES 3
 
 struct live_key {
-	u64 addr;
+	u64 addr;		/* in the live hash: MANGLEd (the slot arrays, mmap()ed, keep it plain) */
 	u32 space;
 	u32 pad;
 };
@@ -216,14 +216,14 @@ struct exited_comm {
 /* a cgroup made while traced (cgroup:cgroup_mkdir), by its kernfs id */
 struct cgroup_name {
 	char path[CGROUP_PATH_LEN];	/* in its hierarchy, from its root */
-	u64 mem_cgroup;		/* its struct mem_cgroup, when the hierarchy has memory */
+	u64 mem_cgroup;		/* its struct mem_cgroup, when the hierarchy has memory (MANGLEd) */
 	u64 removed_ns;		/* cgroup:cgroup_rmdir, 0 while it exists */
 };
 
 /* probes.c current_cgroup's per-CPU memo: a task's cgroup until any task
  * migrates or exits (cgroup_gen changes) */
 struct cgroup_memo {
-	u64 task;
+	u64 task;		/* MANGLEd */
 	u64 gen;
 	u64 id;
 };
@@ -243,8 +243,8 @@ enum ref_why {
 
 /* An outstanding path_get(), keyed by the struct path's address. */
 struct path_get_rec {
-	u64 dentry;
-	u64 mnt;
+	u64 dentry;		/* MANGLEd, as every address a map user space does not mmap() keeps */
+	u64 mnt;		/* MANGLEd */
 	u64 ts_ns;
 	u32 tgid;
 	s32 stack_id;		/* of the path_get */
@@ -257,7 +257,7 @@ struct path_get_rec {
 
 /* References leaked by a put on a cleared path, aggregated per object and stack. */
 struct ref_leak_key {
-	u64 object;
+	u64 object;		/* MANGLEd */
 	u32 type;		/* enum ref_object */
 	s32 get_stack;
 	u32 tgid;
@@ -308,6 +308,7 @@ enum pin_kind {
 	PIN_PWD = 1,		/* an fs_struct's working directory */
 	PIN_ROOT = 2,		/* an fs_struct's root */
 	PIN_MNT_NS = 3,		/* a mount namespace (dentry: 0, mnt: the namespace) */
+	PIN_STACK = 4,		/* a task's kernel stack (holder: the stack, dentry: the task; the holder scan's) */
 };
 
 struct pin_holder {
@@ -328,6 +329,21 @@ struct pin_run {
 struct pin_children {
 	u64 next;		/* where the walk stopped (0: it reached the end) */
 	u64 count;
+};
+
+/*
+ * ---- the holder scan (tracer/scan.py; probes/scan.h) ----
+ * Who points at each outstanding object: kernel memory is read a batch of
+ * pages at a time by scan_read, run on demand, into mmap()ed arrays that
+ * user space matches with numpy. The tracer's own records never look like
+ * references: addresses kept in maps user space does not mmap() are stored
+ * XORed with ADDR_KEY (MANGLE), and mmap()ed pages are left out of the scan.
+ */
+#define SCAN_BATCH 1024		/* pages read per scan_read run: 4 MiB */
+#define SCAN_PAGE_BYTES 4096
+
+struct scan_page {
+	u8 data[SCAN_PAGE_BYTES];
 };
 
 #endif

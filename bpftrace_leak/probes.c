@@ -29,6 +29,16 @@
  */
 #include <uapi/linux/ptrace.h>
 #include "layout.h"
+#include "probes/scan.h"
+
+/*
+ * Addresses kept in maps user space does not mmap() are stored XORed with
+ * ADDR_KEY (random per session; its top 16 bits set, so a mangled kernel
+ * address is a user-space one and never 0): the holder scan reads all of
+ * kernel memory for words that point into outstanding objects, and the
+ * tracer's own records of them must not count (layout.h: the holder scan).
+ */
+#define MANGLE(addr) ((u64)(addr) ^ ADDR_KEY)
 
 /* errno values; the uapi headers differ between trees */
 #define EEXIST_ 17
@@ -163,10 +173,10 @@ static __always_inline u32 current_cgroup(void)
 	struct cgroup_memo *m = cgroup_memo.lookup(&zero);
 	if (!gen || !m)
 		return 0;
-	if (m->task == task && m->gen == *gen)
+	if (m->task == MANGLE(task) && m->gen == *gen)
 		return m->id;
 	u64 css = kread(kread(task + TASK_CGROUPS_OFF) + CSS_SET_SUBSYS_OFF + 8 * CGROUP_V1_SUBSYS);
-	m->task = task;
+	m->task = MANGLE(task);
 	m->gen = *gen;
 	m->id = cgroup_id(kread(css + CSS_CGROUP_OFF));
 	return m->id;
@@ -244,10 +254,18 @@ static __always_inline struct slab_slot *slot_of(struct live_key *key)
 	return slots.lookup(&idx);
 }
 
+/* ``key`` as the live hash keeps it: its address mangled */
+static __always_inline struct live_key hash_key(struct live_key *key)
+{
+	struct live_key k = {.addr = MANGLE(key->addr), .space = key->space};
+	return k;
+}
+
 /* Delete ``key`` from the hash, where its slot said it may be. */
 static __always_inline int unspill(struct slab_slot *slot, struct live_key *key)
 {
-	if (!slot->spilled || live.delete(key) != 0)
+	struct live_key k = hash_key(key);
+	if (!slot->spilled || live.delete(&k) != 0)
 		return 0;
 	__sync_fetch_and_add(&slot->spilled, -1);
 	return 1;
@@ -267,7 +285,8 @@ static __always_inline int drop_record(struct live_key *key)
 			return 1;
 		return unspill(slot, key);
 	}
-	return live.delete(key) == 0;
+	struct live_key k = hash_key(key);
+	return live.delete(&k) == 0;
 }
 
 /*
@@ -515,10 +534,11 @@ static __always_inline void record(void *ctx, struct live_key *key, struct live_
 		}
 		__sync_fetch_and_add(&slot->spilled, 1);	/* before the insert: frees look at it */
 	}
-	int ret = live.insert(key, obj);
+	struct live_key k = hash_key(key);
+	int ret = live.insert(&k, obj);
 	if (ret == -EEXIST_) {
 		count(CNT_MISSED_FREES);
-		live.update(key, obj);
+		live.update(&k, obj);
 		if (slot)
 			__sync_fetch_and_add(&slot->spilled, -1);	/* replaced, not added */
 	} else if (ret != 0) {
@@ -557,7 +577,7 @@ static __always_inline void note_page(u64 page)
 	struct last_page *l = last_page.lookup(&zero);
 	if (c && l && !c->ready) {
 		l->task = bpf_get_current_pid_tgid();
-		l->page = page;
+		l->page = MANGLE(page);
 	}
 }
 
@@ -568,7 +588,7 @@ static __always_inline void calibrate(u64 va)
 	struct last_page *l = last_page.lookup(&zero);
 	if (!c || !l || c->ready || !l->page || l->task != bpf_get_current_pid_tgid())
 		return;
-	u64 offset = va - l->page * PAGE_RATIO;
+	u64 offset = va - MANGLE(l->page) * PAGE_RATIO;
 	l->page = 0;
 	if (c->candidate == offset) {
 		c->offset = offset;
@@ -635,7 +655,7 @@ static __always_inline void retire_page(void *ctx, u64 page, u32 order)
 	retire_window(va);
 	struct retire_state *st = retire_at.lookup(&zero);
 	if (order && st) {
-		st->va = va;
+		st->va = MANGLE(va);
 		st->next = 1;
 		st->n = 1u << order;
 		retire_next.call(ctx, 0);
@@ -648,7 +668,7 @@ int retire_pages(struct bpf_raw_tracepoint_args *ctx)
 	struct retire_state *st = retire_at.lookup(&zero);
 	if (!st || st->next >= st->n || st->next >= 8)
 		return 0;
-	u64 sub = st->va + ((u64)st->next << 12);
+	u64 sub = MANGLE(st->va) + ((u64)st->next << 12);
 	st->next++;
 	retire_window(sub);
 	if (st->next < st->n)
@@ -725,6 +745,7 @@ int census_drop(struct bpf_raw_tracepoint_args *ctx)
 
 static __always_inline void found_free(u64 addr)
 {
+	scan_mark_free(addr);	/* the holder scan asks whether a holder is free */
 	struct live_key key = {.addr = addr, .space = SPACE_SLAB};
 	if (drop_record(&key))
 		count(CNT_FOUND_FREE);
@@ -890,6 +911,32 @@ int census_sheaf(struct bpf_raw_tracepoint_args *ctx)
 #endif
 #endif /* SLAB_CENSUS */
 
+#if defined(PIN_CENSUS) || defined(HOLDER_SCAN)
+/* The iterators' contexts (the kernel's bpf_iter__<target>; the verifier
+ * checks accesses against its BTF, so only the layout matters here) */
+struct pins_iter_meta {
+	union { struct seq_file *seq; };
+	u64 session_id;
+	u64 seq_num;
+};
+struct pins_iter_task {
+	union { struct pins_iter_meta *meta; };
+	union { void *task; };
+};
+struct pins_iter_task_file {
+	union { struct pins_iter_meta *meta; };
+	union { void *task; };
+	u32 fd;
+	union { void *file; };
+};
+struct pins_iter_task_vma {
+	union { struct pins_iter_meta *meta; };
+	union { void *task; };
+	union { void *vma; };
+};
+
+#endif
+
 #ifdef PIN_CENSUS
 /*
  * ---- the reference census (layout.h; tracer/pins.py drives it) ---------------
@@ -915,7 +962,8 @@ static __always_inline u64 record_ts(u64 addr)
 		return slot->obj.ts_ns;
 	if (!slot->spilled)
 		return 0;
-	struct live_obj *obj = live.lookup(&key);
+	struct live_key k = hash_key(&key);
+	struct live_obj *obj = live.lookup(&k);
 	return obj ? obj->ts_ns : 0;
 }
 
@@ -1008,29 +1056,6 @@ int pins_children(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* The iterators' contexts (the kernel's bpf_iter__<target>; the verifier
- * checks accesses against its BTF, so only the layout matters here) */
-struct pins_iter_meta {
-	union { struct seq_file *seq; };
-	u64 session_id;
-	u64 seq_num;
-};
-struct pins_iter_task {
-	union { struct pins_iter_meta *meta; };
-	union { void *task; };
-};
-struct pins_iter_task_file {
-	union { struct pins_iter_meta *meta; };
-	union { void *task; };
-	u32 fd;
-	union { void *file; };
-};
-struct pins_iter_task_vma {
-	union { struct pins_iter_meta *meta; };
-	union { void *task; };
-	union { void *vma; };
-};
-
 static __always_inline void pin_path(struct seq_file *seq, u64 holder, u64 path, u32 kind, u64 task)
 {
 	struct pin_holder h = {.holder = holder, .kind = kind};
@@ -1063,13 +1088,23 @@ int bpf_iter__task_vma(struct pins_iter_task_vma *ctx)
 	return 0;
 }
 
-/* every task's fs_struct (pwd, root), executable and mount namespace */
+#endif /* PIN_CENSUS */
+
+#if defined(PIN_CENSUS) || defined(HOLDER_SCAN)
+/* every task's fs_struct (pwd, root), executable and mount namespace (the
+ * reference census), and its kernel stack (the holder scan names it) */
 int bpf_iter__task(struct pins_iter_task *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	u64 task = (u64)ctx->task;
 	if (!task)
 		return 0;
+#ifdef HOLDER_SCAN
+	struct pin_holder st = {.holder = kread(task + TASK_STACK_OFF), .dentry = task, .kind = PIN_STACK,
+				.tgid = kread32(task + TASK_TGID_OFF)};
+	bpf_seq_write(seq, &st, sizeof(st));
+#endif
+#ifdef PIN_CENSUS
 	u64 fs = kread(task + PIN_TASK_FS_OFF);
 	if (fs) {
 		pin_path(seq, fs, fs + PIN_FS_PWD_OFF, PIN_PWD, task);
@@ -1085,9 +1120,10 @@ int bpf_iter__task(struct pins_iter_task *ctx)
 		struct pin_holder h = {.holder = ns, .kind = PIN_MNT_NS};
 		bpf_seq_write(seq, &h, sizeof(h));
 	}
+#endif
 	return 0;
 }
-#endif /* PIN_CENSUS */
+#endif
 
 /* ---- slab: kmalloc and kmem_cache_alloc --------------------------------------- */
 
@@ -1322,7 +1358,7 @@ BPF_ARRAY(exits_unfreed, s64, 1);
 
 int task_freed(struct bpf_raw_tracepoint_args *ctx)
 {
-	u64 task = ARG(sched_process_free, p);
+	u64 task = MANGLE(ARG(sched_process_free, p));
 	int zero = 0;
 	s64 *n = exits_unfreed.lookup(&zero);
 	if (exited_tasks.delete(&task) == 0 && n)
@@ -1345,7 +1381,7 @@ int task_exit(struct bpf_raw_tracepoint_args *ctx)
 	}
 #ifdef FILTER_TARGETS
 	if (is_target(tgid)) {
-		u64 task = bpf_get_current_task();
+		u64 task = MANGLE(bpf_get_current_task());
 		u8 one = 1;
 		int zero = 0;
 		s64 *n = exits_unfreed.lookup(&zero);
@@ -1384,11 +1420,12 @@ int cgroup_made(struct bpf_raw_tracepoint_args *ctx)
 	struct cgroup_name name = {};
 	bpf_probe_read_kernel_str(name.path, sizeof(name.path), (void *)ARG(cgroup_mkdir, path));
 #ifdef CGROUP_MEMORY_SUBSYS
-	name.mem_cgroup = kread(cgrp + CGROUP_SUBSYS_OFF + 8 * CGROUP_MEMORY_SUBSYS);
-	struct live_key key = {.addr = name.mem_cgroup, .space = SPACE_SLAB};
-	struct slab_slot *slot = name.mem_cgroup ? slot_of(&key) : NULL;
+	u64 memcg = kread(cgrp + CGROUP_SUBSYS_OFF + 8 * CGROUP_MEMORY_SUBSYS);
+	struct live_key key = {.addr = memcg, .space = SPACE_SLAB};
+	struct slab_slot *slot = memcg ? slot_of(&key) : NULL;
 	if (slot && slot->addr == key.addr)
 		slot->obj.cgroup = id;
+	name.mem_cgroup = MANGLE(memcg);
 #endif
 	cgroup_names.update(&id, &name);
 #ifdef FILTER_CGROUPS
@@ -1416,7 +1453,7 @@ int cgroup_removed(struct bpf_raw_tracepoint_args *ctx)
 	struct cgroup_name name = {.removed_ns = bpf_ktime_get_ns()};
 	bpf_probe_read_kernel_str(name.path, sizeof(name.path), (void *)ARG(cgroup_rmdir, path));
 #ifdef CGROUP_MEMORY_SUBSYS
-	name.mem_cgroup = kread(cgrp + CGROUP_SUBSYS_OFF + 8 * CGROUP_MEMORY_SUBSYS);
+	name.mem_cgroup = MANGLE(kread(cgrp + CGROUP_SUBSYS_OFF + 8 * CGROUP_MEMORY_SUBSYS));
 #endif
 	cgroup_names.update(&id, &name);
 	return 0;
@@ -1504,7 +1541,7 @@ static __always_inline int free_copy(int event, int copy, u64 addr)
 	 * is another one. (Comparing addresses, not "is copy 0 mid-run" flags,
 	 * leaves no window at the edges of copy 0's run.) */
 	if (copy > 0) {
-		if (last && *last == addr)
+		if (last && *last == MANGLE(addr))
 			return 0;
 		skipped_before = copy_running(event, 0) && (copy < 2 || copy_running(event, 1));
 	}
@@ -1521,7 +1558,7 @@ static __always_inline int free_copy(int event, int copy, u64 addr)
 			*covered += 1;
 	}
 	if (last)
-		*last = addr;
+		*last = MANGLE(addr);
 	if (me)
 		*me = 0;
 	return 0;
@@ -1703,7 +1740,10 @@ static __always_inline void path_get_seen(void *ctx, u64 p, u32 skip)
 {
 	struct path_get_rec rec = {};
 
-	read_path(p, &rec.mnt, &rec.dentry);
+	u64 mnt = 0, dentry = 0;
+	read_path(p, &mnt, &dentry);
+	rec.mnt = MANGLE(mnt);
+	rec.dentry = MANGLE(dentry);
 	struct path_get_rec *old = path_gets.lookup(&p);
 	if (old && old->dentry == rec.dentry && old->mnt == rec.mnt) {
 		__sync_fetch_and_add(&old->count, 1);
@@ -1714,8 +1754,8 @@ static __always_inline void path_get_seen(void *ctx, u64 p, u32 skip)
 	rec.count = 1;
 	rec.stack_id = stack_of(ctx, skip, 1);	/* a colliding stack: one without its first frame */
 	bpf_get_current_comm(&rec.comm, sizeof(rec.comm));
-	dentry_name(rec.dentry, rec.dentry_name);
-	mount_name(rec.mnt, rec.mnt_name);
+	dentry_name(dentry, rec.dentry_name);
+	mount_name(mnt, rec.mnt_name);
 	path_gets.update(&p, &rec);
 }
 
@@ -1727,7 +1767,7 @@ static __always_inline void leak_ref(struct path_get_rec *rec, u32 type, u64 obj
 	struct ref_leak zero = {};
 	struct ref_leak *leak;
 
-	if (!object)
+	if (object == MANGLE(0))
 		return;
 	leak = ref_leaks.lookup_or_try_init(&key, &zero);
 	if (!leak)
@@ -1776,7 +1816,7 @@ static __always_inline void path_put_seen(void *ctx, u64 p, int fentry)
 	if (!rec)
 		return;
 	read_path(p, &mnt, &dentry);
-	if (mnt != rec->mnt || dentry != rec->dentry) {
+	if (MANGLE(mnt) != rec->mnt || MANGLE(dentry) != rec->dentry) {
 		/* this put drops nothing of what path_get took: those references leak */
 		u32 skip = fentry ? fentry_frames(ctx, PATH_PUT_START, PATH_PUT_END, &caller) : 0;
 		s32 put_stack = stack_of(ctx, skip, 1);

@@ -41,6 +41,8 @@ class Obj:
     cache_ptr: int = 0
     syscall: int = 0  # the allocating task's syscall number (tells call paths apart)
     cgroup: int = 0  # the allocating task's cgroup, a kernfs id (0: not recorded)
+    key: bytes = b""  # the records' group bytes (tracer/livemap.py): the holder scan's verdicts are by them
+    kept: int = 0  # records behind ``count`` (fewer when sampled)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Group:
     pids: set = field(default_factory=set)
     comms: set = field(default_factory=set)
     stack: list = field(default_factory=list)  # filled by symbolization
+    keys: dict = field(default_factory=dict)  # Obj.key -> (objects it stands for, records behind them)
 
     def add(self, obj: Obj, age_ns: int) -> None:
         self.objects += obj.count
@@ -65,6 +68,8 @@ class Group:
         self.oldest_ns = max(self.oldest_ns, age_ns)
         self.pids.add(obj.tgid)
         self.comms.add(obj.comm)
+        if obj.key:
+            self.keys[obj.key] = (obj.count, obj.kept or obj.count)
 
     def merge(self, other: "Group") -> None:
         self.objects += other.objects
@@ -73,6 +78,7 @@ class Group:
         self.oldest_ns = max(self.oldest_ns, other.oldest_ns)
         self.pids |= other.pids
         self.comms |= other.comms
+        self.keys.update(other.keys)
 
 
 # KMALLOC_MAX_CACHE_SIZE is two pages on SLUB; larger kmallocs come from the

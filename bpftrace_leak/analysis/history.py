@@ -245,7 +245,8 @@ class LiveGrowth:
         rates = growth(list(self.series), [group_key(g) for g in report["groups"]])
         groups = [dict(g, objects_per_h=round(rates[group_key(g)]["objects_per_h"], 1),
                        bytes_per_h=round(rates[group_key(g)]["bytes_per_h"], 1)) for g in report["groups"]]
-        groups.sort(key=lambda g: (-g["bytes_per_h"], -g["bytes"]))
+        # orphans outrank what something holds (analysis/holders.py), then growth
+        groups.sort(key=lambda g: (not (g.get("orphaned") or g.get("orphan_cycle")), -g["bytes_per_h"], -g["bytes"]))
         return dict(report, groups=groups, ranked_by="growth", snapshots=len(self.series),
                     growth_window_s=round(self.series[-1][0] - self.series[0][0], 1))
 

@@ -8,11 +8,12 @@ from .aliases import owner
 from .referee import referee
 from ..kernel.cgroups import container
 from .groups import Group, age_and_group, by_cgroup, select, sort_groups
+from .holders import group_verdicts
 from .refs import group_refs
 from .schema import REPORT_SCHEMA as SCHEMA
 from .symbols import backs_other_kind, base_name, is_slab_bookkeeping, is_user_page_stack, trim_allocator_frames
 
-__all__ = ["SCHEMA", "build_report", "group_stacks", "assemble"]
+__all__ = ["SCHEMA", "build_report", "final_groups", "group_stacks", "assemble"]
 
 _PAGE_KINDS = ("page", "user-page")
 
@@ -76,19 +77,31 @@ def _cgroup(g: Group, cgroup_name) -> dict:
     return out
 
 
+def final_groups(snapshot, symbolizer, *, user_pages: bool = False, cache_glob: str | None = None,
+                 aliases: dict | None = None) -> list[Group]:
+    """The groups a report shows, before they become its dicts: aged (the
+    reader left out younger objects, on the kernel's clock), with trimmed
+    stacks, the slab's and page cache's own left out, matching --cache."""
+    groups = age_and_group(snapshot.objects, snapshot.now_ns, 0)
+    groups = group_stacks(groups, symbolizer.raw_frames, symbolizer.name, user_pages)
+    if cache_glob:
+        aliases = aliases or {}
+        groups = [g for g in groups if select([{"cache": g.cache, "cache_aliases": sorted(aliases.get(g.cache, ()))}],
+                                              cache=cache_glob)]
+    return groups
+
+
 def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s: float,
                  min_age_ms: int, targets: list[int],
                  cache_glob: str | None = None, aliases: dict | None = None,
                  user_pages: bool = False, refs_tracking: str = "off", cgroup_name=None,
-                 sample_bytes: int = 0, cgroup_filter=()) -> dict:
+                 sample_bytes: int = 0, cgroup_filter=(), scan: dict | None = None) -> dict:
     """The report as a JSON-ready dict, groups sorted by bytes, largest first.
 
     ``refs_tracking`` says how references were tracked ("kprobe") or why not.
     """
     aliases = aliases or {}
-    # the reader left out objects younger than the minimum age (the kernel's clock)
-    groups = age_and_group(snapshot.objects, snapshot.now_ns, 0)
-    groups = group_stacks(groups, symbolizer.raw_frames, symbolizer.name, user_pages)
+    groups = final_groups(snapshot, symbolizer, user_pages=user_pages, cache_glob=cache_glob, aliases=aliases)
     groups = [
         {
             "kind": g.kind,
@@ -103,10 +116,13 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
             "stack": g.stack,
             "site_stack_objects": g.site_stack_objects,
             **_cgroup(g, cgroup_name),
+            **(group_verdicts(g.keys, scan["by_key"]) if scan and "by_key" in scan else {}),
         }
         for g in groups
     ]
-    groups = sort_groups(select(groups, cache=cache_glob))
+    groups = sort_groups(groups)
+    if scan and "by_key" in scan:  # orphans outrank what something holds
+        groups.sort(key=lambda g: not (g.get("orphaned") or g.get("orphan_cycle")))
     c = snapshot.counters
     totals = {
         "objects": sum(g["objects"] for g in groups),
@@ -137,6 +153,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "min_age_ms": min_age_ms,
         "targets": sorted(targets),
         **({"cgroup_filter": list(cgroup_filter)} if cgroup_filter else {}),
+        **({"scan": scan["section"]} if scan else {}),
         "totals": totals,
         "groups": groups,
         "cgroups": by_cgroup(groups) if cgroup_name else [],
@@ -164,7 +181,7 @@ def assemble(c) -> tuple[dict, dict]:
     """(the report document, the slab facts it was refereed by) of a live
     session's tracer.collect.Collected: the one function that makes a live
     report; it reads nothing from the kernel."""
-    report = build_report(c.snapshot, c.symbolizer, **c.context)
+    report = build_report(c.snapshot, c.symbolizer, scan=c.scan, **c.context)
     report["by"] = c.by
     report["sockets"] = c.sockets
     if c.referee:

@@ -202,10 +202,31 @@ _GROUP_REST = [("oldest_ms", _count), ("pids", _counts), ("comms", _texts)]
 _GROUP_OPTIONAL = [("cache_aliases", _texts), ("site_stack_objects", _count), ("unverified_objects", _count),
                    ("kernel_active", _count), ("cgroup", _opt_text), ("cache_owner", _opt_text),
                    ("cache_candidates", _texts), ("container", _opt_text), ("cgroup_removed", _flag),
-                   ("cgroup_own", _flag), ("objects_per_h", _number), ("bytes_per_h", _number)]
+                   ("cgroup_own", _flag), ("objects_per_h", _number), ("bytes_per_h", _number),
+                   ("held", _count), ("orphaned", _count), ("orphan_cycle", _count), ("unknown", _count),
+                   ("holders", lambda v, w: _rows(v, w, [("holder", _text), ("kind", _text), ("objects", _count)], 100))]
 #: fields a renderer reads together: the first one present needs the others
 _GROUP_TOGETHER = [("unverified_objects", "kernel_active"), ("objects_per_h", "bytes_per_h"),
-                   ("bytes_per_h", "objects_per_h")]
+                   ("bytes_per_h", "objects_per_h")] + \
+    [(a, b) for a in ("held", "orphaned", "orphan_cycle", "unknown") for b in ("held", "orphaned", "orphan_cycle", "unknown")
+     if a != b]
+
+
+def _rows(v, where, fields, limit):
+    for i, row in enumerate(_list(v, where, limit)):
+        _fields(row, f"{where}[{i}]", fields)
+    return v
+
+
+def _scan(v, where):
+    """The report's ``scan`` section: what the holder scan read, or why it did not run."""
+    _object(v, where)
+    if v.get("skipped") is not None:
+        return _fields(v, where, [("skipped", _text)])
+    numbers = [(k, _count) for k in ("targets", "pages", "bytes", "unreadable_pages", "passes", "stale_words",
+                                     "held", "orphaned", "orphan_cycle", "unknown")]
+    _fields(v, where, numbers + [("method", _text), ("seconds", _number)], [("differ", _count), ("kcore", _kinds)])
+    return v
 _REF = [("object", _text), ("objects", _count), ("net", _count), ("why", _text), ("names", _texts),
         ("oldest_ms", _count), ("pids", _counts), ("comms", _texts), ("stack", _stack), ("put_stack", _stack)]
 _SOCKET = [("pid", _count), ("family", _text), ("state", _text), ("count", _count)]
@@ -259,7 +280,7 @@ def check_report(doc, where: str = "report") -> dict:
     _fields(doc, where, _REPORT, [("refs_tracking", _text), ("schema", _text), ("headline", _text),
                                   ("ranked_by", _ranked_by), ("snapshots", _count), ("tracer_maps_bytes", _count),
                                   ("by", _text), ("sampling_bytes", _count), ("growth_window_s", _number),
-                                  ("cgroup_filter", _texts)])
+                                  ("cgroup_filter", _texts), ("scan", _scan)])
     if doc.get("ranked_by") == "growth":
         _together(doc, where, [("ranked_by", "snapshots")])
     for i, g in enumerate(doc["groups"]):

@@ -145,6 +145,10 @@ class Btf:
             raise BtfError(f"per-CPU variable {var} not in BTF")
         return self._percpu[var]
 
+    def percpu_vars(self) -> dict[str, int]:
+        """Every per-CPU variable: {name: offset in the per-CPU area}."""
+        return dict(self._percpu)
+
     def size(self, struct_name: str) -> int:
         """sizeof(struct ``struct_name``)."""
         tid = self._by_name.get(struct_name)

@@ -11,7 +11,7 @@ import html
 
 from ..analysis.history import cache_growth, group_key
 from .censustext import census_lines
-from .reporter import warnings
+from .reporter import _scan_line, warnings
 from .text import human_bytes, printable
 
 __all__ = ["render_html"]
@@ -116,6 +116,7 @@ def render_html(report: dict, capture, top: int = 8, rows: int = 50) -> str:
         if report.get("headline") else ""
     t = report["totals"]
     targets = ", ".join(map(str, report["targets"])) or "all"
+    scan = f"<p id='scan'>{_e(_scan_line(report['scan']).strip())}</p>" if report.get("scan") else ""
     census = f'<h2>Reference census</h2>\n<pre id="census">{_e(chr(10).join(census_lines(report["census"])[1:]))}</pre>' \
         if report.get("census") else ""
     return f"""<!DOCTYPE html>
@@ -127,7 +128,7 @@ def render_html(report: dict, capture, top: int = 8, rows: int = 50) -> str:
 <p>kernel {_e(report['kernel'])}, started {_e(report['started'])}, {_e(capture.snapshots)} snapshots
 over {_e(f"{report['duration_s']:.0f}")} s; targets {_e(targets)};
 {_e(f"{t['objects']:,}")} objects, {_e(human_bytes(t['bytes']))} older than {_e(report['min_age_ms'])} ms.</p>
-{headline}{warn}
+{headline}{warn}{scan}
 <h2>Flame graph of outstanding bytes</h2>
 {_flame(report['groups'])}
 <h2>Growth</h2>
@@ -135,14 +136,18 @@ over {_e(f"{report['duration_s']:.0f}")} s; targets {_e(targets)};
 {_chart('growth-caches', cache_series, 'slab caches, bytes grown since the first snapshot (/proc/slabinfo)')}
 {census}
 <h2>Groups</h2>
-<table id="groups"><tr><th>kind</th><th>cache</th><th>objects</th><th>bytes</th><th>growth</th><th>stack</th></tr>
+<table id="groups"><tr><th>kind</th><th>cache</th><th>objects</th><th>bytes</th><th>growth</th><th>orphaned</th>
+<th>held by</th><th>stack</th></tr>
 {table}</table>
 </body></html>
 """
 
 
 def _row(g: dict) -> str:
+    orphans = g.get("orphaned", 0) + g.get("orphan_cycle", 0)
     cells = [g["kind"], g["cache"] or "-", f"{g['objects']:,}", human_bytes(g["bytes"]),
-             f"{human_bytes(max(0, int(g.get('bytes_per_h', 0))))}/h"]
+             f"{human_bytes(max(0, int(g.get('bytes_per_h', 0))))}/h",
+             f"{orphans:,}" if "held" in g else "-",
+             "; ".join(f"{h['holder']} ({h['objects']:,})" for h in (g.get("holders") or [])[:3])]
     return ("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells)
             + f"<td><code>{_e(' <- '.join(g['stack'][:4]))}</code></td></tr>")

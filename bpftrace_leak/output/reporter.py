@@ -77,6 +77,8 @@ def render_text(report: dict) -> str:
                      f"({report.get('growth_window_s', 0):.0f} s), then by bytes")
     if report.get("tracer_maps_bytes"):
         lines.append(f"  kleaktrace's own BPF maps: {human_bytes(report['tracer_maps_bytes'])} (not in the groups)")
+    if report.get("scan"):
+        lines.append(_scan_line(report["scan"]))
     if report.get("by") == "cgroup":
         lines.extend(_cgroup_table(report))
     if report.get("census"):
@@ -102,6 +104,8 @@ def render_text(report: dict) -> str:
             lines.append(f"      unverified: the kernel counts {g['kernel_active']:,} live objects in this cache "
                          f"(/proc/slabinfo), fewer than reported: up to {g['unverified_objects']:,} of these "
                          "were freed without an event kleaktrace could see")
+        if "held" in g:
+            lines.append(f"      {_verdict_line(g)}")
         if g.get("site_stack_objects"):
             lines.append(f"      stack first seen at this call site, for {g['site_stack_objects']:,} "
                          f"of the objects (--stacks all takes each one's own)")
@@ -123,6 +127,34 @@ def render_text(report: dict) -> str:
         lines.append("no outstanding allocations older than the minimum age")
     lines.extend(_refs_text(report))
     return "\n".join(lines) + "\n"
+
+
+def _scan_line(s: dict) -> str:
+    """The header's line on the holder scan."""
+    if s.get("skipped"):
+        return f"  holder scan: not run ({printable(s['skipped'])})"
+    differ = f"; /proc/kcore's read disagrees on {s['differ']:,}" if s.get("differ") else \
+        ("; /proc/kcore's read agrees on every object" if "differ" in s else "")
+    return (f"  holder scan: {s['targets']:,} objects: {s['orphaned']:,} orphaned, {s['orphan_cycle']:,} in orphan "
+            f"cycles, {s['held']:,} held, {s['unknown']:,} unknown; read {human_bytes(s['bytes'])} of kernel memory "
+            f"in {s['seconds']:.1f} s ({s['passes']} pass{'es' if s['passes'] > 1 else ''} via "
+            f"{printable(s['method'])}, {s['unreadable_pages']:,} pages unreadable){differ}")
+
+
+def _verdict_line(g: dict) -> str:
+    """Why a group's objects are alive: orphaned (nothing points at them), in
+    orphan cycles, held (and by what), or unknown."""
+    parts = []
+    if g["orphaned"]:
+        parts.append(f"{g['orphaned']:,} ORPHANED (nothing points at them)")
+    if g["orphan_cycle"]:
+        parts.append(f"{g['orphan_cycle']:,} in ORPHAN CYCLES (only other unreachable objects point at them)")
+    if g["held"]:
+        by = "; ".join(f"{printable(h['holder'])} ({h['objects']:,})" for h in g.get("holders") or [])
+        parts.append(f"{g['held']:,} held" + (f" by {by}" if by else ""))
+    if g["unknown"]:
+        parts.append(f"{g['unknown']:,} unknown")
+    return "alive: " + (", ".join(parts) or "not scanned")
 
 
 def _cgroup_table(report: dict) -> list[str]:

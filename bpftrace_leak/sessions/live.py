@@ -50,6 +50,9 @@ __all__ = ["run", "LiveSession", "resolve_cgroups"]
 #: after the targets exited, how long the final report waits at most for their
 #: tasks to be reaped and freed (a parent that never waits keeps zombies)
 REAP_WAIT_S = 5.0
+#: serve scans for holders at most this often (a scan reads every page the
+#: kernel holds: seconds of a core on a large host)
+SERVE_SCAN_EVERY_S = 600.0
 
 
 def _warn(msg: str) -> None:
@@ -156,6 +159,7 @@ class LiveSession:
         self.reports = 0
         self.failed: set[str] = set()  # what failed, warned about once each
         self._exited_at: float | None = None
+        self._scan_cost, self._scanned_at = 0.0, None  # the holder scan's last cost and time
 
     # -- starting and ending -----------------------------------------------------------
 
@@ -226,7 +230,7 @@ class LiveSession:
             if self.final_needed:
                 if self.cfg.shake and self.cfg.allocs:
                     shake(self.cfg.settle_s)
-                if not self._guarded("the final report", self.emit):
+                if not self._guarded("the final report", lambda: self.emit(final=True)):
                     return 1
             return 0
         except Interrupted as e:
@@ -347,17 +351,34 @@ class LiveSession:
 
     # -- reports -----------------------------------------------------------------------------
 
-    def snapshot(self):
+    def _scan_due(self, final: bool) -> bool:
+        """Whether a written report gets the holder scan: the final one
+        always; periodic ones while a scan costs at most a tenth of the
+        interval (serve: at most one every SERVE_SCAN_EVERY_S); silent
+        snapshots never."""
+        if not self.cfg.scan:
+            return False
+        if final:
+            return True
+        now = time.monotonic()
+        if self.keep_going:
+            return self._scanned_at is None or now - self._scanned_at >= SERVE_SCAN_EVERY_S
+        return self.cfg.interval_s is not None and self._scan_cost * 10 <= self.cfg.interval_s
+
+    def snapshot(self, scan: bool = False):
         """A report, kept for growth and in the capture; and its slab facts."""
-        report, facts = assemble(self.collector.collect())
+        began = time.monotonic()
+        report, facts = assemble(self.collector.collect(scan=scan))
+        if report.get("scan", {}).get("seconds") is not None:
+            self._scan_cost, self._scanned_at = report["scan"]["seconds"], began
         t_s = time.monotonic() - self.t0
         self.growth.add(t_s, report)
         if self.capture:
             self.capture.snapshot(t_s, report, facts)
         return report, facts
 
-    def emit(self) -> None:
-        report, facts = self.snapshot()
+    def emit(self, final: bool = False) -> None:
+        report, facts = self.snapshot(scan=self._scan_due(final))
         shown = limit(self.growth.rank(report), self.cfg.top)
         if self.sink:
             self.sink.write(render(shown, self.cfg.fmt))

@@ -60,12 +60,25 @@ class Exporter:
         self.report: dict | None = None
         self.facts: dict = {}
         self.lock = threading.Lock()
+        self.scanned: tuple | None = None  # the last holder scan: ({(kind, cache): [orphans, bytes]}, its section)
 
     def update(self, report: dict, facts: dict | None = None) -> None:
         """The latest report and the slab facts it was checked against
         (kernel.slabs.slab_facts)."""
+        scanned = None
+        if report.get("scan") and not report["scan"].get("skipped"):
+            per: dict[tuple, list] = {}
+            for g in report["groups"]:
+                if "orphaned" in g:
+                    row = per.setdefault((g["kind"], g["cache"] or ""), [0, 0])
+                    orphans = g["orphaned"] + g["orphan_cycle"]
+                    row[0] += orphans
+                    row[1] += g["bytes"] * orphans // max(g["objects"], 1)
+            scanned = (per, report["scan"])
         with self.lock:
             self.report, self.facts = report, facts or {}
+            if scanned:  # kept until the next scan (serve scans every SERVE_SCAN_EVERY_S)
+                self.scanned = scanned
 
     def collect(self):
         """prometheus_client's collector interface: the metric families."""
@@ -136,6 +149,7 @@ class Exporter:
             quality.add_metric([], t["unverified_objects"])
             yield quality
         yield from self._kernel(facts)
+        yield from self._scan()
         yield from self._census(r.get("census"))
         maps = GaugeMetricFamily("kleaktrace_bpf_map_bytes", "Kernel memory kleaktrace's BPF maps hold.")
         maps.add_metric([], r.get("tracer_maps_bytes", 0))
@@ -144,6 +158,29 @@ class Exporter:
                                      "Sampling: an allocation of S bytes is kept with probability S/this (0: all).")
         sampling.add_metric([], r.get("sampling_bytes", 0))
         yield sampling
+
+    def _scan(self):
+        """The last holder scan: orphaned objects and bytes (in orphan cycles
+        too) per kind and cache, and what the scan read."""
+        from prometheus_client.core import GaugeMetricFamily
+        with self.lock:
+            scanned = self.scanned
+        if not scanned:
+            return
+        per, section = scanned
+        objects = GaugeMetricFamily("kleaktrace_orphaned_objects", "Outstanding objects no kernel memory points at "
+                                    "(or only other such objects), by the last holder scan.", labels=["kind", "cache"])
+        nbytes = GaugeMetricFamily("kleaktrace_orphaned_bytes", "Bytes of those objects.", labels=["kind", "cache"])
+        for key, (n, b) in sorted(per.items()):
+            objects.add_metric(list(key), n)
+            nbytes.add_metric(list(key), b)
+        yield objects
+        yield nbytes
+        for name, field, text in (("scan_seconds", "seconds", "How long the last holder scan took."),
+                                  ("scan_read_bytes", "bytes", "Kernel memory the last holder scan read.")):
+            g = GaugeMetricFamily(f"kleaktrace_{name}", text)
+            g.add_metric([], section[field])
+            yield g
 
     def _census(self, c: dict | None):
         """The reference census: dentries by state, references nobody

@@ -11,6 +11,7 @@ every one itself: _Module turns that autoload off.
 import contextlib
 import ctypes
 import os
+import re
 import sys
 import tempfile
 
@@ -67,6 +68,27 @@ def failure_line(exc: Exception, log: str) -> str:
     return f"{head}: {detail}" if detail and detail not in head else head
 
 
+_PART = re.compile(r'^#include "(probes/[\w.]+\.h)"\s*$', re.M)
+
+
+def source(src_file: str) -> str:
+    """``src_file`` with its ``#include "probes/NAME.h"`` parts written in
+    place (each with #line markers, so errors name the part): BCC rewrites
+    map operations (``m.lookup()``) only in the file it is given, not in
+    headers it includes, and probes.c is split by concern into probes/."""
+    folder = os.path.dirname(os.path.abspath(src_file))
+    with open(src_file) as f:
+        text = f.read()
+
+    def part(m):
+        path = os.path.join(folder, m.group(1))
+        with open(path) as f:
+            body = f.read()
+        line = text.count("\n", 0, m.start()) + 2
+        return f'#line 1 "{m.group(1)}"\n{body}\n#line {line} "{os.path.basename(src_file)}"'
+    return _PART.sub(part, text)
+
+
 def compile_module(src_file: str, cflags: list[str], headers: str | None):
     """Compile ``src_file`` with ``cflags`` against header tree ``headers``
     (None: BCC's default); loads nothing into the kernel yet."""
@@ -80,7 +102,7 @@ def compile_module(src_file: str, cflags: list[str], headers: str | None):
         os.environ["BCC_KERNEL_SOURCE"] = headers
     try:
         with captured_output() as log:
-            module = _Module(src_file=src_file.encode(), cflags=cflags)
+            module = _Module(text=source(src_file).encode(), cflags=cflags)
     except Exception as e:  # BCC raises bare Exception for compile errors
         raise KleakError(f"cannot load the BPF programs: {failure_line(e, ''.join(log))}") from None
     release_compiler_memory()

@@ -44,7 +44,8 @@ class Probe:
     ``when``: the configuration that wants it: "allocs" (allocation
     tracking), "targets" (a PID filter), "forks" (--children, or the
     tracer's own children left out system-wide), "refs"
-    (reference counts), "targets-only" (a PID filter, not --cgroup), "retire" (freed slab pages retire their objects:
+    (reference counts), "targets-only" (a PID filter, not --cgroup), "scan" (the
+    holder scan: plan.py decides), "pins-or-scan", "retire" (freed slab pages retire their objects:
     plan.py decides), "census" (the slab census: plan.py decides), "pins" (the
     reference census: plan.py decides), "cgroups"
     (each allocation's cgroup: plan.py decides), "always".
@@ -150,7 +151,10 @@ PROBES = (
     Probe("pins", "pins_children", RUN, "pins"),
     Probe("task_file", "bpf_iter__task_file", ITER, "pins"),
     Probe("task_vma", "bpf_iter__task_vma", ITER, "pins"),
-    Probe("task", "bpf_iter__task", ITER, "pins"),
+    Probe("task", "bpf_iter__task", ITER, "pins-or-scan"),
+    # the holder scan (tracer/scan.py), run on demand
+    Probe("scan", "scan_read", RUN, "scan"),
+    Probe("scan", "scan_task", RUN, "scan"),
     Probe("path_get", "kfunc__path_get", FENTRY, "refs"),
     Probe("path_put", "kfunc__path_put", FENTRY, "refs"),
     Probe("path_get", "ref_path_get", KPROBE, "refs"),

@@ -33,7 +33,6 @@ Cost, measured with bench/report_scale.py: see README "Accuracy".
 """
 
 import ctypes
-import mmap
 import struct
 
 from .. import layout
@@ -71,8 +70,7 @@ class Census:
     def peek(self, addr: int, n: int) -> bytes | None:
         """``n`` bytes (at most PEEK_BYTES) of kernel memory at ``addr``; None where unreadable."""
         if self._peek_view is None:
-            self._peek_view = mmap.mmap(self.session.map("peek_buf").map_fd, layout.DEFINES["PEEK_BYTES"],
-                                        mmap.MAP_SHARED, mmap.PROT_READ)
+            self._peek_view = self.session.mmap("peek_buf", layout.DEFINES["PEEK_BYTES"], 1)
         if bcc.test_run(self.fds["census_peek"], [addr, n]) != 0:
             return None
         return self._peek_view[:n]
@@ -82,7 +80,7 @@ class Census:
         data = self.peek(addr, 8)
         return struct.unpack("<Q", data)[0] if data else None
 
-    def _name(self, cache: int) -> str | None:
+    def cache_name(self, cache: int) -> str | None:
         """A kmem_cache's name, None when it does not read like one."""
         ptr = self.u64(cache + self.session.plan.census.get("name_off", 0))
         data = self.peek(ptr, 64) if ptr else None
@@ -124,7 +122,7 @@ class Census:
                 if at in found:
                     break
         # the list's head (slab_caches) is no kmem_cache: keep what reads like one
-        return {c for c in found if self._name(c)}
+        return {c for c in found if self.cache_name(c)}
 
     def _slab_cache(self, page: int) -> int | None:
         info = self.u64(page + self.offsets["PAGE_COMPOUND_HEAD_OFF"])
@@ -151,14 +149,26 @@ class Census:
                     if addr:
                         bcc.test_run(self.fds["census_drop"], [addr, space])
 
+    def cpu_bases(self) -> dict[int, int]:
+        """{cpu: where its per-CPU area starts}, learned with cpu_offsets()."""
+        self.cpu_offsets()
+        return dict(self._cpu_bases)
+
     def run(self, min_age_ns: int, seeds=()) -> int:
         """Retire the aged recorded objects the allocator holds free; returns
         how many were retired (the kernel side counts them too)."""
         before = self.reader.counters().get("found_free", 0)
         self.cached_stacks()
-        pages = self.reader.slab_page_structs(min_age_ns)
+        self.walk(self.reader.slab_page_structs(min_age_ns), seeds)
+        return self.reader.counters().get("found_free", 0) - before
+
+    def walk(self, pages, seeds=()) -> None:
+        """Walk the free lists of the slabs at struct ``pages`` and of their
+        caches (each CPU's freelist, partial slabs and sheaves; the barns):
+        recorded objects found there are retired, and objects the holder
+        scan asks about marked (probes/scan.h: scan_query)."""
         if not len(pages):
-            return self.reader.counters().get("found_free", 0) - before
+            return
         seeds = set(seeds) | {c for c in (self._slab_cache(int(p)) for p in pages[:4]) if c}
         caches = self._caches(seeds)
         if caches != self.known:
@@ -182,7 +192,6 @@ class Census:
                 for node in range(self.session.plan.census["nodes"]):
                     if bcc.test_run(self.fds["census_barn"], [cache, node]) == 0:
                         self._visit(lists, layout.ENUMS["census_list_kind"]["CENSUS_SHEAVES"], "census_sheaf")
-        return self.reader.counters().get("found_free", 0) - before
 
     def _visit(self, lists, kind: int, program: str) -> None:
         """Run ``program`` on each item census_lists[kind] holds."""

@@ -17,6 +17,10 @@ import fnmatch
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..analysis.holders import describe, summarize
+from ..analysis.report import final_groups
 from ..analysis.sockets import is_socket_cache, name_sockets
 from ..kernel import kernel_release
 from ..kernel.cpus import visit_cpus
@@ -24,6 +28,7 @@ from ..kernel.slabs import slab_facts
 from .census import Census
 from .pins import PinCensus
 from .reader import Reader, Snapshot
+from .scan import HolderScan
 from .sites import Promoter
 
 __all__ = ["Collected", "Collector"]
@@ -41,6 +46,7 @@ class Collected:
     census: dict | None = None  # the reference census's section
     maps_bytes: int = 0
     by: str | None = None
+    scan: dict | None = None  # the holder scan: {"by_key": {group bytes: verdicts}, "section": {...}}
     referee: bool = True  # compare with /proc/slabinfo (not when sampled: an estimate may exceed it by chance)
 
 
@@ -58,12 +64,13 @@ class Collector:
         if cgroups is not None:
             cgroups.events = self.reader.cgroup_events
             cgroups.refresh()
+        self.holders = HolderScan(session, self.reader, self.census) if session.plan.scan else None
         self.symbolizer = self.reader.symbolizer()  # one for the session: it caches address -> name
         if self.pins:
             self.pins.start(self.symbolizer)
 
     def close(self) -> None:
-        for part in (self.pins, self.census, self.reader):
+        for part in (self.holders, self.pins, self.census, self.reader):
             if part:
                 part.close()
 
@@ -92,7 +99,46 @@ class Collector:
                 pids.add(o.tgid)
         return sorted(pids)
 
-    def collect(self) -> Collected:
+    def scan(self, snap: Snapshot) -> dict | None:
+        """The holder scan of the objects the report shows (analysis/holders.py
+        summarizes it per record group)."""
+        cfg = self.cfg
+        groups = final_groups(snap, self.symbolizer, user_pages=cfg.user_pages, cache_glob=cfg.cache_glob,
+                              aliases=self.aliases)
+        label = {}
+        for g in groups:
+            if g.kind != "user-page":  # user memory: not the kernel's to hold
+                label.update(dict.fromkeys(g.keys, describe(g.kind, g.cache, g.stack)))
+        everything = self.reader.records(0)
+        recs = self.reader.records(cfg.min_age_ns)
+        width = recs["key"].shape[1]
+        rows = np.ascontiguousarray(recs["key"]).view(np.dtype((np.void, width * 8))).reshape(-1)
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        keys = [bytes(u) for u in uniq]
+        wanted = np.array([k in label for k in keys], bool)
+        mine = wanted[inverse]
+        index = np.cumsum(wanted) - 1
+        kept = [k for k, w in zip(keys, wanted) if w]
+        caches, _ = self.reader.sites()
+        size_of = []
+        for k in kept:
+            obj = self.reader.decode_key(k)
+            size_of.append(obj.bytes or caches.get(obj.cache, (None, 0))[1] or 8)
+        targets = {"addr": recs["addr"][mine], "space": recs["space"][mine], "ts": recs["ts"][mine],
+                   "key": index[inverse[mine]]}
+        targets["size"] = np.array(size_of, np.uint64)[targets["key"]] if kept else np.zeros(0, np.uint64)
+
+        def current():
+            now = self.reader.records(0)
+            return now["addr"], now["ts"]
+        result = self.holders.run(targets, [label[k] for k in kept], everything["addr"], current)
+        if "verdict" not in result:
+            return {"section": result["section"]}
+        pairs = result["pairs"]
+        summary = summarize(result["verdict"], targets["key"], len(kept), pairs[0], pairs[1], result["labels"])
+        return {"by_key": dict(zip(kept, summary)), "section": result["section"]}
+
+    def collect(self, scan: bool = False) -> Collected:
         cfg, reader = self.cfg, self.reader
         visit_cpus()  # idle CPUs drop the mm of an exited process they borrowed
         if self.census:
@@ -109,9 +155,12 @@ class Collector:
                        aliases=self.aliases, user_pages=cfg.user_pages, refs_tracking=self.session.refs_tracking,
                        cgroup_name=self.cgroups.name if self.cgroups else None, sample_bytes=cfg.sample_bytes,
                        cgroup_filter=list(cfg.cgroups))
+        # the holder scan before the reference census: the census's iterators
+        # leave copies of every file and dentry address in the pages they free
+        scanned = self.scan(snap) if scan and self.holders else None
         out = Collected(snapshot=snap, facts=facts, symbolizer=self.symbolizer, context=context,
                         sockets=name_sockets(pids) if pids else [], by=cfg.by, referee=not cfg.sample_bytes,
                         census=self.pins.run(cfg.min_age_ns, self.symbolizer).section if self.pins else None,
-                        maps_bytes=reader.map_memory())
+                        maps_bytes=reader.map_memory(), scan=scanned)
         self._forget(snap.now_ns, snap.objects)
         return out

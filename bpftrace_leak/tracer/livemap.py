@@ -122,8 +122,9 @@ def value_records(buf, value_size: int):
 
 
 def decode(rows: dict[bytes, list[int]], leaf_type):
-    """Yield (struct live_obj, objects, oldest ts) for aggregate()'s result;
-    ``leaf_type`` is BCC's ctypes Leaf of ``live`` (its ts_ns is not set)."""
+    """Yield (group bytes, struct live_obj, objects, oldest ts) for
+    aggregate()'s result; ``leaf_type`` is BCC's ctypes Leaf of ``live``
+    (its ts_ns is not set)."""
     pad = bytes(8)
     for key, (n, oldest) in rows.items():
-        yield leaf_type.from_buffer_copy(pad + key), n, oldest
+        yield key, leaf_type.from_buffer_copy(pad + key), n, oldest

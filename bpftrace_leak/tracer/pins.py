@@ -32,7 +32,6 @@ Cost, measured with bench/census_scale.py: see README "Reference census".
 """
 
 import ctypes
-import mmap
 import struct
 
 import numpy as np
@@ -76,9 +75,7 @@ class PinCensus:
     def _arrays(self):
         if self._views is None:
             def view(name, itemsize):
-                length = -(-itemsize * _D["PIN_BATCH"] // mmap.PAGESIZE) * mmap.PAGESIZE
-                return mmap.mmap(self.session.map(name).map_fd, length, mmap.MAP_SHARED,
-                                 mmap.PROT_READ | mmap.PROT_WRITE)
+                return self.session.mmap(name, itemsize, _D["PIN_BATCH"], writable=True)
             self._views = (view("pin_in", 8), view("pin_out", PIN_DENTRY.itemsize))
         return self._views
 

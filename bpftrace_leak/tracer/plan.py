@@ -9,11 +9,12 @@ tracked, best first (whether the kernel permits fentry is only known by
 trying: session.py falls back to the next way).
 """
 
+import secrets
 from dataclasses import dataclass, field
 
 from ..errors import KleakError
 from ..kernel.functions import fentry_why, kprobe_why
-from . import catalog, census_plan, pins_plan
+from . import catalog, census_plan, pins_plan, scan_plan
 from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 
 __all__ = ["Plan", "plan", "STRUCTS", "FUNCTIONS", "PERCPU", "PERCPU_OPTIONAL", "ENUMS", "slot_bits"]
@@ -51,7 +52,7 @@ _CGROUP_OFFSETS = {
 }
 ENUMS = ("memory_cgrp_id",)
 STRUCTS = tuple(_OFFSETS.values()) + tuple(_REF_OFFSETS.values()) + tuple(_CGROUP_OFFSETS.values()) \
-    + census_plan.STRUCTS + pins_plan.STRUCTS
+    + census_plan.STRUCTS + pins_plan.STRUCTS + scan_plan.STRUCTS
 
 #: a struct file's own f_path reference is taken in these (probes.c: ignored_caller)
 _IGNORED_CALLERS = ("do_dentry_open", "vfs_open")
@@ -75,6 +76,8 @@ class Plan:
     census: dict = field(default_factory=dict)  # what tracer/census.py needs: offsets, CPUs, nodes
     pins: dict = field(default_factory=dict)  # what tracer/pins.py needs: offsets
     cgroups: dict = field(default_factory=dict)  # {"hierarchy": id, "version": 1 or 2} when tracked
+    scan: dict = field(default_factory=dict)  # what tracer/scan.py needs: offsets (scan_plan.py)
+    addr_key: int = 0  # probes.c MANGLE: addresses in maps not mmap()ed are XORed with it
 
     def refs_off(self, why: str, allocs: bool) -> None:
         """Reference tracking is not possible: say so once, and why."""
@@ -93,7 +96,7 @@ def slot_bits(max_objects: int) -> int:
 def _wanted(probe, config, targets: bool, p: "Plan", retire: bool) -> bool:
     forks = config.children or not targets and not config.include_self and not config.cgroups
     return {"always": True, "allocs": config.allocs, "targets": targets or bool(config.cgroups),
-            "targets-only": targets, "forks": forks,
+            "targets-only": targets, "forks": forks, "scan": bool(p.scan), "pins-or-scan": bool(p.pins or p.scan),
             "refs": config.refs, "retire": retire, "census": bool(p.census), "cgroups": bool(p.cgroups),
             "pins": bool(p.pins)}[probe.when]
 
@@ -122,7 +125,9 @@ def _arg_flags(probe, args: tuple) -> list[str]:
 def plan(config, facts, targets: bool) -> Plan:
     """The plan for ``config`` on a kernel with ``facts``; ``targets``: a PID
     filter is on (-p, -c). KleakError when the session cannot run here."""
-    p = Plan(slot_bits=slot_bits(config.max_objects) if config.allocs else 10)
+    # a mangled kernel address is a user-space one (top 16 bits clear), never 0
+    p = Plan(slot_bits=slot_bits(config.max_objects) if config.allocs else 10,
+             addr_key=0xFFFF000000000000 | secrets.randbits(47) << 1)
     if facts.btf_error and config.allocs:
         raise KleakError(f"cannot locate the allocation tracepoints' arguments: {facts.btf_error} "
                          "(kleaktrace needs kernel BTF, CONFIG_DEBUG_INFO_BTF)")
@@ -137,6 +142,7 @@ def plan(config, facts, targets: bool) -> Plan:
         f"-DMAX_SITES={config.max_sites}",
         f"-DPAGE_BYTES={facts.page_size}",
         f"-DFREE_COPIES_USED={min(config.free_copies, catalog.by_program('free_kfree').copies)}",
+        f"-DADDR_KEY={p.addr_key:#x}ULL",
     ]
     if config.stacks == "sites":
         flags.append("-DSTACKS_AT_SITES")
@@ -173,6 +179,7 @@ def plan(config, facts, targets: bool) -> Plan:
     if config.allocs:
         flags += _cgroups(p, config, facts, targets)
         flags += pins_plan.flags(p, config, facts)
+        flags += scan_plan.flags(p, config, facts)
     events_done = set()
     for probe in catalog.PROBES:
         if probe.attach in (TAIL, RUN, ITER) and _wanted(probe, config, targets, p, bool(retire)) and \

@@ -8,7 +8,6 @@ objects alike in all but their age come out as one Obj with a count.
 """
 
 import ctypes
-import mmap
 import os
 import time
 from dataclasses import dataclass, field
@@ -64,8 +63,7 @@ class Reader:
             for name, count in (("slots", 1 << self.session.plan.slot_bits),
                                 ("page_slots", layout.DEFINES["PAGE_SLOT_COUNT"])):
                 table = self.session.map(name)
-                length = -(-ctypes.sizeof(table.Leaf) * count // mmap.PAGESIZE) * mmap.PAGESIZE
-                self._views[name] = (mmap.mmap(table.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ), count)
+                self._views[name] = (self.session.mmap(name, ctypes.sizeof(table.Leaf), count), count)
         return {name: slot_records(view, count, ctypes.sizeof(self.session.map(name).Leaf), size)
                 for name, (view, count) in self._views.items()}
 
@@ -128,11 +126,47 @@ class Reader:
                                                   "itemsize": key_size}))
                 v = value_records(vbuf, size)
                 keep = (v["ts"] <= cutoff) & np.isin(v["key"][:, col], wanted)
-                addrs.append(k["addr"][keep].copy())
+                addrs.append(k["addr"][keep] ^ np.uint64(self.session.plan.addr_key))  # probes.c MANGLE
                 keys.append(v["key"][keep].copy())
         except OSError:  # no batched lookups: what the slots hold
             pass
         return np.concatenate(addrs), np.concatenate(keys)
+
+    def records(self, min_age_ns: int = 0) -> dict:
+        """Every record allocated at least ``min_age_ns`` ago, one row each
+        (numpy): addr (the object's address, unmangled), space (layout.h's
+        enum space), ts, key (the group bytes, as aggregate() groups them)."""
+        import numpy as np
+        from bcc.libbcc import lib
+        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
+        spaces = layout.ENUMS["space"]
+        out = {"addr": [], "space": [], "ts": [], "key": []}
+
+        def add(addr, space, ts, key):
+            out["addr"].append(np.asarray(addr, np.uint64))
+            out["space"].append(np.full(len(addr), space, np.uint32) if np.isscalar(space) else space)
+            out["ts"].append(np.asarray(ts, np.uint64))
+            out["key"].append(np.asarray(key, np.uint64))
+        for name, space in (("slots", spaces["SPACE_SLAB"]), ("page_slots", spaces["SPACE_PAGE"])):
+            recs = self._slot_arrays()[name]
+            keep = self._aged_slots(recs, min_age_ns)
+            add(recs["addr"][keep], space, recs["ts"][keep], recs["key"][keep])
+        live = self.session.map("live")
+        key_size, size = ctypes.sizeof(live.Key), ctypes.sizeof(live.Leaf)
+        kdt = np.dtype({"names": ["addr", "space"], "formats": ["<u8", "<u4"], "offsets": [0, 8],
+                        "itemsize": key_size})
+        try:
+            for kbuf, vbuf in read_items(lib, live.map_fd, key_size, size):
+                k, v = np.frombuffer(kbuf, kdt), value_records(vbuf, size)
+                keep = v["ts"] <= cutoff
+                add(k["addr"][keep] ^ np.uint64(self.session.plan.addr_key), k["space"][keep].copy(),
+                    v["ts"][keep].copy(), v["key"][keep].copy())
+        except OSError:  # no batched lookups: the slots alone
+            pass
+        width = out["key"][0].shape[1]
+        return {"addr": np.concatenate(out["addr"]), "space": np.concatenate(out["space"]),
+                "ts": np.concatenate(out["ts"]),
+                "key": np.concatenate([k.reshape(-1, width) for k in out["key"]])}
 
     def decode_key(self, key: bytes):
         """The struct live_obj of a record's group bytes (ts_ns unset)."""
@@ -167,7 +201,7 @@ class Reader:
         comms: dict[int, str] = {}
         objs = []
         sample = self.session.config.sample_bytes
-        for r, n, oldest in decode(rows, self.session.map("live").Leaf):
+        for key, r, n, oldest in decode(rows, self.session.map("live").Leaf):
             size = r.bytes
             if r.kind == kmalloc:
                 cache = kmalloc_cache_name(r.bytes)
@@ -178,13 +212,13 @@ class Reader:
                 cache = None
             if r.tgid not in comms:
                 comms[r.tgid] = self.comm(r.tgid)
-            n = weighed(n, size, sample)
+            kept, n = n, weighed(n, size, sample)
             at_site = r.stack_how == site_how
             stack_id = self.stack_id(r, site_stacks)
             objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
                             ts_ns=oldest, tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
                             call_site=r.call_site, count=n, site_stack=at_site, cache_ptr=r.cache,
-                            syscall=r.syscall, cgroup=r.cgroup))
+                            syscall=r.syscall, cgroup=r.cgroup, key=key, kept=kept))
         return now, objs
 
     def cgroup_events(self) -> dict[int, tuple[str, bool]]:
@@ -263,15 +297,17 @@ class Reader:
             return []
         holds = []
         dentry = layout.REF_OBJECTS["REF_DENTRY"]
+        key_mask = self.session.plan.addr_key  # probes.c MANGLE
         for key, leak in self.session.map("ref_leaks").items():
             holds.append(RefHold(
                 object_type="dentry" if key.type == dentry else "vfsmount",
-                object=key.object, refs=leak.refs, name=leak.name.decode(errors="replace"),
+                object=key.object ^ key_mask, refs=leak.refs, name=leak.name.decode(errors="replace"),
                 tgid=key.tgid, comm=leak.comm.decode(errors="replace"), stack_id=key.get_stack,
                 ts_ns=leak.ts_ns, why=WHY_TEXT[key.why], put_stack_id=leak.put_stack))
         never = WHY_TEXT[layout.REF_WHY["WHY_NEVER_PUT"]]
         for _p, rec in self.session.map("path_gets").items():
-            for otype, obj, name in (("dentry", rec.dentry, rec.dentry_name), ("vfsmount", rec.mnt, rec.mnt_name)):
+            for otype, obj, name in (("dentry", rec.dentry ^ key_mask, rec.dentry_name),
+                                     ("vfsmount", rec.mnt ^ key_mask, rec.mnt_name)):
                 if obj:
                     holds.append(RefHold(
                         object_type=otype, object=obj, refs=rec.count, name=name.decode(errors="replace"),

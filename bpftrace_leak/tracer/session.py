@@ -9,6 +9,7 @@ module (its maps) released.
 
 import contextlib
 import ctypes
+import mmap
 import os
 
 from ..errors import KleakError
@@ -49,6 +50,7 @@ class Session:
         self._links: list[int] = []
         self._kprobes: list[str] = []
         self._fentries: list[str] = []
+        self.views: list = []  # mmap()ed BPF arrays (mmap())
 
     @property
     def missing(self) -> list[str]:
@@ -216,6 +218,36 @@ class Session:
         if not any(probe.program == "task_freed" for probe, _ in self.plan.probes):
             return 0
         return max(0, self.map("exits_unfreed")[ctypes.c_int(0)].value)
+
+    def mmap(self, name: str, itemsize: int, count: int, writable: bool = False) -> mmap.mmap:
+        """Map ``count`` entries of ``itemsize`` bytes of BPF array ``name``
+        (BPF_F_MMAPABLE) into this process; kept in ``views``, whose pages
+        the holder scan leaves out (they hold object addresses as they are)."""
+        length = -(-itemsize * count // mmap.PAGESIZE) * mmap.PAGESIZE
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        view = mmap.mmap(self.map(name).map_fd, length, mmap.MAP_SHARED, prot)
+        self.views.append(view)
+        return view
+
+    def view_frames(self) -> list[int]:
+        """The page frames behind every view this session mmap()ed (each
+        page touched first, so that it is mapped; /proc/self/pagemap gives
+        root the frame of each)."""
+        import numpy as np
+        frames = []
+        with open("/proc/self/pagemap", "rb") as pm:
+            for view in self.views:
+                if view.closed:
+                    continue
+                data = np.frombuffer(view, np.uint8)
+                int(data[::mmap.PAGESIZE].sum())  # fault every page in
+                start = data.ctypes.data // mmap.PAGESIZE
+                pm.seek(start * 8)
+                entries = np.frombuffer(pm.read(8 * (len(data) // mmap.PAGESIZE)), np.uint64)
+                present = (entries >> np.uint64(63)) & np.uint64(1) == 1
+                frames += (entries[present] & np.uint64((1 << 55) - 1)).tolist()
+                del data
+        return frames
 
     def map(self, name: str):
         """BCC's table ``name`` of probes.c."""

@@ -50,7 +50,8 @@ def test_catalog_names_every_program_of_probes_c_once():
     import re
 
     from bpftrace_leak.tracer import catalog
-    text = open(layout.PROBES_C).read()
+    from bpftrace_leak.tracer.bcc import source
+    text = source(layout.PROBES_C)  # probes.c with its probes/*.h parts, as BCC compiles it
     defined = set(re.findall(r"^int (\w+)\((?:struct bpf_raw_tracepoint_args|struct pt_regs|struct pins_iter_\w+) \*ctx\)",
                              text, re.M))
     for event in re.findall(r"^SLAB_FREE_COPIES\((\w+), \w+\)", text, re.M):

@@ -1,0 +1,44 @@
+"""What the holder scan (tracer/scan.py, probes/scan.h) needs from the
+kernel: struct offsets from BTF, as compile flags for the task iterator and
+as numbers for the reads done from Python. Pure, as plan.py.
+"""
+
+__all__ = ["STRUCTS", "flags"]
+
+#: followed from Python: the page tables' root (a task's mm), names of the
+#: tasks whose kernel stacks hold something, the fields of struct page that
+#: name a memmap holder (memcg_data: page cache charged to a memory cgroup;
+#: private: a folio's buffer heads; mapping: its address_space or anon_vma)
+_OFFSETS = {
+    "task_mm": "task_struct.mm", "mm_pgd": "mm_struct.pgd", "task_comm": "task_struct.comm",
+    "task_pid": "task_struct.pid", "page_private": "page.private", "page_mapping": "page.mapping",
+    "page_lru": "page.lru", "page_refcount": "page._refcount", "slab_cache": "slab.slab_cache", "cache_size": "kmem_cache.size",
+    "cache_name": "kmem_cache.name",
+}
+#: struct page's memcg_data (CONFIG_MEMCG) is the one field some kernels lack
+_OPTIONAL = {"page_memcg_data": "page.memcg_data"}
+_STACK = "task_struct.stack"
+STRUCTS = tuple(_OFFSETS.values()) + tuple(_OPTIONAL.values()) + (_STACK,)
+
+
+def flags(p, config, facts) -> list[str]:
+    """Flags for the holder scan, filling ``p.scan``; [] with a note when it is
+    off or this kernel cannot carry it."""
+    if not config.scan:
+        return []
+    found = facts.offsets
+    missing = [path for path in (*_OFFSETS.values(), _STACK) if path not in found]
+    why = None
+    if not p.census:
+        why = "it reads kernel memory with the slab census's programs, which this kernel cannot run"
+    elif missing:
+        why = f"this kernel's BTF lacks {', '.join(missing)}"
+    elif facts.page_struct != 64:
+        why = f"struct page is {facts.page_struct} bytes (the scan reads 64)"
+    if why:
+        p.notes.append(f"no holder scan: {why}")
+        return []
+    p.scan = {k: found[v] for k, v in _OFFSETS.items()}
+    p.scan.update({k: found[v] for k, v in _OPTIONAL.items() if v in found})
+    p.scan["via"] = config.scan_via
+    return ["-DHOLDER_SCAN", f"-DTASK_STACK_OFF={found[_STACK]}"]

@@ -1,0 +1,155 @@
+"""Names for the places a holder scan finds a pointer: which kernel memory a
+page frame is, as a kernel engineer reads it.
+
+- the kernel image's data, bss and ro_after_init (/proc/iomem), named by
+  symbol where kallsyms has one near;
+- each CPU's per-CPU area (its base from its runqueue, tracer/census.py),
+  named by the per-CPU variable BTF places there;
+- each task's kernel stack (the task iterator lists them; their vmalloc
+  pages found through the page tables): "kernel stack of 1234 (sshd)";
+- modules' data and bss (/sys/module/*/sections), named by their symbols;
+- the memmap (struct pages: a folio's memcg_data, private, mapping);
+- slab objects, by their cache (the slab's kmem_cache) and offset;
+- what is left: reserved memory (boot-time tables: hash tables, the first
+  per-CPU chunk) or other kernel pages (the page allocator, vmalloc).
+"""
+
+import bisect
+import glob
+import os
+import struct
+
+import numpy as np
+
+from .memory import PAGE, kallsyms_symbol
+
+__all__ = ["Regions", "data_symbols"]
+
+
+def data_symbols(path: str = "/proc/kallsyms") -> tuple[list[int], list[str]]:
+    """(sorted addresses, names) of kallsyms' data and bss symbols (modules
+    named ``sym [mod]``): this project's 6.18 host lists 35, a lab kernel
+    thousands."""
+    rows = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in "dDbBrR":
+                    name = parts[2] + (f" {parts[3]}" if len(parts) > 3 else "")
+                    rows.append((int(parts[0], 16), name))
+    except OSError:
+        pass
+    rows.sort()
+    return [a for a, _ in rows], [n for _, n in rows]
+
+
+class Regions:
+    """PFN -> what it is, for the few frames named beyond their page flags."""
+
+    def __init__(self, layout, tables, peek, offsets: dict, percpu_vars: dict, cpu_bases: dict):
+        self.layout, self.tables, self.peek, self.off = layout, tables, peek, offsets
+        self.named: dict[int, tuple[str, str, int]] = {}  # pfn -> (kind, label, address of the page)
+        self.sym_addrs, self.sym_names = data_symbols()
+        self._percpu = sorted((o, n) for n, o in percpu_vars.items())
+        self.excluded: set[int] = set()  # frames read by another pass (the memmap's)
+        self._image(layout)
+        self._percpu_areas(cpu_bases)
+        self._modules()
+
+    # -- what gets a name ------------------------------------------------------------
+
+    def _image(self, layout) -> None:
+        for kind in ("Kernel data", "Kernel bss"):
+            for start, end in layout.image.get(kind, []):
+                for pfn in range(start // PAGE, -(-end // PAGE)):
+                    self.named[pfn] = ("data", kind.split()[1], pfn * PAGE + layout.image_delta)
+        ro = kallsyms_symbol(("__start_ro_after_init",)).get("__start_ro_after_init")
+        for start, end in layout.image.get("Kernel rodata", []):
+            first = (ro - layout.image_delta) // PAGE if ro else end // PAGE
+            for pfn in range(start // PAGE, -(-end // PAGE)):
+                if pfn < first:
+                    self.excluded.add(pfn)  # constants: no reference to a heap object
+                else:
+                    self.named[pfn] = ("data", "ro_after_init", pfn * PAGE + layout.image_delta)
+        for start, end in layout.image.get("Kernel code", []):
+            self.excluded.update(range(start // PAGE, -(-end // PAGE)))
+
+    def _percpu_areas(self, bases: dict) -> None:
+        ordered = sorted(bases.values())
+        gaps = [b - a for a, b in zip(ordered, ordered[1:]) if b > a]
+        unit = min(gaps) if gaps else 64 * PAGE
+        for cpu, base in bases.items():
+            for va in range(base, base + unit, PAGE):
+                pfn = self.layout.pfn_of(va)
+                if pfn is not None:
+                    self.named[pfn] = ("percpu", f"CPU {cpu}", va - base)
+
+    def _modules(self) -> None:
+        for folder in glob.glob("/sys/module/*/sections"):
+            module = folder.split("/")[-2]
+            for section in (".data", ".bss", ".data..ro_after_init", ".data..read_mostly"):
+                try:
+                    with open(os.path.join(folder, section)) as f:
+                        start = int(f.read().strip(), 16)
+                except (OSError, ValueError):
+                    continue
+                for va in range(start & ~(PAGE - 1), start + 64 * PAGE, PAGE):
+                    phys = self.tables.phys(va)
+                    if phys is None:
+                        break
+                    self.named.setdefault(phys // PAGE, ("module", module, va))
+
+    def stacks(self, records) -> None:
+        """Name the kernel stacks of the tasks the iterator listed: (stack, task, tgid) rows."""
+        for stack, task, _tgid in records:
+            if not stack:
+                continue
+            vas, pfns = self.tables.pfns(int(stack), int(stack) + 4 * PAGE)  # THREAD_SIZE: 16 KiB on x86-64
+            for va, pfn in zip(vas.tolist(), pfns.tolist()):
+                self.named[pfn] = ("stack", f"task {int(task):#x}", va)
+
+    def memmap(self) -> tuple[np.ndarray, np.ndarray]:
+        """(virtual page addresses, PFNs) of the memmap's pages; they are read
+        through the vmemmap, and left out of the physical pass."""
+        lay = self.layout
+        vas, pfns = self.tables.pfns(lay.vmemmap, lay.vmemmap + lay.pfns * 64)
+        self.excluded.update(pfns.tolist())
+        return vas, pfns
+
+    # -- naming a hit --------------------------------------------------------------------
+
+    def _symbol(self, va: int) -> str | None:
+        i = bisect.bisect_right(self.sym_addrs, va) - 1
+        if i >= 0 and va - self.sym_addrs[i] < 4096:
+            return f"{self.sym_names[i]}+{va - self.sym_addrs[i]:#x}"
+        return None
+
+    def _task(self, task: int) -> str:
+        raw = self.peek(task + self.off["task_comm"], 16)
+        pid = self.peek(task + self.off["task_pid"], 4)
+        comm = raw.split(b"\0", 1)[0].decode(errors="replace") if raw else "?"
+        return f"{struct.unpack('<i', pid)[0] if pid else '?'} ({comm})"
+
+    def name(self, pfn: int, offset: int) -> tuple[str, str] | None:
+        """(kind, label) of the word at ``offset`` in frame ``pfn`` when the
+        frame is named, else None."""
+        got = self.named.get(pfn)
+        if got is None:
+            return None
+        kind, what, at = got
+        if kind == "data":
+            sym = self._symbol(at + offset)
+            return "data", f"kernel {what} {sym}" if sym else f"kernel {what} (no symbol near)"
+        if kind == "module":
+            sym = self._symbol(at + offset)
+            return "data", f"module {what} {sym}" if sym else f"module {what} data"
+        if kind == "percpu":
+            off = at + offset
+            i = bisect.bisect_right(self._percpu, (off, "\uffff")) - 1
+            var = f" {self._percpu[i][1]}+{off - self._percpu[i][0]:#x}" if i >= 0 and off - self._percpu[i][0] < 4096 \
+                else ""
+            return "percpu", f"per-CPU data{var}"
+        if kind == "stack":
+            return "stack", f"kernel stack of {self._task(int(what.split()[1], 16))}"
+        return None
