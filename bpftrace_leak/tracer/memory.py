@@ -194,6 +194,35 @@ class PageTables:
             table = self.base + (e & _PHYS_MASK)
         return None
 
+    def mapped(self, start: int, end: int) -> np.ndarray:
+        """The PFNs of every page mapped in [start, end), a whole region
+        walked table by table (only the tables that exist are read)."""
+        shifts = (48, 39, 30, 21, 12) if self.levels == 5 else (39, 30, 21, 12)
+        out: list = []
+
+        def walk(table: int, level: int, base: int):
+            entries = self._table(table)
+            if entries is None:
+                return
+            shift = shifts[level]
+            span = 1 << shift
+            first = max(0, (start - base) >> shift) if start > base else 0
+            last = min(511, (end - 1 - base) >> shift) if end - 1 >= base else -1
+            for i in range(first, last + 1):
+                e = int(entries[i])
+                if not e & 1:
+                    continue
+                phys = e & _PHYS_MASK
+                if level == len(shifts) - 1:
+                    out.append(phys >> 12)
+                elif e & 0x80 and shift in (30, 21):  # a 1 GiB or 2 MiB page
+                    out.extend(range(phys >> 12, (phys >> 12) + (span >> 12)))
+                else:
+                    walk(self.base + phys, level + 1, base + i * span)
+        # the top table's entry i maps i << its shift, sign-extended: 256 is the kernel half's first
+        walk(self.pgd, 0, 0xFE00000000000000 if self.levels == 5 else 0xFFFF000000000000)
+        return np.array(out, np.int64)
+
     def pfns(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """(virtual page addresses, their PFNs) of the mapped pages of [start, end)."""
         vas, pfns = [], []

@@ -26,6 +26,7 @@ record changed meanwhile is unknown.
 """
 
 import ctypes
+import os
 import time
 
 import numpy as np
@@ -47,6 +48,20 @@ _WORDS = PAGE // 8
 _MAX_ORDER = 10
 
 
+def possible_cpus(path: str = "/sys/devices/system/cpu/possible") -> int:
+    """How many CPUs may exist ("0-3,5" is 5)."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    n = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return max(n, 1)
+
+
 class _Ranges:
     """Sorted, disjoint [start, end) ranges, each of a target."""
 
@@ -58,6 +73,8 @@ class _Ranges:
         if len(clash):  # two objects' ranges overlap: neither can be told (never seen: a check)
             keep = ~np.isin(self.owner, self.clashing)
             self.start, self.end, self.owner = self.start[keep], self.end[keep], self.owner[keep]
+        low = self.start < _KERNEL  # per-CPU pointers
+        self.low = (self.start[low].min(), self.end[low].max()) if low.any() else None
 
     def find(self, v: np.ndarray) -> np.ndarray:
         """The owner of each value, -1 for none."""
@@ -128,6 +145,18 @@ class HolderScan:
         """The ranges words may point into (pointer space) and the targets'
         own memory (direct-map addresses), each owned by a target index."""
         spaces, lay = layout.ENUMS["space"], self.layout
+        percpu = space == spaces["SPACE_PERCPU"]
+        if percpu.any():
+            # percpu_alloc_percpu's bytes_alloc counts every possible CPU's copy,
+            # and for accounted memory an obj_cgroup pointer per 4 bytes too
+            # (mm/percpu.c pcpu_obj_full_size): a copy is at most that over the
+            # CPUs, and never reaches into the next allocation
+            size = size.copy()
+            idx = np.flatnonzero(percpu)
+            order = idx[np.argsort(addr[idx])]
+            copy = np.maximum(size[order] // np.uint64(possible_cpus()), np.uint64(1))
+            gap = np.r_[addr[order][1:] - addr[order][:-1], copy[-1:]]
+            size[order] = np.minimum(copy, gap)
         n = np.arange(len(addr))
         page = space == spaces["SPACE_PAGE"]
         ts, te, to, ms, me, mo = [addr], [addr + np.where(page, np.uint64(64), size)], [n], [], [], []
@@ -154,9 +183,12 @@ class HolderScan:
                     me.append(np.array([start + int(size[i])], np.uint64))
                     mo.append(np.array([i]))
                     continue
-                _vas, pfns = self.tables.pfns(start, start + int(size[i]))
-                ms.append(np.uint64(lay.direct) + pfns * np.uint64(PAGE))
-                me.append(ms[-1] + np.uint64(PAGE))
+                end = start + int(size[i])
+                vas, pfns = self.tables.pfns(start, end)  # each mapped page's part of [start, end)
+                lo = np.maximum(vas, np.uint64(start)) - vas
+                hi = np.minimum(vas + np.uint64(PAGE), np.uint64(end)) - vas
+                ms.append(np.uint64(lay.direct) + pfns * np.uint64(PAGE) + lo)
+                me.append(np.uint64(lay.direct) + pfns * np.uint64(PAGE) + hi)
                 mo.append(np.full(len(pfns), i))
         cat = lambda parts, t: np.concatenate(parts).astype(t)  # noqa: E731
         return (_Ranges(cat(ts, np.uint64), cat(te, np.uint64), cat(to, np.int64)),
@@ -166,12 +198,18 @@ class HolderScan:
 
     @staticmethod
     def _match(pages, bases, ok, targets: _Ranges, buckets) -> tuple[np.ndarray, np.ndarray]:
-        """(address of each word that points into a target, that target)."""
+        """(address of each word that points into a target, that target).
+        Kernel addresses go through the bucket table; per-CPU pointers (on
+        6.18 x86-64 offsets such as 0x6079...) through the bounds of the
+        targets below the kernel half."""
         good = np.flatnonzero(ok)
         w = pages[good].reshape(-1)
-        at = np.flatnonzero(w >= _KERNEL)
+        kernel = w >= _KERNEL
+        if targets.low is not None:
+            kernel |= (w >= targets.low[0]) & (w < targets.low[1])
+        at = np.flatnonzero(kernel)
         v = w[at]
-        sel = buckets[((v >> np.uint64(21)) & np.uint64((1 << _BUCKET_BITS) - 1)).astype(np.int64)]
+        sel = (v < _KERNEL) | buckets[((v >> np.uint64(21)) & np.uint64((1 << _BUCKET_BITS) - 1)).astype(np.int64)]
         at, v = at[sel], v[sel]
         owner = targets.find(v)
         at, owner = at[owner >= 0], owner[owner >= 0]
@@ -304,6 +342,8 @@ class HolderScan:
                 slab_hits.append(i)
             elif int(flags[p]) >> 32 & 1:
                 labels[i] = ("reserved", "reserved memory (boot-time tables)")
+            elif p in regions.vmalloced:
+                labels[i] = ("vmalloc", "vmalloc memory (kvmalloc'd tables, hash tables, maps)")
             else:
                 labels[i] = ("page", "kernel pages (page allocator, vmalloc)")
         if slab_hits:
@@ -412,6 +452,7 @@ class HolderScan:
                           self.census.cpu_bases())
         regions.stacks(self._stacks())
         memmap_vas, _ = regions.memmap()
+        regions.vmalloc()
         methods = ["bpf", "kcore"] if self.off["via"] == "both" else [self.off["via"]]
         results = {}
         for method in methods:

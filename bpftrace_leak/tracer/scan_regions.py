@@ -53,6 +53,7 @@ class Regions:
         self.sym_addrs, self.sym_names = data_symbols()
         self._percpu = sorted((o, n) for n, o in percpu_vars.items())
         self.excluded: set[int] = set()  # frames read by another pass (the memmap's)
+        self.vmalloced: set[int] = set()  # frames mapped in the vmalloc region (vmalloc())
         self._image(layout)
         self._percpu_areas(cpu_bases)
         self._modules()
@@ -108,6 +109,14 @@ class Regions:
             vas, pfns = self.tables.pfns(int(stack), int(stack) + 4 * PAGE)  # THREAD_SIZE: 16 KiB on x86-64
             for va, pfn in zip(vas.tolist(), pfns.tolist()):
                 self.named[pfn] = ("stack", f"task {int(task):#x}", va)
+
+    def vmalloc(self) -> None:
+        """The frames mapped in the vmalloc region (between the direct map and
+        the memmap: vmalloc'd tables, BPF maps, module memory, kernel
+        stacks): a hit there is named "vmalloc memory", not a bare page."""
+        lay = self.layout
+        start = lay.direct + lay.pfns * PAGE
+        self.vmalloced = set(self.tables.mapped(start, lay.vmemmap).tolist())
 
     def memmap(self) -> tuple[np.ndarray, np.ndarray]:
         """(virtual page addresses, PFNs) of the memmap's pages; they are read
