@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..analysis.aliases import owner
 from ..analysis.holders import describe, summarize
 from ..analysis.report import final_groups
 from ..analysis.sockets import is_socket_cache, name_sockets
@@ -108,7 +109,8 @@ class Collector:
         label = {}
         for g in groups:
             if g.kind != "user-page":  # user memory: not the kernel's to hold
-                label.update(dict.fromkeys(g.keys, describe(g.kind, g.cache, g.stack)))
+                cache = owner(g.cache, self.aliases[g.cache], g.stack)[0] if self.aliases.get(g.cache) else None
+                label.update(dict.fromkeys(g.keys, describe(g.kind, cache or g.cache, g.stack)))
         everything = self.reader.records(0)
         recs = self.reader.records(cfg.min_age_ns)
         width = recs["key"].shape[1]

@@ -1,0 +1,74 @@
+"""The holder scan's verdicts and summaries (analysis/holders.py), on hand-made graphs."""
+
+import numpy as np
+
+from bpftrace_leak.analysis.holders import (CYCLE, HELD, ORPHANED, UNKNOWN, confirm, describe, group_verdicts,
+                                            summarize, verdicts)
+
+
+def v(n, hits, stale=(), unknown=None):
+    target = np.array([t for t, _ in hits], np.int64)
+    source = np.array([s for _, s in hits], np.int64)
+    st = np.zeros(len(hits), bool)
+    st[list(stale)] = True
+    return verdicts(n, target, source, st, unknown).tolist()
+
+
+def test_roots_hold_and_what_they_hold_holds_transitively():
+    # 0 <- root; 0 -> 1 -> 2; 3 alone; 4 <-> 5 (a cycle nothing else reaches)
+    got = v(6, [(0, -1), (1, 0), (2, 1), (4, 5), (5, 4)])
+    assert got == [HELD, HELD, HELD, ORPHANED, CYCLE, CYCLE]
+
+
+def test_a_long_chain_is_held_whatever_its_order():
+    n = 5000
+    hits = [(i + 1, i) for i in reversed(range(n - 1))] + [(0, -1)]
+    assert set(v(n, hits)) == {HELD}
+
+
+def test_self_pointers_and_stale_words_keep_nothing_alive():
+    assert v(2, [(0, 0), (1, -1)], stale=[1]) == [ORPHANED, ORPHANED]
+
+
+def test_a_cycle_reached_from_a_root_is_held():
+    assert v(3, [(0, 1), (1, 0), (2, 1), (0, -1)]) == [HELD, HELD, HELD]
+
+
+def test_unknown_overrides():
+    unknown = np.array([True, False])
+    assert v(2, [], unknown=unknown) == [UNKNOWN, ORPHANED]
+
+
+def test_a_second_scan_confirms_orphans_or_finds_their_holders():
+    first = np.array([HELD, ORPHANED, CYCLE, ORPHANED], np.int8)
+    again = np.array([1, 2, 3])
+    second = np.array([ORPHANED, HELD, ORPHANED], np.int8)  # 2 held now; 3 no longer in a cycle
+    assert confirm(first, again, second).tolist() == [HELD, ORPHANED, HELD, ORPHANED]
+
+
+def test_summaries_count_verdicts_and_rank_named_holders_before_vague_ones():
+    verdict = np.array([HELD, HELD, HELD, ORPHANED, CYCLE], np.int8)
+    group = np.array([0, 0, 0, 1, 1])
+    labels = [("page", "kernel pages"), ("slab", "tw_sock_TCP objects"), ("memmap", "folios' private")]
+    pairs_t = np.array([0, 1, 2, 0, 1, 2, 3])
+    pairs_l = np.array([0, 0, 0, 1, 1, 2, 2])
+    out = summarize(verdict, group, 2, pairs_t, pairs_l, labels)
+    assert [out[0][k] for k in ("held", "orphaned", "orphan_cycle", "unknown")] == [3, 0, 0, 0]
+    assert [h["holder"] for h in out[0]["holders"]] == ["tw_sock_TCP objects", "folios' private", "kernel pages"]
+    assert out[0]["holders"][0]["objects"] == 2 and out[0]["holders"][-1]["objects"] == 3
+    assert [out[1][k] for k in ("held", "orphaned", "orphan_cycle")] == [0, 1, 1] and out[1]["holders"] == []
+
+
+def test_group_verdicts_weigh_sampled_records_and_unscanned_ones_are_unknown():
+    by_key = {b"a": {"held": 2, "orphaned": 1, "orphan_cycle": 0, "unknown": 0,
+                     "holders": [{"holder": "x", "kind": "slab", "objects": 2}]}}
+    got = group_verdicts({b"a": (30, 3), b"b": (5, 5)}, by_key)
+    assert [got[k] for k in ("held", "orphaned", "orphan_cycle", "unknown")] == [20, 10, 0, 5]
+    assert got["holders"] == [{"holder": "x", "kind": "slab", "objects": 20}]
+
+
+def test_holders_are_described_by_what_they_are():
+    assert describe("slab", "kmalloc-8192", ["alloc_fdtable+0x84", "dup_fd+0x5e"]) == \
+        "fd tables (kmalloc-8192, alloc_fdtable+0x84)"
+    assert describe("slab", "damon_region", ["damon_split_region_at+0x30"]) == \
+        "damon_region objects (damon_split_region_at+0x30)"
