@@ -17,7 +17,8 @@ PROC = "/proc/kleaklab"
 # times each scenario runs; distinct primes, so no count matches by chance
 TIMES = {"kmalloc": 17, "cache": 23, "socket": 29, "percpu": 31, "pathref": 13,
          "decoy_park": 41, "decoy_rcu": 43, "decoy_ref": 11,
-         "sheaf": 37, "decoy_bulk": 47, "decoy_rcuvol": 3001, "decoy_churn": 2003}
+         "sheaf": 37, "decoy_bulk": 47, "decoy_rcuvol": 3001, "decoy_churn": 2003,
+         "orphan": 19, "cycle": 7, "hold": 5}
 # the churn's processes run a copy of true under this name: their allocations
 # are told apart by it (labcheck.py's CHURN_COMM)
 CHURN_COMM = "kleaklab-churn"
@@ -54,7 +55,8 @@ def main() -> None:
     args = ap.parse_args()
     run = set(args.only.split(",")) if args.only else set(TIMES)
     steps = {"decoy_churn": lambda: churn(TIMES["decoy_churn"])}
-    for name in ("kmalloc", "cache", "socket", "percpu", "decoy_rcu", "sheaf", "decoy_bulk", "decoy_rcuvol"):
+    for name in ("kmalloc", "cache", "socket", "percpu", "decoy_rcu", "sheaf", "decoy_bulk", "decoy_rcuvol",
+                 "orphan", "cycle", "hold"):
         steps[name] = lambda name=name: trigger(name, TIMES[name])
     # the module frees what it parked when 0 is written
     steps["decoy_park"] = lambda: (trigger("decoy_park", TIMES["decoy_park"]), trigger("decoy_park", 0))

@@ -41,7 +41,14 @@ SCENARIOS = {
     # vmas, maple nodes: stacks through copy_process) nor anything the children
     # allocated may stay outstanding
     "decoy_churn": ("copy_process", None, 0, "churn"),
+    # the holder scan: every object orphaned, every one in an orphan cycle,
+    # every one held (and one by the module's list head `kept`)
+    "orphan": ("kleaklab_orphan", None, 1, "orphan"),
+    "cycle": ("kleaklab_cycle", None, 2, "cycle"),
+    "hold": ("kleaklab_hold", None, 1, "held"),
 }
+#: the verdict each holder-scan check wants of every object it counts
+VERDICT = {"orphan": "orphaned", "cycle": "orphan_cycle", "held": "held"}
 CHURN_COMM = "kleaklab-churn"  # driver.py's
 
 
@@ -73,7 +80,7 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
                   or (how == "churn" and CHURN_COMM in g.get("comms", []))]
         counted = [g for g in groups if must_have is None or through(g, must_have)]
         found = sum(g["objects"] for g in counted)
-        expected = per * times[name] if how in ("leak", "refs") else 0
+        expected = per * times[name] if how in ("leak", "refs", *VERDICT) else 0
         refs = [r for r in report.get("refs", []) if through(r, func)]
         if how.startswith("refs"):
             if tracked:
@@ -82,6 +89,10 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
                 found, status = 0, "pending"
         elif how in ("decoy", "churn"):
             status = "pass" if not groups else "FAIL"
+        elif how in VERDICT:
+            found = sum(g.get(VERDICT[how], 0) for g in counted)
+            held_by_kept = how != "held" or any("kept" in h["holder"] for g in counted for h in g.get("holders", []))
+            status = "pass" if found == expected == sum(g["objects"] for g in counted) and held_by_kept else "FAIL"
         else:
             status = "pass" if found == expected and counted else "FAIL"
         if name in errors:  # the driver could not run it
@@ -92,6 +103,11 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
         sub["totals"] = dict(report["totals"], objects=sum(g["objects"] for g in groups),
                              bytes=sum(g["bytes"] for g in groups))
         per_scenario[name] = sub
+    scan = report.get("scan") or {}
+    if "differ" in scan:  # --scan-via both: /proc/kcore's read against BPF's, object for object
+        rows.append({"scenario": "scan@kcore", "kind": "agree", "function": "-", "expected": 0,
+                     "found": scan["differ"], "status": "pass" if scan["differ"] == 0 else "FAIL"})
+        per_scenario["scan@kcore"] = {"kernel": report["kernel"], "scan": scan}
     return rows, per_scenario
 
 

@@ -36,19 +36,21 @@ run() {
 	# is left outstanding is what the modules leaked
 	# --stack-slots: the churn's thousands of fork/exec stacks would fill the
 	# default 16,384 (a collision cost 7.2's fentry pathref its stacks once)
-	PYTHONPATH=$src python3 -m bpftrace_leak.cli --children --stack-slots 65536 \
+	# --scan-via both: the holder scan reads kernel memory with BPF and through
+	# /proc/kcore (these kernels have it), and the two must agree object for object
+	PYTHONPATH=$src python3 -m bpftrace_leak.cli --children --stack-slots 65536 --scan-via both \
 		-c "python3 $src/vagrant/driver.py --expect $out/expected.json" \
 		--format json --top 100000 --min-age 1000ms > "$out/report.json"
 	# the session above takes fentry where the kernel allows it (6.1 does);
 	# the reference scenarios again through the kprobe fallback
 	say "reference scenarios again with --refs-via kprobe"
-	PYTHONPATH=$src python3 -m bpftrace_leak.cli --kinds refs --refs-via kprobe \
+	PYTHONPATH=$src python3 -m bpftrace_leak.cli --kinds refs --refs-via kprobe --no-scan \
 		-c "python3 $src/vagrant/driver.py --only pathref,decoy_ref --expect $out/expected-kprobe.json" \
 		--format json --top 100000 --min-age 1000ms > "$out/report-kprobe.json"
 	# and once more with neither: the reference census alone, as on kernels
 	# without kprobes or fentry, must find pathref's leaked references
 	say "reference scenarios again with --refs-via none (the reference census)"
-	PYTHONPATH=$src python3 -m bpftrace_leak.cli --refs-via none \
+	PYTHONPATH=$src python3 -m bpftrace_leak.cli --refs-via none --no-scan \
 		-c "python3 $src/vagrant/driver.py --only pathref,decoy_ref --expect $out/expected-census.json" \
 		--format json --top 100000 --min-age 1000ms > "$out/report-census.json"
 	PYTHONPATH=$src python3 "$src/vagrant/labcheck.py" "$out/expected.json" "$out/report.json" "$out" \

@@ -109,6 +109,33 @@ def test_reference_census_finds_pathref_without_kprobes_or_fentry(lab, suite):
     assert [m["since_start"] for m in c["mounts"] if m["since_start"] == k] == [k]
 
 
+@pytest.mark.parametrize("suite", KERNELS)
+def test_holder_scan_tells_orphans_cycles_and_holders(lab, suite):
+    """The holder scan (issue #25): the planted kmalloc leak whose pointer
+    was dropped is orphaned, every object; two objects pointing at each
+    other and at nothing else are an orphan cycle; objects kept on the
+    module's list are held, one by its list head `kept`; /proc/kcore's read
+    of the same memory gives every object the same verdict."""
+    _, out, summary = lab
+    kernel = next(k for k in summary["kernels"] if k["suite"] == suite)
+    rows = {r["scenario"]: r for r in kernel["scenarios"]}
+    for name, per in (("orphan", 1), ("cycle", 2), ("hold", 1)):
+        assert rows[name]["status"] == "pass" and rows[name]["found"] == rows[name]["expected"] > 0, rows[name]
+    assert rows["scan@kcore"]["status"] == "pass" and rows["scan@kcore"]["found"] == 0, rows["scan@kcore"]
+    orphan = json.loads((out / suite / "orphan.json").read_text())
+    (g,) = orphan["groups"]
+    assert g["orphaned"] == g["objects"] == rows["orphan"]["expected"] and not g["holders"]
+    hold = json.loads((out / suite / "hold.json").read_text())
+    assert any(h["holder"].startswith("module kleaklab kept") for g in hold["groups"] for h in g["holders"]), hold
+    # the decoys stay unreported, and nothing the lab's kernel made alone is an orphan
+    full = json.loads([line for line in (out / suite / "report.json").read_text().splitlines()
+                       if line.startswith("{")][-1])
+    strays = [(g["stack"][:3], g["orphaned"], g["orphan_cycle"]) for g in full["groups"]
+              if (g.get("orphaned") or g.get("orphan_cycle"))
+              and not any(f.startswith(("kleaklab_orphan+", "kleaklab_cycle+", "kleaklab_leak_")) for f in g["stack"])]
+    assert not strays, strays
+
+
 def test_each_kernel_is_its_suites(lab):
     _, _, summary = lab
     major = {k["suite"]: k["kernel"].split(".")[0] + "." + k["kernel"].split(".")[1] for k in summary["kernels"]}

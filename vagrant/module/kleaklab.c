@@ -24,6 +24,10 @@
  *   decoy_rcuvol K objects of kleaklab_sheaf freed with kfree_rcu (write thousands:
  *                kvfree_rcu batches them into pages freed by kfree_bulk, and on
  *                6.18+ caches with sheaves batch them into rcu sheaves instead)
+ *   orphan       kzalloc(128), the only pointer dropped: nothing points at it   K objects
+ *   cycle        two kzalloc'd objects pointing at each other, nothing else     2K objects
+ *   hold         kzalloc'd objects kept on the module's list `kept` until unload K objects
+ *                (the holder scan: orphaned, orphan cycle, held by `kept`)
  *
  * Process churn, the last decoy, needs no module: the driver forks and execs.
  */
@@ -58,10 +62,19 @@ struct kleaklab_small {
 
 #define BULK 16
 
+/* the cycle scenario's objects: each points at the other, nothing at them */
+struct kleaklab_pair {
+	struct kleaklab_pair *peer;
+	char payload[120];
+};
+
 static struct kmem_cache *kleaklab_cache;
 static struct kmem_cache *kleaklab_sheaf;
 static LIST_HEAD(parked);
 static DEFINE_MUTEX(parked_lock);
+/* the hold scenario's objects: held by this list head, in the module's data */
+static LIST_HEAD(kept);
+static DEFINE_MUTEX(kept_lock);
 static struct proc_dir_entry *dir;
 /* Leaked on purpose; kept only so the compiler cannot drop the allocations. */
 static void *volatile sink;
@@ -119,6 +132,70 @@ static noinline int kleaklab_pathref(int fd)
 	copy.mnt = NULL;
 	path_put(&copy);	/* dput(NULL), mntput(NULL): nothing dropped */
 	return 0;
+}
+
+/*
+ * The stack of the write() that made an orphan keeps its last pointer in a
+ * dead slot until something overwrites it, and the holder scan reads kernel
+ * stacks (kmemleak's do too): the scenarios wipe what lies below them.
+ */
+static noinline void kleaklab_scrub(void)
+{
+	char buf[1024];
+
+	memzero_explicit(buf, sizeof(buf));
+	barrier_data(buf);
+}
+
+static noinline int kleaklab_orphan(void)
+{
+	void *p = kzalloc(128, GFP_KERNEL);
+
+	if (!p)
+		return -ENOMEM;
+	barrier_data(p);	/* allocated for real; its only pointer dies here */
+	return 0;
+}
+
+static noinline int kleaklab_cycle(void)
+{
+	struct kleaklab_pair *a = kzalloc(sizeof(*a), GFP_KERNEL);
+	struct kleaklab_pair *b = kzalloc(sizeof(*b), GFP_KERNEL);
+
+	if (!a || !b) {
+		kfree(a);
+		kfree(b);
+		return -ENOMEM;
+	}
+	a->peer = b;
+	b->peer = a;
+	barrier_data(a);
+	barrier_data(b);
+	return 0;
+}
+
+static noinline int kleaklab_hold(void)
+{
+	struct kleaklab_obj *obj = kzalloc(sizeof(*obj), GFP_KERNEL);
+
+	if (!obj)
+		return -ENOMEM;
+	mutex_lock(&kept_lock);
+	list_add_tail(&obj->node, &kept);
+	mutex_unlock(&kept_lock);
+	return 0;
+}
+
+static void release_kept(void)
+{
+	struct kleaklab_obj *obj, *tmp;
+
+	mutex_lock(&kept_lock);
+	list_for_each_entry_safe(obj, tmp, &kept, node) {
+		list_del(&obj->node);
+		kfree(obj);
+	}
+	mutex_unlock(&kept_lock);
 }
 
 static noinline int kleaklab_decoy_ref(int fd)
@@ -237,11 +314,11 @@ static struct kmem_cache *make_sheaf_cache(void)
 
 enum scenario {
 	S_KMALLOC, S_CACHE, S_SOCKET, S_PERCPU, S_PATHREF, S_PARK, S_RCU, S_REF,
-	S_SHEAF, S_BULK, S_RCUVOL, NR_SCENARIOS
+	S_SHEAF, S_BULK, S_RCUVOL, S_ORPHAN, S_CYCLE, S_HOLD, NR_SCENARIOS
 };
 static const char *const names[NR_SCENARIOS] = {
 	"kmalloc", "cache", "socket", "percpu", "pathref", "decoy_park", "decoy_rcu", "decoy_ref",
-	"sheaf", "decoy_bulk", "decoy_rcuvol",
+	"sheaf", "decoy_bulk", "decoy_rcuvol", "orphan", "cycle", "hold",
 };
 
 static ssize_t kleaklab_write(struct file *file, const char __user *ubuf, size_t len, loff_t *off)
@@ -283,6 +360,9 @@ static ssize_t kleaklab_write(struct file *file, const char __user *ubuf, size_t
 			case S_SHEAF: err = kleaklab_leak_sheaf(); break;
 			case S_BULK: err = kleaklab_decoy_bulk(); break;
 			case S_RCUVOL: err = kleaklab_decoy_rcuvol(); break;
+			case S_ORPHAN: err = kleaklab_orphan(); kleaklab_scrub(); break;
+			case S_CYCLE: err = kleaklab_cycle(); kleaklab_scrub(); break;
+			case S_HOLD: err = kleaklab_hold(); break;
 			}
 		}
 	}
@@ -323,6 +403,7 @@ static void __exit kleaklab_exit(void)
 {
 	proc_remove(dir);
 	release_parked();
+	release_kept();
 	rcu_barrier();
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
 	kvfree_rcu_barrier();	/* kfree_rcu'd objects of kleaklab_sheaf */
