@@ -339,7 +339,8 @@ struct pin_children {
  * references: addresses kept in maps user space does not mmap() are stored
  * XORed with ADDR_KEY (MANGLE), and mmap()ed pages are left out of the scan.
  */
-#define SCAN_BATCH 1024		/* pages read per scan_read run: 4 MiB */
+#define SCAN_BATCH 1024		/* pages user space hands over at a time: 4 MiB */
+#define SCAN_RUN 16		/* pages one scan_read run reads */
 #define SCAN_PAGE_BYTES 4096
 
 struct scan_page {

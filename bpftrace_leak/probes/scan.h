@@ -14,16 +14,21 @@ BPF_ARRAY(scan_self, u64, 1);	/* the task that ran scan_task */
  * walks set an entry to 1 when they meet its object (probes.c: found_free) */
 BPF_HASH(scan_query, u64, u8, 65536);
 
-/* args: n: read the pages at scan_in[0..n) into scan_buf[0..n) */
+/*
+ * args: from, n: read the pages at scan_in[from..from+n) into scan_buf
+ * (n <= SCAN_RUN). Unrolled, not a loop: a bounded loop over the whole
+ * batch passed 6.18's verifier, but 6.1 verified it (180,000 instructions)
+ * and then refused to load it (EFAULT); user space runs this for each
+ * SCAN_RUN pages instead, a system call per 64 KiB.
+ */
 int scan_read(struct bpf_raw_tracepoint_args *ctx)
 {
-	u32 n = ctx->args[0];
-	/* the index goes to the lookups through a copy: clang kept the loop's own
-	 * counter on the stack only, and the verifier, seeing no difference
-	 * between two iterations' states, called the loop infinite */
-#pragma clang loop unroll(disable)
-	for (u32 i = 0; i < SCAN_BATCH && i < n; i++) {
-		u32 idx = i;
+	u32 from = ctx->args[0], n = ctx->args[1];
+#pragma unroll
+	for (u32 k = 0; k < SCAN_RUN; k++) {
+		u32 idx = from + k;
+		if (k >= n)
+			break;
 		u64 *at = scan_in.lookup(&idx);
 		struct scan_page *page = scan_buf.lookup(&idx);
 		u64 *ok = scan_ok.lookup(&idx);

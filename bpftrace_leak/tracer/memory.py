@@ -36,6 +36,7 @@ __all__ = ["BpfMemory", "KcoreMemory", "PageTables", "KernelLayout", "iomem", "k
 
 PAGE = layout.DEFINES["SCAN_PAGE_BYTES"]
 BATCH = layout.DEFINES["SCAN_BATCH"]
+RUN = layout.DEFINES["SCAN_RUN"]
 GIB = 1 << 30
 _PHYS_MASK = ((1 << 52) - 1) & ~0xFFF  # bits 12-51 of a page-table entry
 
@@ -58,7 +59,8 @@ class BpfMemory:
         view valid until the next read, and which pages could be read."""
         n = len(addrs)
         np.frombuffer(self._in, np.uint64, count=BATCH)[:n] = addrs
-        bcc.test_run(self.fd, [n])
+        for at in range(0, n, RUN):
+            bcc.test_run(self.fd, [at, min(RUN, n - at)])
         pages = np.frombuffer(self._buf, np.uint64, count=n * PAGE // 8).reshape(n, PAGE // 8)
         return pages, np.frombuffer(self._ok, np.uint64, count=n).astype(bool)
 
