@@ -29,7 +29,6 @@
  */
 #include <uapi/linux/ptrace.h>
 #include "layout.h"
-#include "probes/scan.h"
 
 /*
  * Addresses kept in maps user space does not mmap() are stored XORed with
@@ -39,6 +38,8 @@
  * tracer's own records of them must not count (layout.h: the holder scan).
  */
 #define MANGLE(addr) ((u64)(addr) ^ ADDR_KEY)
+
+#include "probes/scan.h"
 
 /* errno values; the uapi headers differ between trees */
 #define EEXIST_ 17

@@ -52,7 +52,10 @@ int scan_task(struct bpf_raw_tracepoint_args *ctx)
 
 static __always_inline void scan_mark_free(u64 addr)
 {
-	u8 *q = scan_query.lookup(&addr);
+	/* MANGLEd: a hash map's freed elements keep their keys, and the asked
+	 * about objects (orphans to confirm) would be found held by them */
+	u64 key = MANGLE(addr);
+	u8 *q = scan_query.lookup(&key);
 	if (q)
 		*q = 1;
 }

@@ -318,12 +318,13 @@ class HolderScan:
         query = self.session.map("scan_query")
         query.clear()
         objects = np.unique(objects)[:65536]  # more are rare; those left out count as allocated
+        key = self.session.plan.addr_key  # probes/scan.h: scan_mark_free looks them up MANGLEd
         for o in objects.tolist():
-            query[ctypes.c_uint64(o)] = ctypes.c_uint8(0)
+            query[ctypes.c_uint64(o ^ key)] = ctypes.c_uint8(0)
         lay = self.layout
         pages = np.unique(lay.vmemmap + (objects - np.uint64(lay.direct)) // np.uint64(PAGE) * np.uint64(64))
         self.census.walk(pages)
-        stale = {k.value for k, v in query.items() if v.value}
+        stale = {k.value ^ key for k, v in query.items() if v.value}
         query.clear()
         return stale
 
