@@ -90,12 +90,20 @@ def describe(kind: str, cache: str | None, stack: list[str]) -> str:
 
 
 def summarize(verdict: np.ndarray, group: np.ndarray, groups: int, pair_target: np.ndarray,
-              pair_label: np.ndarray, labels: list[tuple[str, str]], top: int = 5) -> list[dict]:
+              pair_label: np.ndarray, labels: list[tuple[str, str]], top: int = 5,
+              other: np.ndarray | None = None) -> list[dict]:
     """Per group (``group[t]``: target t's group, of ``groups``): objects per
     verdict and the ``top`` holders of its held objects, each {holder, kind,
     objects}. ``pair_target``/``pair_label``: which direct holders (labels:
-    (kind, text)) point at which target, one pair each."""
+    (kind, text)) point at which target, one pair each. ``other``: a second
+    method's verdicts (/proc/kcore's): ``scan_differ`` counts the objects
+    whose verdicts differ."""
     out = [{name: 0 for name in VERDICTS} | {"holders": []} for _ in range(groups)]
+    if other is not None:
+        differ = np.bincount(np.asarray(group, np.int64)[np.asarray(other) != np.asarray(verdict)],
+                             minlength=groups)
+        for g in range(groups):
+            out[g]["scan_differ"] = int(differ[g])
     codes = np.asarray(verdict, np.int64) * groups + np.asarray(group, np.int64)
     counts = np.bincount(codes, minlength=len(VERDICTS) * groups)
     for v, name in enumerate(VERDICTS):
@@ -132,6 +140,8 @@ def group_verdicts(keys: dict, by_key: dict, top: int = 5) -> dict:
         weight = objects / max(records, 1)
         for name in VERDICTS:
             out[name] += s[name] * weight
+        if "scan_differ" in s:
+            out["scan_differ"] = out.get("scan_differ", 0) + s["scan_differ"] * weight
         for h in s["holders"]:
             k = (h["holder"], h["kind"])
             holders[k] = holders.get(k, 0) + h["objects"] * weight

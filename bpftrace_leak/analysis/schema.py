@@ -204,6 +204,7 @@ _GROUP_OPTIONAL = [("cache_aliases", _texts), ("site_stack_objects", _count), ("
                    ("cache_candidates", _texts), ("container", _opt_text), ("cgroup_removed", _flag),
                    ("cgroup_own", _flag), ("objects_per_h", _number), ("bytes_per_h", _number),
                    ("held", _count), ("orphaned", _count), ("orphan_cycle", _count), ("unknown", _count),
+                   ("scan_differ", _count),
                    ("holders", lambda v, w: _rows(v, w, [("holder", _text), ("kind", _text), ("objects", _count)], 100))]
 #: fields a renderer reads together: the first one present needs the others
 _GROUP_TOGETHER = [("unverified_objects", "kernel_active"), ("objects_per_h", "bytes_per_h"),

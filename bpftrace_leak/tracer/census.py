@@ -132,22 +132,35 @@ class Census:
 
     # -- the census --------------------------------------------------------------
 
-    def cached_stacks(self) -> None:
-        """Retire the kernel stacks fork.c holds for reuse, with their vm_struct and page array."""
+    def stack_cache(self) -> list[int]:
+        """The vm_structs of the kernel stacks fork.c holds for reuse (each
+        CPU's cached_stacks): a dead task's, no live task's."""
         where = self.session.plan.census.get("stacks")
-        if not where or "census_drop" not in self.fds:
-            return
+        if not where:
+            return []
         self.cpu_offsets()
-        vmalloc, slab = layout.ENUMS["space"]["SPACE_VMALLOC"], layout.ENUMS["space"]["SPACE_SLAB"]
+        found = []
         for base in self._cpu_bases.values():
             for i in range(NR_CACHED_STACKS):
                 vm = self.u64(base + where["var"] + 8 * i)
-                if not vm:
-                    continue
-                for addr, space in ((self.u64(vm + where["addr_off"]), vmalloc), (vm, slab),
-                                    (self.u64(vm + where["pages_off"]), slab)):
-                    if addr:
-                        bcc.test_run(self.fds["census_drop"], [addr, space])
+                if vm:
+                    found.append(vm)
+        return found
+
+    def stack_address(self, vm: int) -> int | None:
+        return self.u64(vm + self.session.plan.census["stacks"]["addr_off"])
+
+    def cached_stacks(self) -> None:
+        """Retire the kernel stacks fork.c holds for reuse, with their vm_struct and page array."""
+        if "census_drop" not in self.fds:
+            return
+        where = self.session.plan.census.get("stacks")
+        vmalloc, slab = layout.ENUMS["space"]["SPACE_VMALLOC"], layout.ENUMS["space"]["SPACE_SLAB"]
+        for vm in self.stack_cache():
+            for addr, space in ((self.stack_address(vm), vmalloc), (vm, slab),
+                                (self.u64(vm + where["pages_off"]), slab)):
+                if addr:
+                    bcc.test_run(self.fds["census_drop"], [addr, space])
 
     def cpu_bases(self) -> dict[int, int]:
         """{cpu: where its per-CPU area starts}, learned with cpu_offsets()."""

@@ -137,7 +137,8 @@ class Collector:
         if "verdict" not in result:
             return {"section": result["section"]}
         pairs = result["pairs"]
-        summary = summarize(result["verdict"], targets["key"], len(kept), pairs[0], pairs[1], result["labels"])
+        summary = summarize(result["verdict"], targets["key"], len(kept), pairs[0], pairs[1], result["labels"],
+                            other=result["other"])
         return {"by_key": dict(zip(kept, summary)), "section": result["section"]}
 
     def collect(self, scan: bool = False) -> Collected:

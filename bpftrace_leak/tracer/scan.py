@@ -235,21 +235,19 @@ class HolderScan:
 
     @staticmethod
     def _owned(flags, counted, free) -> np.ndarray:
-        """Frames the kernel may own: counted (_refcount > 0), a compound
-        page's tail, flagged as anything but a free buddy block, or, not
-        free, in an aligned block of 2**_MAX_ORDER frames that holds one of
-        those (a high-order allocation without __GFP_COMP counts its head
-        only, and is aligned to its order). Frames never handed out are
-        left: on this project's host 4.8 million of 6.5 million, present
-        but not managed by the page allocator (zoneinfo), read as 18 GB."""
+        """Frames the kernel owns: counted (_refcount > 0), a compound page's
+        tail, or flagged as anything but a free buddy block. Left out: free
+        frames on the per-CPU lists (uncounted, unflagged, full of what their
+        last owner left: a dead task's stack held a lab orphan's pointer so),
+        frames never handed out (on this project's host 4.8 million of 6.5
+        million, present but not managed by the page allocator: 18 GB), and
+        the tails of a high-order page allocation made without __GFP_COMP,
+        which count on their head only: rare (tables of that size are
+        vmalloc'd, or split by alloc_pages_exact into counted pages), and
+        kmemleak tracks no page allocation at all."""
         owned = counted | any_of(flags, "COMPOUND_TAIL")
         owned |= (flags != 0) & ~any_of(flags, "BUDDY")
-        block = 1 << _MAX_ORDER
-        size = -(-len(flags) // block) * block
-        padded = np.zeros(size, bool)
-        padded[:len(flags)] = owned
-        mixed = np.repeat(padded.reshape(-1, block).any(axis=1), block)[:len(flags)]
-        return owned | (mixed & ~free)
+        return owned & ~free
 
     def _free(self, flags, orders_of) -> np.ndarray:
         """Which frames are free: each buddy block from its flagged first frame."""
@@ -455,6 +453,7 @@ class HolderScan:
         regions.stacks(self._stacks())
         memmap_vas, _ = regions.memmap()
         regions.vmalloc()
+        regions.dead_stacks(a for a in (self.census.stack_address(vm) for vm in self.census.stack_cache()) if a)
         methods = ["bpf", "kcore"] if self.off["via"] == "both" else [self.off["via"]]
         results = {}
         for method in methods:
@@ -480,12 +479,13 @@ class HolderScan:
                    "passes": stats["passes"], "stale_words": stats["stale_words"],
                    "phantoms": stats.get("phantoms", 0),
                    **{name: int(counts[i]) for i, name in enumerate(VERDICTS)}}
+        other = None
         if len(methods) == 2:
             other = results["kcore"][0]
             other[gone] = UNKNOWN
             section["kcore"] = {name: int(c) for name, c in zip(VERDICTS, np.bincount(other, minlength=4))}
             section["differ"] = int((other != verdict).sum())
-        return {"verdict": verdict, "pairs": pairs, "labels": labels, "section": section}
+        return {"verdict": verdict, "pairs": pairs, "labels": labels, "section": section, "other": other}
 
     def _twice(self, memory, recs, regions, flags, memmap_vas, allocated, describe):
         """One scan, and a second of the orphans it found: only what both call

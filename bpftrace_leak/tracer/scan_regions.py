@@ -118,6 +118,13 @@ class Regions:
         start = lay.direct + lay.pfns * PAGE
         self.vmalloced = set(self.tables.mapped(start, lay.vmemmap).tolist())
 
+    def dead_stacks(self, addresses) -> None:
+        """Leave out the stacks fork.c keeps for reuse (census.stack_cache):
+        what a dead task left on them is stale."""
+        for stack in addresses:
+            _vas, pfns = self.tables.pfns(int(stack), int(stack) + 4 * PAGE)
+            self.excluded.update(pfns.tolist())
+
     def memmap(self) -> tuple[np.ndarray, np.ndarray]:
         """(virtual page addresses, PFNs) of the memmap's pages; they are read
         through the vmemmap, and left out of the physical pass."""

@@ -141,7 +141,7 @@ static noinline int kleaklab_pathref(int fd)
  */
 static noinline void kleaklab_scrub(void)
 {
-	char buf[1024];
+	char buf[2048];
 
 	memzero_explicit(buf, sizeof(buf));
 	barrier_data(buf);
