@@ -357,16 +357,18 @@ class HolderScan:
 
     # -- one scan --------------------------------------------------------------------------
 
-    def _once(self, memory, addr, space, size, regions, flags, memmap_vas, allocated, describe, key):
+    def _once(self, memory, addr, space, size, regions, frames, memmap_vas, allocated, describe, key):
         n = len(addr)
         targets, mem = self._targets(addr, space, size)
         buckets = targets.buckets()
         stats = {"pages": 0, "unreadable": 0}
+        flags = read_flags(frames=frames)  # fresh: a pass takes seconds (tens under emulation)
         orders = np.zeros(len(flags), np.uint8)
         counted = np.zeros(len(flags), bool)  # _refcount > 0
+        mapped = np.zeros(len(flags), bool)  # _mapcount >= 0: in some process's page tables
         buddy = bit(flags, "BUDDY")
         lay = self.layout
-        word, ref = self.off["page_private"] // 8, self.off["page_refcount"]
+        word, ref, mapc = self.off["page_private"] // 8, self.off["page_refcount"], self.off["page_mapcount"]
 
         def memmap(addrs, pages, ok):
             first = ((addrs[ok] - np.uint64(lay.vmemmap)) // np.uint64(64)).astype(np.int64)
@@ -376,6 +378,8 @@ class HolderScan:
             pfn = pfn[inside]
             refs = (words[:, ref // 8] >> np.uint64(32 * (ref % 8 // 4))) & np.uint64(0xFFFFFFFF)
             counted[pfn] = (refs != 0) & (refs < np.uint64(0x80000000))
+            maps = (words[:, mapc // 8] >> np.uint64(32 * (mapc % 8 // 4))) & np.uint64(0xFFFFFFFF)
+            mapped[pfn] = maps < np.uint64(0x80000000)  # -1 unmapped; page types are negative too
             sel = buddy[pfn]
             orders[pfn[sel]] = np.minimum(words[sel, word], 255).astype(np.uint8)
         w1, o1, _ = self._pass(memory, targets, buckets, memmap_vas, stats, memmap)
@@ -383,7 +387,10 @@ class HolderScan:
         # a slab page's struct fields overlay folio->mapping: kpageflags reads
         # its low bits as ANON (and KSM) on 6.18, for slab pages that are neither
         scan = self._owned(flags, counted, free)
-        scan &= ~(any_of(flags, "LRU", "ANON", "MMAP") & ~any_of(flags, "SLAB"))
+        # user memory: what kpageflags says, and what the memmap just read
+        # says is mapped into a process (allocated since the flags were read:
+        # kleaktrace's own arrays of object addresses among them)
+        scan &= ~((any_of(flags, "LRU", "ANON", "MMAP") | mapped) & ~any_of(flags, "SLAB"))
         scan &= ~any_of(flags, "NOPAGE", "OFFLINE", "HWPOISON", "PGTABLE")
         excluded = np.fromiter(regions.excluded, np.int64)
         scan[excluded[excluded < len(scan)]] = False
@@ -439,12 +446,12 @@ class HolderScan:
         t0 = time.monotonic()
         n = len(recs["addr"])
         try:
-            flags = read_flags()
+            frames = len(read_flags())  # each pass reads them afresh (_once)
         except OSError as e:
             return {"section": {"skipped": f"cannot read /proc/kpageflags: {e.strerror}"}}
         slab = recs["addr"][recs["space"] == layout.ENUMS["space"]["SPACE_SLAB"]]
         sample = int(slab[0]) if len(slab) else int(allocated[0]) if len(allocated) else 0
-        why = self._find_layout(sample, len(flags)) if sample else "no slab object recorded to find the direct map by"
+        why = self._find_layout(sample, frames) if sample else "no slab object recorded to find the direct map by"
         if why:
             return {"section": {"skipped": why}}
         self.census.cpu_offsets()
@@ -464,7 +471,7 @@ class HolderScan:
             # kleaktrace's mmap()ed maps hold object addresses as they are (the
             # slot arrays: every object): their frames are not the kernel's holders
             regions.excluded.update(self.session.view_frames())
-            results[method] = self._twice(memory, recs, regions, flags, memmap_vas, allocated, describe)
+            results[method] = self._twice(memory, recs, regions, frames, memmap_vas, allocated, describe)
             if method == "kcore":
                 memory.close()
         verdict, pairs, labels, stats = results[methods[0]]
@@ -487,10 +494,10 @@ class HolderScan:
             section["differ"] = int((other != verdict).sum())
         return {"verdict": verdict, "pairs": pairs, "labels": labels, "section": section, "other": other}
 
-    def _twice(self, memory, recs, regions, flags, memmap_vas, allocated, describe):
+    def _twice(self, memory, recs, regions, frames, memmap_vas, allocated, describe):
         """One scan, and a second of the orphans it found: only what both call
         orphaned (or in an orphan cycle) is."""
-        args = (regions, flags, memmap_vas, allocated, describe)
+        args = (regions, frames, memmap_vas, allocated, describe)
         verdict, pairs, labels, stats = self._once(memory, recs["addr"], recs["space"], recs["size"], *args,
                                                    recs["key"])
         stats["passes"] = 1

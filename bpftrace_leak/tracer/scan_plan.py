@@ -12,7 +12,7 @@ __all__ = ["STRUCTS", "flags"]
 _OFFSETS = {
     "task_mm": "task_struct.mm", "mm_pgd": "mm_struct.pgd", "task_comm": "task_struct.comm",
     "task_pid": "task_struct.pid", "page_private": "page.private", "page_mapping": "page.mapping",
-    "page_lru": "page.lru", "page_refcount": "page._refcount", "slab_cache": "slab.slab_cache", "cache_size": "kmem_cache.size",
+    "page_lru": "page.lru", "page_refcount": "page._refcount", "page_mapcount": "page._mapcount", "slab_cache": "slab.slab_cache", "cache_size": "kmem_cache.size",
     "cache_name": "kmem_cache.name",
 }
 #: struct page's memcg_data (CONFIG_MEMCG) is the one field some kernels lack
