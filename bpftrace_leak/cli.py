@@ -70,6 +70,9 @@ def _trace_options(f):
                           "memory controller's cgroupfs, or a path in its hierarchy (repeatable)."),
         click.option("--by", type=click.Choice(["cgroup"]),
                      help="Before the groups, a table per cgroup: objects and bytes outstanding, per kind."),
+        click.option("--split", "split_by", type=click.Choice(["cgroup"]),
+                     help="A group per cgroup (by default a group is a kind, cache and stack, and lists the "
+                          "cgroups its objects were allocated in)."),
         click.option("-o", "--min-age", "min_age_ms", type=Duration("ms", to="ms"),
                      default=f"{default('min_age_ms')}ms", show_default=True,
                      help="Report only allocations at least this old (bare number: ms)."),
@@ -200,6 +203,8 @@ def record(**kw):
 @click.option("--cull", "cull_by", type=click.Choice(["stack", "cache"]), default="stack", show_default=True,
               help="Merge groups by stack (as recorded) or by cache.")
 @click.option("--by", type=click.Choice(["cgroup"]), help="Before the groups, a table per cgroup.")
+@click.option("--split", "split_by", type=click.Choice(["cgroup"]),
+              help="A group per cgroup (each group's listed cgroups become groups of their own).")
 @click.option("-T", "--top", type=click.IntRange(min=1), help="Show this many groups.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Write here (a new file, mode 0600) instead of stdout.")

@@ -43,6 +43,7 @@ class Config:
     scan: bool = True  # --scan: who points at each outstanding object (tracer/scan.py)
     scan_via: str = "bpf"  # --scan-via: read kernel memory with BPF, /proc/kcore, or both (compared)
     by: str | None = None  # --by cgroup: a per-cgroup table before the groups
+    split_by: str | None = None  # --split cgroup: a group per cgroup (default: a group lists its cgroups)
     # when
     interval_s: float | None = None  # INTERVAL: a report every INTERVAL
     count: int | None = None  # COUNT reports, then end

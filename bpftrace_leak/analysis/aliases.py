@@ -16,12 +16,13 @@ import re
 
 from .symbols import base_name
 
-__all__ = ["owner"]
+__all__ = ["owner", "eliminate"]
 
 #: words that say nothing of a subsystem
 _GENERIC = frozenset({"cache", "cachep", "node", "nodes", "head", "struct", "info", "data", "entry", "obj",
                       "object", "objs", "kmem", "slab", "pool", "buf", "list", "item", "alloc", "table"})
-_WORD = re.compile(r"[a-z]+")
+#: a word keeps its digits: ``bind2`` is not ``bind`` (tcp_bind2_bucket vs tcp_bind_bucket)
+_WORD = re.compile(r"[a-z][a-z0-9]*")
 
 
 def _words(name: str) -> set[str]:
@@ -31,7 +32,11 @@ def _words(name: str) -> set[str]:
 def owner(cache: str, aliases, stack: list[str]) -> tuple[str | None, list[str]]:
     """(the name among ``cache`` and its merged ``aliases`` the allocation with
     ``stack`` belongs to, or None; the names it may belong to, best first).
-    An unmerged cache is its own owner."""
+    An unmerged cache is its own owner.
+
+    Each name scores the letters of its words the stack's functions carry
+    (longer words say more: ``bind2`` beats ``bind``), then how much of its
+    words they cover; the best wins, a tie is "one of"."""
     names = sorted({cache, *aliases})
     if len(names) == 1:
         return cache, names
@@ -41,11 +46,32 @@ def owner(cache: str, aliases, stack: list[str]) -> tuple[str | None, list[str]]
     scored = []
     for name in names:
         words = _words(name)
-        hits = len(words & frame_words)
+        hits = words & frame_words
         if hits:
-            scored.append((hits, hits / len(words), name))
+            scored.append((sum(map(len, hits)), len(hits) / len(words), name))
     if not scored:
         return None, names
     scored.sort(key=lambda s: (-s[0], -s[1], s[2]))
     best = [s for s in scored if s[:2] == scored[0][:2]]
     return (best[0][2] if len(best) == 1 else None), [s[2] for s in (best if len(best) > 1 else scored)]
+
+
+def eliminate(groups: list[dict]) -> None:
+    """Name by elimination the groups whose stacks tie between merged names:
+    a name another call site of the same cache owns by its own words is not
+    this one's (``__inet_hash_connect``, with inet_bind_bucket_create inlined,
+    ties tcp_bind_bucket with tcp_bind2_bucket; inet_bind2_bucket_create
+    owns the latter). Sets ``cache_owner`` and ``cache_owner_by``
+    "elimination" where one name is left."""
+    owned: dict[str, dict[str, str]] = {}  # cache -> owner -> top frame of a group that owns it
+    for g in groups:
+        if g.get("cache_owner") and g.get("cache_aliases") and g.get("cache_owner_by") is None:
+            owned.setdefault(g["cache"], {})[g["cache_owner"]] = base_name(g["stack"][0]) if g["stack"] else ""
+    for g in groups:
+        if g.get("cache_owner") is not None or not g.get("cache_candidates") or g["cache"] not in owned:
+            continue
+        top = base_name(g["stack"][0]) if g["stack"] else ""
+        left = [c for c in g["cache_candidates"] if c not in owned[g["cache"]] or owned[g["cache"]][c] == top]
+        if len(left) == 1 and len(left) < len(g["cache_candidates"]):
+            g["cache_owner"], g["cache_owner_by"] = left[0], "elimination"
+            del g["cache_candidates"]

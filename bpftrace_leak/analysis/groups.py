@@ -59,6 +59,7 @@ class Group:
     comms: set = field(default_factory=set)
     stack: list = field(default_factory=list)  # filled by symbolization
     keys: dict = field(default_factory=dict)  # Obj.key -> (objects it stands for, records behind them)
+    cgroups: dict = field(default_factory=dict)  # kernfs id -> [objects, bytes] (analysis/cgroups.py)
 
     def add(self, obj: Obj, age_ns: int) -> None:
         self.objects += obj.count
@@ -70,6 +71,9 @@ class Group:
         self.comms.add(obj.comm)
         if obj.key:
             self.keys[obj.key] = (obj.count, obj.kept or obj.count)
+        row = self.cgroups.setdefault(obj.cgroup, [0, 0])
+        row[0] += obj.count
+        row[1] += obj.bytes * obj.count
 
     def merge(self, other: "Group") -> None:
         self.objects += other.objects
@@ -79,6 +83,10 @@ class Group:
         self.pids |= other.pids
         self.comms |= other.comms
         self.keys.update(other.keys)
+        for cid, (n, b) in other.cgroups.items():
+            row = self.cgroups.setdefault(cid, [0, 0])
+            row[0] += n
+            row[1] += b
 
 
 # KMALLOC_MAX_CACHE_SIZE is two pages on SLUB; larger kmallocs come from the
@@ -96,18 +104,21 @@ def kmalloc_cache_name(bytes_alloc: int) -> str | None:
     return f"kmalloc-{bytes_alloc}" if 0 < bytes_alloc <= _KMALLOC_MAX_CACHE else None
 
 
-def age_and_group(objs, now_ns: int, min_age_ns: int) -> list[Group]:
-    """Group objects at least ``min_age_ns`` old at ``now_ns`` (both CLOCK_MONOTONIC)."""
+def age_and_group(objs, now_ns: int, min_age_ns: int, by_cgroup: bool = False) -> list[Group]:
+    """Group objects at least ``min_age_ns`` old at ``now_ns`` (both
+    CLOCK_MONOTONIC) by kind, cache and stack; and by cgroup with ``by_cgroup``
+    (--split cgroup): a group lists its cgroups either way (Group.cgroups)."""
     groups: dict[tuple, Group] = {}
     for obj in objs:
         age = now_ns - obj.ts_ns
         if age < min_age_ns:
             continue
         skey = ("id", obj.stack_id) if obj.stack_id >= 0 else ("site", obj.call_site)
-        key = (obj.kind, obj.cache, skey, obj.cgroup)
+        cgroup = obj.cgroup if by_cgroup else 0
+        key = (obj.kind, obj.cache, skey, cgroup)
         g = groups.get(key)
         if g is None:
-            g = groups[key] = Group(obj.kind, obj.cache, skey, obj.cgroup)
+            g = groups[key] = Group(obj.kind, obj.cache, skey, cgroup)
         g.add(obj, age)
     return list(groups.values())
 
@@ -125,12 +136,16 @@ def by_cgroup(groups: list[dict]) -> list[dict]:
     "kinds": {kind: objects}}], most bytes first (groups without one: cgroup null)."""
     rows: dict = {}
     for g in groups:
-        row = rows.setdefault(g.get("cgroup"), {"cgroup": g.get("cgroup"), "container": g.get("container"),
-                                                "removed": g.get("cgroup_removed", False), "objects": 0,
-                                                "bytes": 0, "kinds": {}})
-        row["objects"] += g["objects"]
-        row["bytes"] += g["bytes"]
-        row["kinds"][g["kind"]] = row["kinds"].get(g["kind"], 0) + g["objects"]
+        parts = g.get("cgroups") if g.get("cgroups") and g.get("cgroup") is None else \
+            [{"path": g.get("cgroup"), "container": g.get("container"), "removed": g.get("cgroup_removed", False),
+              "objects": g["objects"], "bytes": g["bytes"]}]
+        for p in parts:
+            row = rows.setdefault(p["path"], {"cgroup": p["path"], "container": p.get("container"),
+                                              "removed": p.get("removed", False), "objects": 0, "bytes": 0,
+                                              "kinds": {}})
+            row["objects"] += p["objects"]
+            row["bytes"] += p["bytes"]
+            row["kinds"][g["kind"]] = row["kinds"].get(g["kind"], 0) + p["objects"]
     return sorted(rows.values(), key=lambda r: (-r["bytes"], r["cgroup"] or ""))
 
 
@@ -139,7 +154,8 @@ def select(groups: list[dict], pid=None, comm=None, cache=None, cgroup=None) -> 
     glob ``cache``, and a cgroup path matching glob ``cgroup``."""
     out = groups
     if cgroup is not None:
-        out = [g for g in out if g.get("cgroup") and fnmatch.fnmatchcase(g["cgroup"], cgroup)]
+        out = [g for g in out if any(p and fnmatch.fnmatchcase(p, cgroup)
+                                     for p in [g.get("cgroup")] + [r.get("path") for r in g.get("cgroups") or []])]
     if pid is not None:
         out = [g for g in out if pid in g["pids"]]
     if comm is not None:

@@ -4,9 +4,9 @@ Rendering it as text or JSON is reporter.py's job; this module decides what
 is in it: aged groups, symbolized and trimmed stacks, totals and warnings.
 """
 
-from .aliases import owner
+from .aliases import eliminate, owner
 from .referee import referee
-from ..kernel.cgroups import container
+from .cgroups import cgroup_fields, span
 from .groups import Group, age_and_group, by_cgroup, select, sort_groups
 from .holders import group_verdicts
 from .refs import group_refs
@@ -59,30 +59,12 @@ def _owner(g: Group, aliases: dict) -> dict:
     return {"cache_owner": name} if name else {"cache_owner": None, "cache_candidates": candidates}
 
 
-#: a memory cgroup's own structures: the kernel keeps them while the cgroup dies
-_MEMCG_OWN = frozenset({"mem_cgroup_css_alloc", "mem_cgroup_alloc"})
-
-
-def _cgroup(g: Group, cgroup_name) -> dict:
-    """A group's cgroup fields: ``cgroup`` (path, ``(removed) path`` for one
-    that is gone), ``container``; ``cgroup_own`` for a memory cgroup's own
-    struct mem_cgroup."""
-    if cgroup_name is None:
-        return {}
-    path, removed = cgroup_name(g.cgroup)
-    out = {"cgroup": (f"(removed) {path}" if removed else path) if path else None,
-           "cgroup_removed": removed, "container": container(path) if path else None}
-    if removed and any(base_name(f) in _MEMCG_OWN for f in g.stack):
-        out["cgroup_own"] = True
-    return out
-
-
 def final_groups(snapshot, symbolizer, *, user_pages: bool = False, cache_glob: str | None = None,
-                 aliases: dict | None = None) -> list[Group]:
+                 aliases: dict | None = None, split_by: str | None = None) -> list[Group]:
     """The groups a report shows, before they become its dicts: aged (the
     reader left out younger objects, on the kernel's clock), with trimmed
     stacks, the slab's and page cache's own left out, matching --cache."""
-    groups = age_and_group(snapshot.objects, snapshot.now_ns, 0)
+    groups = age_and_group(snapshot.objects, snapshot.now_ns, 0, by_cgroup=split_by == "cgroup")
     groups = group_stacks(groups, symbolizer.raw_frames, symbolizer.name, user_pages)
     if cache_glob:
         aliases = aliases or {}
@@ -95,13 +77,15 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
                  min_age_ms: int, targets: list[int],
                  cache_glob: str | None = None, aliases: dict | None = None,
                  user_pages: bool = False, refs_tracking: str = "off", cgroup_name=None,
-                 sample_bytes: int = 0, cgroup_filter=(), scan: dict | None = None) -> dict:
+                 sample_bytes: int = 0, cgroup_filter=(), scan: dict | None = None, split_by: str | None = None,
+                 ) -> dict:
     """The report as a JSON-ready dict, groups sorted by bytes, largest first.
 
     ``refs_tracking`` says how references were tracked ("kprobe") or why not.
     """
     aliases = aliases or {}
-    groups = final_groups(snapshot, symbolizer, user_pages=user_pages, cache_glob=cache_glob, aliases=aliases)
+    groups = final_groups(snapshot, symbolizer, user_pages=user_pages, cache_glob=cache_glob, aliases=aliases,
+                          split_by=split_by)
     groups = [
         {
             "kind": g.kind,
@@ -115,11 +99,12 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
             "comms": sorted(g.comms),
             "stack": g.stack,
             "site_stack_objects": g.site_stack_objects,
-            **_cgroup(g, cgroup_name),
+            **cgroup_fields(g.cgroups, g.stack, cgroup_name, split_by),
             **(group_verdicts(g.keys, scan["by_key"]) if scan and "by_key" in scan else {}),
         }
         for g in groups
     ]
+    eliminate(groups)
     groups = sort_groups(groups)
     if scan and "by_key" in scan:  # orphans outrank what something holds
         groups.sort(key=lambda g: not (g.get("orphaned") or g.get("orphan_cycle")))
@@ -157,6 +142,7 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "totals": totals,
         "groups": groups,
         "cgroups": by_cgroup(groups) if cgroup_name else [],
+        "span": span(groups),
         "sampling_bytes": sample_bytes,
         "refs_tracking": refs_tracking,
         "refs": [

@@ -202,9 +202,12 @@ _GROUP_REST = [("oldest_ms", _count), ("pids", _counts), ("comms", _texts)]
 _GROUP_OPTIONAL = [("cache_aliases", _texts), ("site_stack_objects", _count), ("unverified_objects", _count),
                    ("kernel_active", _count), ("cgroup", _opt_text), ("cache_owner", _opt_text),
                    ("cache_candidates", _texts), ("container", _opt_text), ("cgroup_removed", _flag),
+                   ("cache_owner_by", _text),
                    ("cgroup_own", _flag), ("objects_per_h", _number), ("bytes_per_h", _number),
                    ("held", _count), ("orphaned", _count), ("orphan_cycle", _count), ("unknown", _count),
-                   ("scan_differ", _count),
+                   ("scan_differ", _count), ("cgroup_count", _count),
+                   ("cgroups", lambda v, w: _rows(v, w, [("objects", _count), ("bytes", _count)], 1000,
+                                                  [("path", _text), ("container", _text), ("removed", _flag)])),
                    ("holders", lambda v, w: _rows(v, w, [("holder", _text), ("kind", _text), ("objects", _count)], 100))]
 #: fields a renderer reads together: the first one present needs the others
 _GROUP_TOGETHER = [("unverified_objects", "kernel_active"), ("objects_per_h", "bytes_per_h"),
@@ -213,9 +216,9 @@ _GROUP_TOGETHER = [("unverified_objects", "kernel_active"), ("objects_per_h", "b
      if a != b]
 
 
-def _rows(v, where, fields, limit):
+def _rows(v, where, fields, limit, optional=()):
     for i, row in enumerate(_list(v, where, limit)):
-        _fields(row, f"{where}[{i}]", fields)
+        _fields(row, f"{where}[{i}]", fields, optional)
     return v
 
 
@@ -281,7 +284,7 @@ def check_report(doc, where: str = "report") -> dict:
     _fields(doc, where, _REPORT, [("refs_tracking", _text), ("schema", _text), ("headline", _text),
                                   ("ranked_by", _ranked_by), ("snapshots", _count), ("tracer_maps_bytes", _count),
                                   ("by", _text), ("sampling_bytes", _count), ("growth_window_s", _number),
-                                  ("cgroup_filter", _texts), ("scan", _scan)])
+                                  ("cgroup_filter", _texts), ("scan", _scan), ("span", _kinds)])
     if doc.get("ranked_by") == "growth":
         _together(doc, where, [("ranked_by", "snapshots")])
     for i, g in enumerate(doc["groups"]):

@@ -149,8 +149,11 @@ def render_pprof(report: dict) -> bytes:
         frames = list(g["stack"]) + [root]  # leaf first; the kind and cache as the root frame
         sample = prof.sample.add(location_id=[location(f) for f in frames],
                                  value=[_int64(g["objects"]), _int64(g["bytes"])])
-        for key in ("kind", "cache", "cgroup", "container"):
-            if g.get(key):
-                sample.label.add(key=s(key), str=s(g[key]))
+        one = (g.get("cgroups") or [{}])[0] if g.get("cgroup_count") == 1 else {}
+        for key, value in (("kind", g.get("kind")), ("cache", g.get("cache")),
+                           ("cgroup", g.get("cgroup") or one.get("path")),
+                           ("container", g.get("container") or one.get("container"))):
+            if value:
+                sample.label.add(key=s(key), str=s(value))
     prof.string_table.extend(strings)
     return gzip.compress(prof.SerializeToString(), mtime=0)

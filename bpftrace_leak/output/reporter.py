@@ -69,6 +69,10 @@ def render_text(report: dict) -> str:
     # what makes the counts less than exact comes first: a full map makes
     # every count below a partial one
     lines.extend(f"  warning: {w}" for w in warnings(report))
+    if report.get("span", {}).get("cgroups", 0) > 1:
+        sp = report["span"]
+        lines.append(f"  the groups span {sp['cgroups']:,} cgroups"
+                     + (f" and {sp['containers']:,} containers" if sp.get("containers") else ""))
     if report.get("sampling_bytes"):
         lines.append(f"  sampled: an allocation of S bytes was kept with probability S/{report['sampling_bytes']:,}; "
                      "objects and bytes are weighed estimates")
@@ -97,6 +101,8 @@ def render_text(report: dict) -> str:
                          + (f" ({printable(g['container'])})" if g.get("container") else "")
                          + (": the cgroup's own struct mem_cgroup, which the kernel keeps while the cgroup dies"
                             if g.get("cgroup_own") else ""))
+        elif g.get("cgroups"):
+            lines.append(f"      {_cgroups_line(g)}")
         if "bytes_per_h" in g:
             lines.append(f"      growth: {human_bytes(max(0, int(g['bytes_per_h'])))}/h, "
                          f"{g['objects_per_h']:+,.0f} objects/h")
@@ -127,6 +133,20 @@ def render_text(report: dict) -> str:
         lines.append("no outstanding allocations older than the minimum age")
     lines.extend(_refs_text(report))
     return "\n".join(lines) + "\n"
+
+
+def _cgroups_line(g: dict) -> str:
+    """The cgroups a group's objects were allocated in: how many, the top ones."""
+    rows, n = g["cgroups"], g.get("cgroup_count", len(g["cgroups"]))
+    removed = sum(1 for r in rows if r.get("removed"))
+    top = ", ".join(f"{printable(r.get('path') or '(none)')}"
+                    + (f" [{printable(r['container'])}]" if r.get("container") else "") + f" {r['objects']:,}"
+                    for r in rows[:4])
+    own = "; the cgroups' own struct mem_cgroup, which the kernel keeps while a cgroup dies" \
+        if g.get("cgroup_own") else ""
+    some = "at least " if n > len(rows) else ""
+    return (f"cgroup{'s' if n != 1 else ''}: {n:,}" + (f" ({some}{removed:,} removed)" if removed else "")
+            + f": {top}" + (" ..." if n > 4 else "") + own)
 
 
 def _scan_line(s: dict) -> str:
@@ -183,7 +203,8 @@ def _cache_label(g: dict) -> str:
     owner = g.get("cache_owner")
     if owner and owner != g["cache"]:
         others = [a for a in aliases if a != owner]
-        return f"{printable(owner)} (merged into {cache}" + (f" with {_names(others, 6)}" if others else "") + ")"
+        how = ", by elimination" if g.get("cache_owner_by") == "elimination" else ""
+        return f"{printable(owner)} (merged into {cache}" + (f" with {_names(others, 6)}" if others else "") + how + ")"
     if owner:
         return f"{cache} (merged: {_names(aliases, len(aliases))})"
     candidates = g.get("cache_candidates") or [g["cache"], *aliases]

@@ -14,6 +14,7 @@ inode, so ``-o`` naming it by another spelling or a hard link is refused).
 import os
 import sys
 
+from ..analysis.cgroups import span, split
 from ..analysis.groups import by_cgroup, cull, select, sort_groups
 from ..analysis.history import diff, group_key, headline
 from ..errors import KleakError
@@ -64,16 +65,18 @@ def _input_identity(path: str):
 
 
 def run_report(path, fmt="text", sort="bytes", pid=None, comm=None, cache=None, cull_by="stack",
-               top=None, output=None, force=False, cgroup=None, by=None) -> int:
+               top=None, output=None, force=False, cgroup=None, by=None, split_by=None) -> int:
     keep = _input_identity(path)
     cap = load_capture(path, series=fmt == "html")
     if cap.torn:
         print(f"kleaktrace: note: {printable(path)} ends in a torn line (the recording was cut short); "
               f"using its {cap.snapshots} complete snapshots", file=sys.stderr)
     report = annotate(cap)
-    groups = sort_groups(cull(select(report["groups"], pid, comm, cache, cgroup), cull_by), sort)
+    groups = split(report["groups"]) if split_by == "cgroup" else report["groups"]
+    groups = sort_groups(cull(select(groups, pid, comm, cache, cgroup), cull_by), sort)
     report["groups"] = groups
     report["cgroups"] = by_cgroup(groups)
+    report["span"] = span(groups)
     report["by"] = by
     report["totals"] = dict(report["totals"], objects=sum(g["objects"] for g in groups),
                             bytes=sum(g["bytes"] for g in groups))

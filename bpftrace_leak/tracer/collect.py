@@ -105,7 +105,7 @@ class Collector:
         summarizes it per record group)."""
         cfg = self.cfg
         groups = final_groups(snap, self.symbolizer, user_pages=cfg.user_pages, cache_glob=cfg.cache_glob,
-                              aliases=self.aliases)
+                              aliases=self.aliases, split_by=cfg.split_by)
         label = {}
         for g in groups:
             if g.kind != "user-page":  # user memory: not the kernel's to hold
@@ -157,7 +157,7 @@ class Collector:
                        min_age_ms=cfg.min_age_ms, targets=self.targets, cache_glob=cfg.cache_glob,
                        aliases=self.aliases, user_pages=cfg.user_pages, refs_tracking=self.session.refs_tracking,
                        cgroup_name=self.cgroups.name if self.cgroups else None, sample_bytes=cfg.sample_bytes,
-                       cgroup_filter=list(cfg.cgroups))
+                       cgroup_filter=list(cfg.cgroups), split_by=cfg.split_by)
         # the holder scan before the reference census: the census's iterators
         # leave copies of every file and dentry address in the pages they free
         scanned = self.scan(snap) if scan and self.holders else None

@@ -67,7 +67,7 @@ def parent_of_self() -> str:
 def test_removed_cgroups_keep_their_sockets_and_their_own_memcg(tmp_path):
     k, n = 3, 7
     before = num_memory_cgroups()
-    t = Tracer("--format", "json", "--min-age", "0", "--top", "100000", "--by", "cgroup").start()
+    t = Tracer("--format", "json", "--min-age", "0", "--top", "100000", "--by", "cgroup", "--split", "cgroup").start()
     children = []
     try:
         for i in range(k):
@@ -117,7 +117,7 @@ def test_cgroup_option_traces_inside_and_nothing_outside(workloads):
         report = t.reports()[-1]
         assert count(report, "sock_inode_cache") == 20  # 10 socketpairs inside; the 20 outside not
         assert {p for g in report["groups"] for p in g["pids"]} == {inside.pid}
-        assert {g["cgroup"] for g in report["groups"]} == {"/" + os.path.basename(folder)}
+        assert {c["path"] for g in report["groups"] for c in g["cgroups"]} == {"/" + os.path.basename(folder)}
     finally:
         for w in (inside, outside):
             w.end()
@@ -128,3 +128,69 @@ def test_unknown_cgroup_is_one_line():
     res = subprocess.run([sys.executable, "-m", "bpftrace_leak.cli", "--cgroup", "/no/such/cgroup", "--duration", "1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "no such cgroup" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_one_leak_in_five_cgroups_is_one_group_listing_them(tmp_path):
+    """Issue #26: the same leaky program in 5 memory cgroups, 30 socketpairs
+    each: one socket-inode group of 300 objects listing 5 cgroups with 60
+    each (not 5 groups of 60); --by cgroup gives 5 rows."""
+    k, n = 5, 30
+    t = Tracer("--format", "json", "--min-age", "0", "--top", "100000", "--by", "cgroup").start()
+    children = []
+    try:
+        for i in range(k):
+            folder = make_cgroup(f"kleaktrace-five-{os.getpid()}-{i}")
+            child = subprocess.Popen([sys.executable, "-c", CHILD, folder, parent_of_self(), str(n),
+                                      str(tmp_path / f"scratch{i}")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+            assert child.stdout.readline().strip() == "ready"
+            children.append((folder, child))
+        time.sleep(1.0)
+        assert t.stop(signal.SIGINT) == 0, t.stderr
+    finally:
+        for folder, child in children:
+            child.stdin.close()
+            child.wait()
+            os.rmdir(folder)
+    report = t.reports()[-1]
+    names = {"/" + os.path.basename(folder) for folder, _ in children}
+    socks = [g for g in report["groups"] if g["cache"] == "sock_inode_cache"
+             and {c["path"] for c in g["cgroups"]} & names]
+    assert len(socks) == 1, [(g["objects"], g["stack"][:2], g["cgroup_count"]) for g in socks]
+    (g,) = socks
+    assert g["objects"] == 2 * n * k and g["cgroup_count"] == k
+    assert {c["path"]: c["objects"] for c in g["cgroups"]} == {name: 2 * n for name in names}
+    rows = [r for r in report["cgroups"] if r["cgroup"] in names]
+    assert len(rows) == k and all(r["kinds"]["slab"] >= 2 * n for r in rows)
+
+
+DYING = r"""
+import os, subprocess, sys
+root, n, data = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    d = os.path.join(root, f"kleaktrace-dying-{os.getpid()}-{i}")
+    os.mkdir(d)
+    subprocess.run(["sh", "-c", f"echo $$ > {d}/cgroup.procs; head -c 200000 /dev/urandom > {data}/{i}"], check=True)
+    os.rmdir(d)
+"""
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_dying_memory_cgroups_are_one_group_or_split(tmp_path, split):
+    """Issue #26: 20 memory cgroups made, charged and removed: one mem_cgroup
+    group of 20 objects listing 20 removed cgroups; --split cgroup: 20 groups of 1."""
+    script = tmp_path / "dying.py"
+    script.write_text(DYING)
+    t = Tracer("-c", f"{sys.executable} {script} {ROOT_CG} 20 {tmp_path}", "--children", "--format", "json",
+               "--top", "100000", "--no-scan", *(["--split", "cgroup"] if split else [])).start()
+    assert t.wait(180) == 0, t.stderr
+    report = t.reports()[-1]
+    own = [g for g in report["groups"] if g["cache"] == "mem_cgroup" and g.get("cgroup_own")]
+    if split:
+        assert len(own) == 20 and all(g["objects"] == 1 and g["cgroup"].startswith("(removed) /kleaktrace-dying-")
+                                      for g in own), [(g["objects"], g.get("cgroup")) for g in own]
+    else:
+        assert len(own) == 1, [(g["objects"], g["cgroup_count"]) for g in own]
+        (g,) = own
+        assert g["objects"] == 20 and g["cgroup_count"] == 20
+        assert all(c["removed"] and c["path"].startswith("(removed) /kleaktrace-dying-") for c in g["cgroups"])
