@@ -138,6 +138,11 @@ def render_text(report: dict) -> str:
 def _cgroups_line(g: dict) -> str:
     """The cgroups a group's objects were allocated in: how many, the top ones."""
     rows, n = g["cgroups"], g.get("cgroup_count", len(g["cgroups"]))
+    if n == 1:
+        r = rows[0]
+        return f"cgroup {printable(r.get('path') or '(none)')}" + \
+            (f" ({printable(r['container'])})" if r.get("container") else "") + \
+            ("; its own struct mem_cgroup, which the kernel keeps while the cgroup dies" if g.get("cgroup_own") else "")
     removed = sum(1 for r in rows if r.get("removed"))
     top = ", ".join(f"{printable(r.get('path') or '(none)')}"
                     + (f" [{printable(r['container'])}]" if r.get("container") else "") + f" {r['objects']:,}"

@@ -350,10 +350,34 @@ class HolderScan:
             starts, names = self._slab_objects(words[slab_hits])
             unknown_holders = starts[~np.isin(starts, allocated)]
             free_ones = self._stale(unknown_holders) if len(unknown_holders) else set()
+            sheaves = self._sheaves(starts)
             for i, start, name in zip(slab_hits, starts.tolist(), names):
                 labels[i] = ("slab", name)
-                stale[i] = start in free_ones
+                slot = int(words[i]) - start - sheaves.get(start, 1 << 62)
+                stale[i] = start in free_ones or 0 <= slot and slot % 8 == 0
         return labels, stale
+
+    def _sheaves(self, starts: np.ndarray) -> dict[int, int]:
+        """{holder: where its objects[] start} for the slab objects among
+        ``starts`` that are sheaves (6.18+; every cache's in 7.x): a
+        kmalloc'd struct slab_sheaf whose cache is a kmem_cache with sheaves
+        of that capacity, its size within it. Its slots point at free
+        objects, and keep pointing at ones handed out since: no holder
+        (found on 7.2: each planted orphan "held" by a kmalloc-512 sheaf)."""
+        o = self.off.get("sheaf")
+        out: dict[int, int] = {}
+        if not o:
+            return out
+        for start in np.unique(starts).tolist():
+            raw = self.census.peek(start + o["sheaf_cache"], 16)
+            if not raw:
+                continue
+            cache, size = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:12], "little")
+            cap = self.census.peek(cache + o["cache_sheaf_capacity"], 4) if cache >> 47 == 0x1FFFF else None
+            capacity = int.from_bytes(cap, "little") if cap else 0
+            if 0 < capacity <= 4096 and size <= capacity and self.census.cache_name(cache):
+                out[start] = o["sheaf_objects"]
+        return out
 
     # -- one scan --------------------------------------------------------------------------
 

@@ -17,8 +17,12 @@ _OFFSETS = {
 }
 #: struct page's memcg_data (CONFIG_MEMCG) is the one field some kernels lack
 _OPTIONAL = {"page_memcg_data": "page.memcg_data"}
+#: a sheaf (6.18+; every cache's in 7.x) is a kmalloc'd array of pointers to
+#: free objects, whose slots keep pointing at objects handed out since: no holder
+_SHEAF = {"sheaf_cache": "slab_sheaf.cache", "sheaf_size": "slab_sheaf.size", "sheaf_objects": "slab_sheaf.objects",
+          "cache_sheaf_capacity": "kmem_cache.sheaf_capacity"}
 _STACK = "task_struct.stack"
-STRUCTS = tuple(_OFFSETS.values()) + tuple(_OPTIONAL.values()) + (_STACK,)
+STRUCTS = tuple(_OFFSETS.values()) + tuple(_OPTIONAL.values()) + tuple(_SHEAF.values()) + (_STACK,)
 
 
 def flags(p, config, facts) -> list[str]:
@@ -40,5 +44,7 @@ def flags(p, config, facts) -> list[str]:
         return []
     p.scan = {k: found[v] for k, v in _OFFSETS.items()}
     p.scan.update({k: found[v] for k, v in _OPTIONAL.items() if v in found})
+    if all(v in found for v in _SHEAF.values()):
+        p.scan["sheaf"] = {k: found[v] for k, v in _SHEAF.items()}
     p.scan["via"] = config.scan_via
     return ["-DHOLDER_SCAN", f"-DTASK_STACK_OFF={found[_STACK]}"]
