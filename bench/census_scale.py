@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 
 from bpftrace_leak.analysis.report import build_report  # noqa: E402
 from bpftrace_leak.config import Config  # noqa: E402
-from bpftrace_leak.output.reporter import render  # noqa: E402
+from bpftrace_leak.reporter import render  # noqa: E402
 from bpftrace_leak.tracer.census import Census  # noqa: E402
 from bpftrace_leak.tracer.pins import PinCensus  # noqa: E402
 from bpftrace_leak.tracer.reader import Reader  # noqa: E402

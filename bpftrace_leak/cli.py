@@ -14,7 +14,7 @@ import click
 
 from .config import Config, default
 from .errors import KleakError
-from .output.text import printable
+from .text import printable
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SCALE = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

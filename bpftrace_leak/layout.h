@@ -308,7 +308,7 @@ enum pin_kind {
 	PIN_PWD = 1,		/* an fs_struct's working directory */
 	PIN_ROOT = 2,		/* an fs_struct's root */
 	PIN_MNT_NS = 3,		/* a mount namespace (dentry: 0, mnt: the namespace) */
-	PIN_STACK = 4,		/* a task's kernel stack (holder: the stack, dentry: the task; the holder scan's) */
+	PIN_STACK = 4,		/* a task's kernel stack (holder: the stack, dentry: the task, mnt: its saved stack pointer or 0; the holder scan's) */
 };
 
 struct pin_holder {

@@ -257,7 +257,7 @@ def headline(report: dict) -> str | None:
     if not groups:
         return None
     g = max(groups, key=lambda g: g["bytes_per_h"])
-    from ..output.text import human_bytes
+    from ..text import human_bytes
     what = g["cache"] or g["kind"]
     unverified = (f" [unverified: the kernel counts fewer live objects in {what}: up to "
                   f"{g['unverified_objects']:,} are phantoms]") if g.get("unverified_objects") else ""

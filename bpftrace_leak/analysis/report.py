@@ -79,57 +79,20 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
                  user_pages: bool = False, refs_tracking: str = "off", cgroup_name=None,
                  sample_bytes: int = 0, cgroup_filter=(), scan: dict | None = None, split_by: str | None = None,
                  ) -> dict:
-    """The report as a JSON-ready dict, groups sorted by bytes, largest first.
+    """The report as a JSON-ready dict, groups sorted by bytes, largest first
+    (orphans first when the holder scan ran).
 
     ``refs_tracking`` says how references were tracked ("kprobe") or why not.
     """
     aliases = aliases or {}
-    groups = final_groups(snapshot, symbolizer, user_pages=user_pages, cache_glob=cache_glob, aliases=aliases,
-                          split_by=split_by)
-    groups = [
-        {
-            "kind": g.kind,
-            "cache": g.cache,
-            "cache_aliases": sorted(aliases.get(g.cache, ())) if g.cache else [],
-            **_owner(g, aliases),
-            "objects": g.objects,
-            "bytes": g.bytes,
-            "oldest_ms": g.oldest_ns // 1_000_000,
-            "pids": sorted(g.pids),
-            "comms": sorted(g.comms),
-            "stack": g.stack,
-            "site_stack_objects": g.site_stack_objects,
-            **cgroup_fields(g.cgroups, g.stack, cgroup_name, split_by),
-            **(group_verdicts(g.keys, scan["by_key"]) if scan and "by_key" in scan else {}),
-        }
-        for g in groups
-    ]
+    verdicts = scan["by_key"] if scan and "by_key" in scan else None
+    groups = [_group(g, aliases, cgroup_name, split_by, verdicts)
+              for g in final_groups(snapshot, symbolizer, user_pages=user_pages, cache_glob=cache_glob,
+                                    aliases=aliases, split_by=split_by)]
     eliminate(groups)
     groups = sort_groups(groups)
-    if scan and "by_key" in scan:  # orphans outrank what something holds
+    if verdicts is not None:  # orphans outrank what something holds
         groups.sort(key=lambda g: not (g.get("orphaned") or g.get("orphan_cycle")))
-    c = snapshot.counters
-    totals = {
-        "objects": sum(g["objects"] for g in groups),
-        "bytes": sum(g["bytes"] for g in groups),
-        "allocs": c.get("allocs", 0),
-        "frees": c.get("frees", 0),
-        "missed_frees": c.get("missed_frees", 0),
-        "dropped": c.get("dropped", 0),
-        "skipped_frees": snapshot.skipped_frees,
-        "stack_errors": c.get("stack_errors", 0),
-        "stack_collisions": c.get("stack_collisions", 0),
-        "stack_table_full": c.get("stack_full", 0),
-        "freed_with_slab": c.get("freed_with_slab", 0),
-        "freed_by_rcu": c.get("freed_by_rcu", 0),
-        "found_free": c.get("found_free", 0),
-        "own_stacks": c.get("own_stacks", 0),
-        "failed_allocs": c.get("failed_allocs", 0),
-    }
-    refs = group_refs(snapshot.ref_holds, snapshot.now_ns, min_age_ms * 1_000_000)  # the kernel side keeps every hold
-
-    def frames(stack_id):
-        return (symbolizer.raw_frames(stack_id) or ["[stack lost]"]) if stack_id is not None and stack_id >= 0 else []
     return {
         "schema": SCHEMA,
         "kernel": kernel,
@@ -139,28 +102,57 @@ def build_report(snapshot, symbolizer, *, kernel: str, started: str, duration_s:
         "targets": sorted(targets),
         **({"cgroup_filter": list(cgroup_filter)} if cgroup_filter else {}),
         **({"scan": scan["section"]} if scan else {}),
-        "totals": totals,
+        "totals": _totals(snapshot, groups),
         "groups": groups,
         "cgroups": by_cgroup(groups) if cgroup_name else [],
         "span": span(groups),
         "sampling_bytes": sample_bytes,
         "refs_tracking": refs_tracking,
-        "refs": [
-            {
-                "object": r.object_type,
-                "objects": len(r.objects),
-                "net": r.net,
-                "why": r.why,
-                "names": sorted(r.names)[:50],
-                "oldest_ms": r.oldest_ns // 1_000_000,
-                "pids": sorted(r.pids),
-                "comms": sorted(r.comms),
-                "stack": frames(r.stack_id),
-                "put_stack": frames(r.put_stack_id),
-            }
-            for r in refs
-        ],
+        # the kernel side keeps every hold: aged here
+        "refs": [_ref(r, symbolizer) for r in group_refs(snapshot.ref_holds, snapshot.now_ns, min_age_ms * 1_000_000)],
     }
+
+
+def _group(g: Group, aliases: dict, cgroup_name, split_by, verdicts) -> dict:
+    """A report group (schema.py lists its fields) of a Group."""
+    return {
+        "kind": g.kind,
+        "cache": g.cache,
+        "cache_aliases": sorted(aliases.get(g.cache, ())) if g.cache else [],
+        **_owner(g, aliases),
+        "objects": g.objects,
+        "bytes": g.bytes,
+        "oldest_ms": g.oldest_ns // 1_000_000,
+        "pids": sorted(g.pids),
+        "comms": sorted(g.comms),
+        "stack": g.stack,
+        "site_stack_objects": g.site_stack_objects,
+        **cgroup_fields(g.cgroups, g.stack, cgroup_name, split_by),
+        **(group_verdicts(g.keys, verdicts) if verdicts is not None else {}),
+    }
+
+
+#: the report's totals: {name: the kernel side's counter}
+_COUNTERS = {"allocs": "allocs", "frees": "frees", "missed_frees": "missed_frees", "dropped": "dropped",
+             "stack_errors": "stack_errors", "stack_collisions": "stack_collisions", "stack_table_full": "stack_full",
+             "freed_with_slab": "freed_with_slab", "freed_by_rcu": "freed_by_rcu", "found_free": "found_free",
+             "own_stacks": "own_stacks", "failed_allocs": "failed_allocs"}
+
+
+def _totals(snapshot, groups: list[dict]) -> dict:
+    c = snapshot.counters
+    totals = {"objects": sum(g["objects"] for g in groups), "bytes": sum(g["bytes"] for g in groups)}
+    totals.update({name: c.get(counter, 0) for name, counter in _COUNTERS.items()})
+    totals["skipped_frees"] = snapshot.skipped_frees
+    return totals
+
+
+def _ref(r, symbolizer) -> dict:
+    def frames(stack_id):
+        return (symbolizer.raw_frames(stack_id) or ["[stack lost]"]) if stack_id is not None and stack_id >= 0 else []
+    return {"object": r.object_type, "objects": len(r.objects), "net": r.net, "why": r.why,
+            "names": sorted(r.names)[:50], "oldest_ms": r.oldest_ns // 1_000_000, "pids": sorted(r.pids),
+            "comms": sorted(r.comms), "stack": frames(r.stack_id), "put_stack": frames(r.put_stack_id)}
 
 
 def assemble(c) -> tuple[dict, dict]:

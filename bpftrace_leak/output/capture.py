@@ -34,7 +34,7 @@ from ..analysis.history import Trends, slab_items
 from ..errors import KleakError
 from ..kernel.slabs import slab_facts
 from .outfiles import open_private
-from .text import printable
+from ..text import printable
 
 __all__ = ["SCHEMA", "CaptureWriter", "Capture", "load_capture", "slab_facts", "MAX_LINE", "MAX_VALUES"]
 

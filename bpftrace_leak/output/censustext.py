@@ -1,7 +1,7 @@
 """The reference census (report ``census``) as the short table the text
 report shows before its stack groups."""
 
-from .text import printable
+from ..text import printable
 
 __all__ = ["census_lines"]
 

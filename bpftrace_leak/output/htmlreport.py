@@ -11,8 +11,8 @@ import html
 
 from ..analysis.history import cache_growth, group_key
 from .censustext import census_lines
-from .reporter import _scan_line, warnings
-from .text import human_bytes, printable
+from .textreport import scan_line, warnings
+from ..text import human_bytes, printable
 
 __all__ = ["render_html"]
 
@@ -116,7 +116,7 @@ def render_html(report: dict, capture, top: int = 8, rows: int = 50) -> str:
         if report.get("headline") else ""
     t = report["totals"]
     targets = ", ".join(map(str, report["targets"])) or "all"
-    scan = f"<p id='scan'>{_e(_scan_line(report['scan']).strip())}</p>" if report.get("scan") else ""
+    scan = f"<p id='scan'>{_e(scan_line(report['scan']).strip())}</p>" if report.get("scan") else ""
     census = f'<h2>Reference census</h2>\n<pre id="census">{_e(chr(10).join(census_lines(report["census"])[1:]))}</pre>' \
         if report.get("census") else ""
     return f"""<!DOCTYPE html>

@@ -35,7 +35,7 @@ import secrets
 import stat
 
 from ..errors import KleakError
-from .text import printable
+from ..text import printable
 
 __all__ = ["Place", "folder", "same_place", "PrivateFile", "open_private", "write_private"]
 

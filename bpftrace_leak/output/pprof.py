@@ -19,7 +19,7 @@ from datetime import datetime
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from .text import printable
+from ..text import printable
 
 __all__ = ["render_pprof", "Profile"]
 

@@ -10,7 +10,7 @@ import datetime
 import sys
 
 from .capture import CaptureWriter
-from .reporter import printable
+from ..text import printable
 
 __all__ = ["ReportSink", "CaptureSink"]
 

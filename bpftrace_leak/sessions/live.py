@@ -37,9 +37,9 @@ from ..kernel.cgroups import CgroupNames, memory_on_v1, mount_point, scan
 from ..kernel.cgroups import resolve as cgroup_folder
 from ..kernel.slabs import cache_aliases, check_cache_glob, known_caches
 from ..output.outfiles import open_private, same_place
-from ..output.reporter import limit, render
+from ..reporter import limit, render
 from ..output.sinks import CaptureSink, ReportSink
-from ..output.text import printable
+from ..text import printable
 from ..tracer.collect import Collector
 from ..tracer.session import Session
 from .signals import Interrupted, Signals

@@ -20,8 +20,8 @@ from ..analysis.history import diff, group_key, headline
 from ..errors import KleakError
 from ..output.capture import load_capture
 from ..output.outfiles import write_private
-from ..output.reporter import limit, render, render_diff
-from ..output.text import printable
+from ..reporter import limit, render, render_diff
+from ..text import printable
 
 __all__ = ["annotate", "run_report", "run_diff"]
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 from ..errors import KleakError
-from ..output.text import printable
+from ..text import printable
 
 __all__ = ["resolve_pid", "alive", "HeldCommand"]
 

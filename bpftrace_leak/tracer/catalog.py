@@ -62,7 +62,8 @@ class Probe:
     it is not a TRACE_EVENT of its own: BTF then has no ``__bpf_trace_<event>``,
     its arguments are ``__bpf_trace_<template>``'s.
     ``needs``: compile flags (``-D`` names) without which probes.c does not
-    build the program (what some kernels lack).
+    build the program (what some kernels lack). ``part``: the file among
+    probes.c's parts (probes/*.h) that defines it.
     """
 
     target: str
@@ -76,6 +77,7 @@ class Probe:
     lost_when_skipped: bool = False
     template: str | None = None
     needs: tuple = ()
+    part: str = ""  # the file of probes.c's parts that defines it (probes/*.h)
 
     @property
     def event(self) -> str:
@@ -98,67 +100,67 @@ class Probe:
 #: whose exit is not attached yet), frees before allocations (nothing is
 #: recorded whose free could go unseen), process events, then references
 PROBES = (
-    Probe("irq/softirq_exit", "irq_softirq_exit", RAW, "targets"),
-    Probe("irq/irq_handler_exit", "irq_irq_handler_exit", RAW, "targets"),
-    Probe("irq/softirq_entry", "irq_softirq_entry", RAW, "targets"),
-    Probe("irq/irq_handler_entry", "irq_irq_handler_entry", RAW, "targets"),
+    Probe("irq/softirq_exit", "irq_softirq_exit", RAW, "targets", part="probes/events.h"),
+    Probe("irq/irq_handler_exit", "irq_irq_handler_exit", RAW, "targets", part="probes/events.h"),
+    Probe("irq/softirq_entry", "irq_softirq_entry", RAW, "targets", part="probes/events.h"),
+    Probe("irq/irq_handler_entry", "irq_irq_handler_entry", RAW, "targets", part="probes/events.h"),
     Probe("kmem/kfree", "free_kfree", RAW, "allocs", required=True, args=("ptr",),
-          copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KFREE"),
+          copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KFREE", part="probes/frees.h"),
     Probe("kmem/kmem_cache_free", "free_kmem_cache_free", RAW, "allocs", required=True, args=("ptr",),
-          copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KMEM_CACHE_FREE"),
+          copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KMEM_CACHE_FREE", part="probes/frees.h"),
     # the 2nd to 8th 4 KiB of a freed page: tail-called by free_page (probes.c: retire_page)
-    Probe("retire_next", "retire_pages", TAIL, "retire"),
-    Probe("kmem/mm_page_free", "free_page", RAW, "allocs", args=("page", "order"), lost_when_skipped=True),
-    Probe("kmem/mm_page_free_batched", "free_page_batched", RAW, "allocs", args=("page",), lost_when_skipped=True),
-    Probe("percpu/percpu_free_percpu", "free_percpu", RAW, "allocs", args=("ptr",), lost_when_skipped=True),
+    Probe("retire_next", "retire_pages", TAIL, "retire", part="probes/retire.h"),
+    Probe("kmem/mm_page_free", "free_page", RAW, "allocs", args=("page", "order"), lost_when_skipped=True, part="probes/allocs.h"),
+    Probe("kmem/mm_page_free_batched", "free_page_batched", RAW, "allocs", args=("page",), lost_when_skipped=True, part="probes/allocs.h"),
+    Probe("percpu/percpu_free_percpu", "free_percpu", RAW, "allocs", args=("ptr",), lost_when_skipped=True, part="probes/allocs.h"),
     Probe("vmalloc/free_vmap_area_noflush", "free_vmalloc", RAW, "allocs", args=("va_start",),
-          lost_when_skipped=True),
+          lost_when_skipped=True, part="probes/allocs.h"),
     # kmem_cache_free_bulk(s, size, p) frees p[0..size) without a per-object
     # event: batched kfree_rcu frees that way on 5.x-6.x (the lab's 6.1)
-    Probe("kmem_cache_free_bulk", "free_bulk", KPROBE, "allocs", args=("size", "p"), lost_when_skipped=True),
+    Probe("kmem_cache_free_bulk", "free_bulk", KPROBE, "allocs", args=("size", "p"), lost_when_skipped=True, part="probes/frees.h"),
     # kfree_rcu()'s entry: the object is dead to its owner from here (6.18+
     # sheaves return whole batches to the barn without a per-object free)
-    Probe("kvfree_call_rcu", "free_rcu", KPROBE, "allocs", args=("head", ("ptr", "func")), lost_when_skipped=True),
-    Probe("kmem/kmalloc", "alloc_kmalloc", RAW, "allocs", required=True, args=("call_site", "ptr", "bytes_alloc")),
+    Probe("kvfree_call_rcu", "free_rcu", KPROBE, "allocs", args=("head", ("ptr", "func")), lost_when_skipped=True, part="probes/frees.h"),
+    Probe("kmem/kmalloc", "alloc_kmalloc", RAW, "allocs", required=True, args=("call_site", "ptr", "bytes_alloc"), part="probes/allocs.h"),
     Probe("kmem/kmem_cache_alloc", "alloc_kmem_cache", RAW, "allocs", required=True,
-          args=("call_site", "ptr", ("s", "bytes_alloc"))),
-    Probe("kmem/mm_page_alloc", "alloc_page", RAW, "allocs", args=("page", "order", "gfp_flags")),
-    Probe("percpu/percpu_alloc_percpu", "alloc_percpu", RAW, "allocs", args=("ptr", ("bytes_alloc", "size"))),
-    Probe("vmalloc/alloc_vmap_area", "alloc_vmalloc", RAW, "allocs", args=("addr", "size", "failed")),
+          args=("call_site", "ptr", ("s", "bytes_alloc")), part="probes/allocs.h"),
+    Probe("kmem/mm_page_alloc", "alloc_page", RAW, "allocs", args=("page", "order", "gfp_flags"), part="probes/allocs.h"),
+    Probe("percpu/percpu_alloc_percpu", "alloc_percpu", RAW, "allocs", args=("ptr", ("bytes_alloc", "size")), part="probes/allocs.h"),
+    Probe("vmalloc/alloc_vmap_area", "alloc_vmalloc", RAW, "allocs", args=("addr", "size", "failed"), part="probes/allocs.h"),
     # its own TRACE_EVENT, with group_dead, from 6.16; sched_process_template's before
     Probe("sched/sched_process_exit", "task_exit", RAW, "always", required=True, args=("p",),
-          template="sched_process_template"),
+          template="sched_process_template", part="probes/events.h"),
     # a traced task freed after its exit (probes.c: exits_unfreed): the final
     # report waits for what exits free
     Probe("sched/sched_process_free", "task_freed", RAW, "targets-only", args=("p",),
-          template="sched_process_template"),
+          template="sched_process_template", part="probes/events.h"),
     # cgroups made, removed and joined (probes.c: cgroup_made, ...)
-    Probe("cgroup/cgroup_mkdir", "cgroup_made", RAW, "cgroups", args=("cgrp", "path"), template="cgroup"),
-    Probe("cgroup/cgroup_rmdir", "cgroup_removed", RAW, "cgroups", args=("cgrp", "path"), template="cgroup"),
-    Probe("cgroup/cgroup_attach_task", "cgroup_moved", RAW, "cgroups", template="cgroup_migrate"),
-    Probe("sched/sched_process_fork", "task_fork", RAW, "forks", required=True, args=("child",)),
+    Probe("cgroup/cgroup_mkdir", "cgroup_made", RAW, "cgroups", args=("cgrp", "path"), template="cgroup", part="probes/events.h"),
+    Probe("cgroup/cgroup_rmdir", "cgroup_removed", RAW, "cgroups", args=("cgrp", "path"), template="cgroup", part="probes/events.h"),
+    Probe("cgroup/cgroup_attach_task", "cgroup_moved", RAW, "cgroups", template="cgroup_migrate", part="probes/events.h"),
+    Probe("sched/sched_process_fork", "task_fork", RAW, "forks", required=True, args=("child",), part="probes/events.h"),
     # the slab census (tracer/census.py), run on demand
-    Probe("census", "census_peek", RUN, "census"),
-    Probe("census", "census_cpu", RUN, "census"),
-    Probe("census", "census_drop", RUN, "census"),
-    Probe("census", "census_slab", RUN, "census"),
-    Probe("census", "census_cpu_cache", RUN, "census"),
-    Probe("census", "census_barn", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",)),
-    Probe("census", "census_sheaf", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",)),
+    Probe("census", "census_peek", RUN, "census", part="probes/census.h"),
+    Probe("census", "census_cpu", RUN, "census", part="probes/census.h"),
+    Probe("census", "census_drop", RUN, "census", part="probes/census.h"),
+    Probe("census", "census_slab", RUN, "census", part="probes/census.h"),
+    Probe("census", "census_cpu_cache", RUN, "census", part="probes/census.h"),
+    Probe("census", "census_barn", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",), part="probes/census.h"),
+    Probe("census", "census_sheaf", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",), part="probes/census.h"),
     # the reference census (tracer/pins.py), run on demand
-    Probe("pins_next", "pins_read_next", TAIL, "pins"),
-    Probe("pins", "pins_read", RUN, "pins"),
-    Probe("pins", "pins_children", RUN, "pins"),
-    Probe("task_file", "bpf_iter__task_file", ITER, "pins"),
-    Probe("task_vma", "bpf_iter__task_vma", ITER, "pins"),
-    Probe("task", "bpf_iter__task", ITER, "pins-or-scan"),
+    Probe("pins_next", "pins_read_next", TAIL, "pins", part="probes/pins.h"),
+    Probe("pins", "pins_read", RUN, "pins", part="probes/pins.h"),
+    Probe("pins", "pins_children", RUN, "pins", part="probes/pins.h"),
+    Probe("task_file", "bpf_iter__task_file", ITER, "pins", part="probes/pins.h"),
+    Probe("task_vma", "bpf_iter__task_vma", ITER, "pins", part="probes/pins.h"),
+    Probe("task", "bpf_iter__task", ITER, "pins-or-scan", part="probes/pins.h"),
     # the holder scan (tracer/scan.py), run on demand
-    Probe("scan", "scan_read", RUN, "scan"),
-    Probe("scan", "scan_task", RUN, "scan"),
-    Probe("path_get", "kfunc__path_get", FENTRY, "refs"),
-    Probe("path_put", "kfunc__path_put", FENTRY, "refs"),
-    Probe("path_get", "ref_path_get", KPROBE, "refs"),
-    Probe("path_put", "ref_path_put", KPROBE, "refs"),
+    Probe("scan", "scan_read", RUN, "scan", part="probes/scan.h"),
+    Probe("scan", "scan_task", RUN, "scan", part="probes/scan.h"),
+    Probe("path_get", "kfunc__path_get", FENTRY, "refs", part="probes/refs.h"),
+    Probe("path_put", "kfunc__path_put", FENTRY, "refs", part="probes/refs.h"),
+    Probe("path_get", "ref_path_get", KPROBE, "refs", part="probes/refs.h"),
+    Probe("path_put", "ref_path_put", KPROBE, "refs", part="probes/refs.h"),
 )
 
 

@@ -338,6 +338,7 @@ class HolderScan:
             named = regions.name(p, w % PAGE)
             if named:
                 labels[i] = named
+                stale[i] = regions.stale(p, w % PAGE)
             elif int(flags[p]) >> 7 & 1:
                 slab_hits.append(i)
             elif int(flags[p]) >> 32 & 1:
@@ -416,7 +417,7 @@ class HolderScan:
         # kleaktrace's own arrays of object addresses among them)
         scan &= ~((any_of(flags, "LRU", "ANON", "MMAP") | mapped) & ~any_of(flags, "SLAB"))
         scan &= ~any_of(flags, "NOPAGE", "OFFLINE", "HWPOISON", "PGTABLE")
-        excluded = np.fromiter(regions.excluded, np.int64)
+        excluded = np.fromiter(regions.excluded | regions.dead, np.int64)
         scan[excluded[excluded < len(scan)]] = False
         pfns = np.flatnonzero(scan)
         w2, o2, ok2 = self._pass(memory, targets, buckets, np.uint64(lay.direct) + pfns.astype(np.uint64)
@@ -538,6 +539,7 @@ class HolderScan:
             stats["phantoms"] = len(phantom)
             again = again[~np.isin(again, phantom)]
         if len(again):
+            regions.stacks(self._stacks())  # the stack pointers of now
             v2, p2, l2, s2 = self._once(memory, recs["addr"][again], recs["space"][again], recs["size"][again],
                                         *args, recs["key"][again])
             verdict = confirm(verdict, again, v2)
@@ -552,8 +554,8 @@ class HolderScan:
             stats["unreadable"] += s2["unreadable"]
         return verdict, pairs, labels, stats
 
-    def _stacks(self) -> list[tuple[int, int, int]]:
-        """(stack, task, tgid) of every task, from the task iterator."""
+    def _stacks(self) -> list[tuple[int, int, int, int]]:
+        """(stack, task, tgid, saved stack pointer or 0) of every task, from the task iterator."""
         from .pins import PIN_HOLDER
         fd = self.session.prog_fds.get("bpf_iter__task")
         if fd is None:
@@ -561,4 +563,5 @@ class HolderScan:
         data = bcc.iterate(fd)
         rows = np.frombuffer(data, PIN_HOLDER, count=len(data) // PIN_HOLDER.itemsize)
         rows = rows[rows["kind"] == layout.ENUMS["pin_kind"]["PIN_STACK"]]
-        return list(zip(rows["holder"].tolist(), rows["dentry"].tolist(), rows["tgid"].tolist()))
+        return list(zip(rows["holder"].tolist(), rows["dentry"].tolist(), rows["tgid"].tolist(),
+                        rows["mnt"].tolist()))

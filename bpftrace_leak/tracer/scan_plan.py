@@ -22,7 +22,12 @@ _OPTIONAL = {"page_memcg_data": "page.memcg_data"}
 _SHEAF = {"sheaf_cache": "slab_sheaf.cache", "sheaf_size": "slab_sheaf.size", "sheaf_objects": "slab_sheaf.objects",
           "cache_sheaf_capacity": "kmem_cache.sheaf_capacity"}
 _STACK = "task_struct.stack"
-STRUCTS = tuple(_OFFSETS.values()) + tuple(_OPTIONAL.values()) + tuple(_SHEAF.values()) + (_STACK,)
+#: a sleeping task's stack below its saved stack pointer is dead frames: the
+#: words there are stale (7.2: a kworker's dead frame "held" a lab orphan).
+#: on_cpu (CONFIG_SMP) says the saved one is out of date: the task runs
+_LIVE_STACK = {"TASK_SP_OFF": "task_struct.thread.sp", "TASK_ON_CPU_OFF": "task_struct.on_cpu"}
+STRUCTS = tuple(_OFFSETS.values()) + tuple(_OPTIONAL.values()) + tuple(_SHEAF.values()) + (_STACK,) \
+    + tuple(_LIVE_STACK.values())
 
 
 def flags(p, config, facts) -> list[str]:
@@ -47,4 +52,5 @@ def flags(p, config, facts) -> list[str]:
     if all(v in found for v in _SHEAF.values()):
         p.scan["sheaf"] = {k: found[v] for k, v in _SHEAF.items()}
     p.scan["via"] = config.scan_via
-    return ["-DHOLDER_SCAN", f"-DTASK_STACK_OFF={found[_STACK]}"]
+    live = [f"-D{k}={found[v]}" for k, v in _LIVE_STACK.items() if v in found]
+    return ["-DHOLDER_SCAN", f"-DTASK_STACK_OFF={found[_STACK]}"] + (live if len(live) == len(_LIVE_STACK) else [])

@@ -54,6 +54,9 @@ class Regions:
         self._percpu = sorted((o, n) for n, o in percpu_vars.items())
         self.excluded: set[int] = set()  # frames read by another pass (the memmap's)
         self.vmalloced: set[int] = set()  # frames mapped in the vmalloc region (vmalloc())
+        self.dead: set[int] = set()  # stack frames wholly below a sleeping task's stack pointer
+        self.live_from: dict[int, int] = {}  # stack frame -> offset of its first live word
+        self._stack_pfns: list[int] = []
         self._image(layout)
         self._percpu_areas(cpu_bases)
         self._modules()
@@ -102,13 +105,30 @@ class Regions:
                     self.named.setdefault(phys // PAGE, ("module", module, va))
 
     def stacks(self, records) -> None:
-        """Name the kernel stacks of the tasks the iterator listed: (stack, task, tgid) rows."""
-        for stack, task, _tgid in records:
+        """Name the kernel stacks of the tasks the iterator listed: (stack,
+        task, tgid, sp) rows. A sleeping task's frames below its saved stack
+        pointer ``sp`` are dead: their pages are left out (``dead``) and the
+        words below sp in its page are stale (``live_from``). Called again
+        before each pass: a task that ran since has another sp."""
+        for pfn in self._stack_pfns:
+            self.named.pop(pfn, None)
+        self._stack_pfns, self.dead, self.live_from = [], set(), {}
+        for stack, task, _tgid, sp in records:
             if not stack:
                 continue
             vas, pfns = self.tables.pfns(int(stack), int(stack) + 4 * PAGE)  # THREAD_SIZE: 16 KiB on x86-64
+            live = sp if stack <= sp < stack + 4 * PAGE else stack
             for va, pfn in zip(vas.tolist(), pfns.tolist()):
                 self.named[pfn] = ("stack", f"task {int(task):#x}", va)
+                self._stack_pfns.append(pfn)
+                if va + PAGE <= live:
+                    self.dead.add(pfn)
+                elif va < live:
+                    self.live_from[pfn] = live - va
+
+    def stale(self, pfn: int, offset: int) -> bool:
+        """Whether the word at ``offset`` in frame ``pfn`` is in a dead stack frame."""
+        return offset < self.live_from.get(pfn, 0)
 
     def vmalloc(self) -> None:
         """The frames mapped in the vmalloc region (between the direct map and

@@ -19,7 +19,7 @@ def test_system_wide_leaves_the_tracer_out(workloads):
     assert t.proc.pid not in pids, [g for g in report["groups"] if t.proc.pid in g["pids"]][:3]
     assert holder in pids  # everyone else is traced
     assert report["tracer_maps_bytes"] > 1 << 20
-    from bpftrace_leak.output.reporter import render_text
+    from bpftrace_leak.reporter import render_text
     assert "kleaktrace's own BPF maps:" in render_text(report)
 
 
@@ -39,7 +39,7 @@ def test_unix_sockets_named_for_their_alias(workloads):
     assert sum(g["objects"] for g in unix) == 60
     assert {g["cache"] for g in unix} != {"UNIX"}  # the tracepoint calls them by the surviving cache
     assert {g["cache_owner"] for g in unix} == {"UNIX"}, unix
-    from bpftrace_leak.output.reporter import render_text
+    from bpftrace_leak.reporter import render_text
     assert f"slab UNIX (merged into {unix[0]['cache']}" in render_text(t.reports()[-1])
 
 

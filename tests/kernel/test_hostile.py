@@ -232,7 +232,7 @@ def test_capabilities_without_tracefs_access_are_told_so():
 # -- stacks ------------------------------------------------------------------------------
 
 def test_stack_collisions_are_not_called_a_full_table(workloads):
-    from bpftrace_leak.output.reporter import render_text
+    from bpftrace_leak.reporter import render_text
     for slots in (64, 100):
         t = Tracer("--stacks", "all", "--stack-slots", slots, "--format", "json", "--min-age", "0").start()
         w = workloads(churn=3000, sockets=10, files=10)

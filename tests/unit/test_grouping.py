@@ -9,7 +9,7 @@ from test_report import STACKS, o, report
 from bpftrace_leak.analysis.aliases import owner
 from bpftrace_leak.analysis.cgroups import split, span
 from bpftrace_leak.analysis.groups import by_cgroup, select
-from bpftrace_leak.output.reporter import render_text
+from bpftrace_leak.reporter import render_text
 
 #: /sys/kernel/slab on this project's 6.18 host (2026-12-03)
 EVENTPOLL = {"fib6_node", "pte_list_desc", "tcp_bind2_bucket", "tcp_bind_bucket"}

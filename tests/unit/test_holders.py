@@ -72,3 +72,30 @@ def test_holders_are_described_by_what_they_are():
         "fd tables (kmalloc-8192, alloc_fdtable+0x84)"
     assert describe("slab", "damon_region", ["damon_split_region_at+0x30"]) == \
         "damon_region objects (damon_split_region_at+0x30)"
+
+
+def test_a_sleeping_tasks_dead_frames_hold_nothing():
+    """Below a sleeping task's saved stack pointer lie dead frames: pages
+    wholly below it are left out, words below it in its page are stale;
+    a running task's (sp 0) stack is read whole. A second call (the second
+    pass) replaces the first's stacks."""
+    import numpy as np
+    from bpftrace_leak.tracer.scan_regions import Regions, PAGE
+
+    class Tables:
+        def pfns(self, start, end):
+            vas = np.arange(start, end, PAGE, dtype=np.int64)
+            return vas, (vas - 0x1000000) // PAGE
+
+    regions = Regions.__new__(Regions)
+    regions.tables, regions.named, regions._stack_pfns = Tables(), {}, []
+    stack = 0x1000000 + 16 * PAGE
+    regions.stacks([(stack, 0xAA, 1, stack + 2 * PAGE + 0x100), (stack + 8 * PAGE, 0xBB, 2, 0)])
+    assert regions.dead == {16, 17}
+    assert regions.live_from == {18: 0x100}
+    assert regions.stale(18, 0xF8) and not regions.stale(18, 0x100) and not regions.stale(19, 0)
+    assert not any(regions.stale(p, 0) for p in range(24, 28))  # the running task's
+    assert {p for p, v in regions.named.items() if v[0] == "stack"} == set(range(16, 20)) | set(range(24, 28))
+    regions.stacks([(stack, 0xAA, 1, 0)])  # woke: read whole; the other exited
+    assert regions.dead == set() and regions.live_from == {}
+    assert set(regions.named) == set(range(16, 20))

@@ -1,3 +1,4 @@
+import os
 from bpftrace_leak import layout
 
 
@@ -59,6 +60,12 @@ def test_catalog_names_every_program_of_probes_c_once():
     defined |= {f"kfunc__{fn}" for fn in re.findall(r"^KFUNC_PROBE\((\w+)", text, re.M)}
     listed = {name for p in catalog.PROBES for name in p.programs(p.copies)}
     assert defined == listed
+    # and each in the part the catalog names (probes.c is split by concern)
+    for p in catalog.PROBES:
+        part = open(os.path.join(os.path.dirname(layout.PROBES_C), p.part)).read()
+        name = p.program.replace("kfunc__", "")
+        assert re.search(rf"^(int {p.program}\(|SLAB_FREE_COPIES\({p.program[5:]},|KFUNC_PROBE\({name},)", part, re.M), \
+            (p.program, p.part)
     assert len(catalog.PROBES) == len({(p.target, p.program) for p in catalog.PROBES})
 
 

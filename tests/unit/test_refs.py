@@ -1,5 +1,5 @@
 from bpftrace_leak.analysis.refs import RefHold, group_refs
-from bpftrace_leak.output.reporter import render_text
+from bpftrace_leak.reporter import render_text
 
 S = 1_000_000_000
 

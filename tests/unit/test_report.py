@@ -2,7 +2,7 @@ import json
 
 from bpftrace_leak.analysis.groups import Obj
 from bpftrace_leak.analysis.report import SCHEMA, build_report
-from bpftrace_leak.output.reporter import limit, render_json, render_text, warnings
+from bpftrace_leak.reporter import limit, render_json, render_text, warnings
 from bpftrace_leak.tracer.reader import Snapshot
 
 S = 1_000_000_000
@@ -89,7 +89,7 @@ def test_text_warns_on_drops_missed_and_skipped_frees():
 
 
 def test_text_escapes_control_characters_named_by_others():
-    from bpftrace_leak.output.reporter import printable, render_diff, render_folded
+    from bpftrace_leak.reporter import printable, render_diff, render_folded
     evil = "\x1b[2J\x1b]0;owned\x07\u202egnp.exe\r\n"
     r = report([o("slab", "filp", 192, 1)])
     g = r["groups"][0]

@@ -1,17 +1,16 @@
-"""Renders a ``kleaktrace.report/1`` document as text or JSON.
+"""The text report: what a person reads in a terminal, from a
+``kleaktrace.report/1`` document (analysis/report.py makes it).
 
 Text goes to terminals, and much of it is named by others: a process names
 itself (prctl PR_SET_NAME), a user names files, a capture may be made up.
-Every string in text and folded output passes through printable(), so an
-escape sequence is shown, never obeyed; JSON escapes control characters itself.
+Every string passes through printable() (bpftrace_leak/text.py), so an
+escape sequence is shown, never obeyed.
 """
 
-import json
+from ..text import human_bytes, printable
+from .censustext import census_lines
 
-from .text import human_bytes, printable
-
-__all__ = ["render", "render_text", "render_json", "render_folded", "render_diff", "warnings", "human_bytes",
-           "limit", "printable"]
+__all__ = ["render_text", "warnings", "scan_line"]
 
 
 def _names(items, n) -> str:
@@ -52,6 +51,25 @@ def warnings(report: dict) -> list[str]:
 
 
 def render_text(report: dict) -> str:
+    """The report for a terminal: its header, the census, the groups, the
+    sockets, the references."""
+    lines = _header(report)
+    if report.get("by") == "cgroup":
+        lines.extend(_cgroup_table(report))
+    if report.get("census"):
+        lines.extend(census_lines(report["census"]))
+    for i, g in enumerate(report["groups"], 1):
+        lines.extend(_group(i, g))
+    lines.extend(_sockets(report))
+    if not report["groups"]:
+        lines += ["", "no outstanding allocations older than the minimum age"]
+    lines.extend(_refs_text(report))
+    return "\n".join(lines) + "\n"
+
+
+def _header(report: dict) -> list[str]:
+    """What was traced, the data quality (warnings first: a full map makes
+    every count below a partial one), how the groups were ranked, the scan."""
     t = report["totals"]
     if report["targets"]:
         who = ", ".join(map(str, report["targets"]))
@@ -66,8 +84,8 @@ def render_text(report: dict) -> str:
         f"  allocs {t.get('allocs', 0):,}  frees {t.get('frees', 0):,}  missed frees {t.get('missed_frees', 0):,}  "
         f"dropped {t.get('dropped', 0):,}  skipped frees {t.get('skipped_frees', 0):,}",
     ]
-    # what makes the counts less than exact comes first: a full map makes
-    # every count below a partial one
+    if report.get("headline"):
+        lines.append(f"  leak rate: {printable(report['headline'])}")
     lines.extend(f"  warning: {w}" for w in warnings(report))
     if report.get("span", {}).get("cgroups", 0) > 1:
         sp = report["span"]
@@ -82,57 +100,50 @@ def render_text(report: dict) -> str:
     if report.get("tracer_maps_bytes"):
         lines.append(f"  kleaktrace's own BPF maps: {human_bytes(report['tracer_maps_bytes'])} (not in the groups)")
     if report.get("scan"):
-        lines.append(_scan_line(report["scan"]))
-    if report.get("by") == "cgroup":
-        lines.extend(_cgroup_table(report))
-    if report.get("census"):
-        from .censustext import census_lines  # it renders with printable(), from here
-        lines.extend(census_lines(report["census"]))
-    for i, g in enumerate(report["groups"], 1):
-        cache = _cache_label(g)
-        procs = ", ".join(f"{p}" for p in g["pids"][:8]) + (" ..." if len(g["pids"]) > 8 else "")
-        lines.append("")
-        lines.append(
-            f"[{i}] {printable(g['kind'])} {cache}: {g['objects']:,} objects, {human_bytes(g['bytes'])}, "
-            f"oldest {g['oldest_ms'] / 1000:.1f} s, pids {procs} ({_names(g['comms'], 4)})"
-        )
-        if g.get("cgroup"):
-            lines.append(f"      cgroup {printable(g['cgroup'])}"
-                         + (f" ({printable(g['container'])})" if g.get("container") else "")
-                         + (": the cgroup's own struct mem_cgroup, which the kernel keeps while the cgroup dies"
-                            if g.get("cgroup_own") else ""))
-        elif g.get("cgroups"):
-            lines.append(f"      {_cgroups_line(g)}")
-        if "bytes_per_h" in g:
-            lines.append(f"      growth: {human_bytes(max(0, int(g['bytes_per_h'])))}/h, "
-                         f"{g['objects_per_h']:+,.0f} objects/h")
-        if g.get("unverified_objects"):
-            lines.append(f"      unverified: the kernel counts {g['kernel_active']:,} live objects in this cache "
-                         f"(/proc/slabinfo), fewer than reported: up to {g['unverified_objects']:,} of these "
-                         "were freed without an event kleaktrace could see")
-        if "held" in g:
-            lines.append(f"      {_verdict_line(g)}")
-        if g.get("site_stack_objects"):
-            lines.append(f"      stack first seen at this call site, for {g['site_stack_objects']:,} "
-                         f"of the objects (--stacks all takes each one's own)")
-        lines.extend(f"      {printable(frame)}" for frame in g["stack"])
-    if report.get("headline"):
-        lines.insert(2, f"  leak rate: {printable(report['headline'])}")
-    if report.get("sockets"):
-        lines.append("")
-        lines.append("sockets held by the processes of socket groups (sock_diag):")
-        for s in report["sockets"]:
-            examples = ", ".join(
-                f"inode {e['inode']}" + (f" peer {e['peer']}" if e.get("peer") else "")
-                + (f" port {e['sport']}->{e['dport']}" if e.get("sport") is not None else "")
-                for e in s.get("examples", [])[:3])
-            lines.append(f"  pid {s['pid']}: {s['count']:,} {printable(s['family'])} {printable(s['state'])}"
-                         + (f" (e.g. {examples})" if examples else ""))
-    if not report["groups"]:
-        lines.append("")
-        lines.append("no outstanding allocations older than the minimum age")
-    lines.extend(_refs_text(report))
-    return "\n".join(lines) + "\n"
+        lines.append(scan_line(report["scan"]))
+    return lines
+
+
+def _group(i: int, g: dict) -> list[str]:
+    """Group ``i``: what, how much, whose, where, growing how, why alive, its stack."""
+    procs = ", ".join(f"{p}" for p in g["pids"][:8]) + (" ..." if len(g["pids"]) > 8 else "")
+    lines = ["", f"[{i}] {printable(g['kind'])} {_cache_label(g)}: {g['objects']:,} objects, "
+                 f"{human_bytes(g['bytes'])}, oldest {g['oldest_ms'] / 1000:.1f} s, pids {procs} "
+                 f"({_names(g['comms'], 4)})"]
+    if g.get("cgroup"):
+        lines.append(f"      cgroup {printable(g['cgroup'])}"
+                     + (f" ({printable(g['container'])})" if g.get("container") else "")
+                     + (": the cgroup's own struct mem_cgroup, which the kernel keeps while the cgroup dies"
+                        if g.get("cgroup_own") else ""))
+    elif g.get("cgroups"):
+        lines.append(f"      {_cgroups_line(g)}")
+    if "bytes_per_h" in g:
+        lines.append(f"      growth: {human_bytes(max(0, int(g['bytes_per_h'])))}/h, "
+                     f"{g['objects_per_h']:+,.0f} objects/h")
+    if g.get("unverified_objects"):
+        lines.append(f"      unverified: the kernel counts {g['kernel_active']:,} live objects in this cache "
+                     f"(/proc/slabinfo), fewer than reported: up to {g['unverified_objects']:,} of these "
+                     "were freed without an event kleaktrace could see")
+    if "held" in g:
+        lines.append(f"      {_verdict_line(g)}")
+    if g.get("site_stack_objects"):
+        lines.append(f"      stack first seen at this call site, for {g['site_stack_objects']:,} "
+                     f"of the objects (--stacks all takes each one's own)")
+    return lines + [f"      {printable(frame)}" for frame in g["stack"]]
+
+
+def _sockets(report: dict) -> list[str]:
+    if not report.get("sockets"):
+        return []
+    lines = ["", "sockets held by the processes of socket groups (sock_diag):"]
+    for s in report["sockets"]:
+        examples = ", ".join(
+            f"inode {e['inode']}" + (f" peer {e['peer']}" if e.get("peer") else "")
+            + (f" port {e['sport']}->{e['dport']}" if e.get("sport") is not None else "")
+            for e in s.get("examples", [])[:3])
+        lines.append(f"  pid {s['pid']}: {s['count']:,} {printable(s['family'])} {printable(s['state'])}"
+                     + (f" (e.g. {examples})" if examples else ""))
+    return lines
 
 
 def _cgroups_line(g: dict) -> str:
@@ -154,7 +165,7 @@ def _cgroups_line(g: dict) -> str:
             + f": {top}" + (" ..." if n > 4 else "") + own)
 
 
-def _scan_line(s: dict) -> str:
+def scan_line(s: dict) -> str:
     """The header's line on the holder scan."""
     if s.get("skipped"):
         return f"  holder scan: not run ({printable(s['skipped'])})"
@@ -236,60 +247,3 @@ def _refs_text(report: dict) -> list[str]:
             out.append("      put (dropping nothing) at:")
             out.extend(f"        {printable(frame)}" for frame in r["put_stack"])
     return out
-
-
-def render_json(report: dict) -> str:
-    """One report per line (JSON Lines), so periodic reports stream."""
-    return json.dumps(report, separators=(",", ":")) + "\n"
-
-
-def render_folded(report: dict) -> str:
-    """Folded stacks for flamegraph.pl and speedscope: ``root;...;leaf bytes``.
-
-    The root frame is the kind and cache; frames run outermost to innermost.
-    A ``;`` inside a name would split a frame, a space the count: both are
-    replaced, and control characters escaped.
-    """
-    def frame(name):
-        return printable(name).replace(";", ",").replace(" ", "_")
-    out = []
-    for g in report["groups"]:
-        root = f"{g['kind']}:{g['cache']}" if g["cache"] else g["kind"]
-        frames = [frame(root)] + [frame(f) for f in reversed(g["stack"])]
-        out.append(f"{';'.join(frames)} {g['bytes']}")
-    return "\n".join(out) + ("\n" if out else "")
-
-
-def render_diff(grown: list[dict], a: str, b: str, fmt: str = "text") -> str:
-    """Groups grown from capture ``a`` to ``b`` (history.diff()), as text or ``kleaktrace.diff/1`` JSON."""
-    if fmt == "json":
-        return json.dumps({"schema": "kleaktrace.diff/1", "a": a, "b": b, "groups": grown},
-                          separators=(",", ":")) + "\n"
-    if not grown:
-        return f"no group grew from {printable(a)} to {printable(b)}\n"
-    lines = [f"groups grown from {printable(a)} to {printable(b)}:"]
-    for i, g in enumerate(grown, 1):
-        lines.append(f"[{i}] {printable(g['kind'])} {printable(g['cache'] or '-')}: {g['delta_objects']:+,} objects, "
-                     f"{'+' if g['delta_bytes'] >= 0 else '-'}{human_bytes(abs(g['delta_bytes']))}"
-                     f"{' (new)' if g['new'] else ''}; now {g['objects']:,} objects")
-        lines.extend(f"      {printable(frame)}" for frame in g["stack"])
-    return "\n".join(lines) + "\n"
-
-
-def limit(report: dict, top: int | None) -> dict:
-    """The report with at most ``top`` groups and refs shown; totals unchanged."""
-    if not top:
-        return report
-    return dict(report, groups=report["groups"][:top], refs=report.get("refs", [])[:top])
-
-
-def render(report: dict, fmt: str):
-    """``report`` as text, JSON, folded stacks (str) or a pprof profile (bytes)."""
-    if fmt == "pprof":
-        from .pprof import render_pprof
-        return render_pprof(report)
-    if fmt == "json":
-        return render_json(report)
-    if fmt == "folded":
-        return render_folded(report)
-    return render_text(report)

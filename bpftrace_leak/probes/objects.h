@@ -1,0 +1,339 @@
+/*
+ * Recording an outstanding object and forgetting it: slots and the live
+ * hash, sampling, call sites and their stacks (record(), forget()).
+ * Part of probes.c (one compile unit: tracer/bcc.py source() writes it in place).
+ */
+static __always_inline int in_slots(u32 space)
+{
+	return space == SPACE_SLAB || space == SPACE_PAGE;
+}
+
+/*
+ * The slot of an address. One slab page's objects get neighbouring slots
+ * (a window of 256, one per 16 bytes of the page), so they share cache
+ * lines and TLB entries: a plain hash spread them over the whole table and
+ * the misses made probes half again as slow. Each page's window starts at
+ * a hash of the page, so that windows, and objects of one size that sit at
+ * the same offsets of their pages, still spread evenly over the table:
+ * indexing by the low address bits alone filled a third of the table.
+ */
+static __always_inline u32 slot_window(u64 addr)
+{
+	return ((addr >> 12) * 0x9E3779B97F4A7C15ULL) >> (64 - SLOT_BITS);
+}
+
+static __always_inline struct slab_slot *slot_of(struct live_key *key)
+{
+	if (key->space == SPACE_PAGE) {
+		u32 idx = (key->addr >> 6) & (PAGE_SLOT_COUNT - 1);	/* struct page: 64 bytes */
+		return page_slots.lookup(&idx);
+	}
+	u32 idx = (slot_window(key->addr) + ((key->addr >> 4) & 255)) & (SLOT_COUNT - 1);
+	return slots.lookup(&idx);
+}
+
+/* ``key`` as the live hash keeps it: its address mangled */
+static __always_inline struct live_key hash_key(struct live_key *key)
+{
+	struct live_key k = {.addr = MANGLE(key->addr), .space = key->space};
+	return k;
+}
+
+/* Delete ``key`` from the hash, where its slot said it may be. */
+static __always_inline int unspill(struct slab_slot *slot, struct live_key *key)
+{
+	struct live_key k = hash_key(key);
+	if (!slot->spilled || live.delete(&k) != 0)
+		return 0;
+	__sync_fetch_and_add(&slot->spilled, -1);
+	return 1;
+}
+
+/* Delete a record of ``key`` wherever it is; 1 when there was one. */
+static __always_inline int drop_record(struct live_key *key)
+{
+	if (key->addr <= SLOT_BUSY)
+		return 0;	/* kfree(NULL) fires the event too, and 0 marks a free slot */
+	if (in_slots(key->space)) {
+		struct slab_slot *slot = slot_of(key);
+		if (!slot)
+			return 0;
+		if (slot->addr == key->addr &&
+		    __sync_val_compare_and_swap(&slot->addr, key->addr, 0) == key->addr)
+			return 1;
+		return unspill(slot, key);
+	}
+	struct live_key k = hash_key(key);
+	return live.delete(&k) == 0;
+}
+
+/*
+ * An untraced allocation at an address we still hold means its free was never
+ * seen (a skipped or bulk free): retire the stale record now.
+ */
+static __always_inline void retire_reused(struct live_key *key)
+{
+	if (drop_record(key))
+		count(CNT_MISSED_FREES);
+}
+
+#ifdef SAMPLE_BYTES
+/*
+ * --sample-bytes: an allocation of ``size`` bytes is kept with probability
+ * min(1, size / SAMPLE_BYTES), as heap profilers sample; user space weighs
+ * each kept one by the inverse (tracer/reader.py), so objects and bytes are
+ * unbiased estimates. One not kept does not look for a stale record at its
+ * address (the slot's cache miss was half of an allocation's cost): few are
+ * kept, and a freed slab page or the census retires what a missed free left.
+ */
+#define KEEP(size) ({ u64 _s = (size); _s >= SAMPLE_BYTES || bpf_get_prandom_u32() % SAMPLE_BYTES < _s; })
+/* a slab object is at most two pages (KMALLOC_MAX_CACHE_SIZE): a draw above
+ * that keeps none, and its ``size`` (a read, for kmem_cache objects) is
+ * looked at only when the draw may keep it */
+#define KEEP_SLAB(size) ({ u32 _d = bpf_get_prandom_u32() % SAMPLE_BYTES; u64 _s = 0; \
+	_d < 2 * PAGE_BYTES && ((_s = (size)) >= SAMPLE_BYTES || _d < _s); })
+#else
+#define KEEP(size) 1
+#define KEEP_SLAB(size) 1
+#endif
+
+/*
+ * Whether an allocation at ``key`` is to be recorded: never a failed one, and
+ * one for a process we do not trace retires any stale record at its address.
+ */
+static __always_inline int admit(void *args, struct live_key *key, int failed)
+{
+	if (failed) {
+		count(CNT_FAILED_ALLOCS);
+		return 0;
+	}
+	if (!wanted(args)) {
+		retire_reused(key);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * What is known of a call site, for the hot path: `site_marks`, an array
+ * indexed by a hash of the site (layout.h: site_hash), holds that hash's tag
+ * and a SITE_MARK_* state, so a known site costs no hash lookup. A site
+ * whose slot holds another's tag uses `sites` itself.
+ */
+BPF_ARRAY(site_marks, u64, SITE_MARK_SLOTS);	/* u64: BPF's cmpxchg before v3 */
+
+static __always_inline u64 *site_mark(u64 h)
+{
+	u32 idx = h >> (64 - SITE_MARK_BITS);
+	return site_marks.lookup(&idx);
+}
+
+static __always_inline u64 site_tag(u64 h)
+{
+	return h & ~(u64)SITE_MARK_STATE;
+}
+
+/*
+ * A stack id for the current stack, ``skip`` frames left out. Without
+ * BPF_F_REUSE_STACKID (which would give an old object's id to another
+ * stack), get_stackid fails with -EEXIST when another stack holds the hash
+ * bucket, and with -ENOMEM when every entry is taken, which needs more
+ * buckets than entries: the kernel gives a table the next power of two of
+ * buckets (kernel/bpf/stackmap.c), so with a power of two of entries (the
+ * default) only collisions lose stacks. A collision is retried once with one more frame
+ * skipped: another hash, another bucket. The frame lost is the innermost,
+ * a tracing or allocator frame the report trims anyway; reference stacks,
+ * which must start at the traced function, are not retried.
+ */
+static __always_inline s32 stack_of(void *ctx, u32 skip, int retry)
+{
+	s32 id = stacks.get_stackid(ctx, skip & BPF_F_SKIP_FIELD_MASK);
+	if (id == -EEXIST_)
+		count(CNT_STACK_COLLISIONS);
+	if (id == -EEXIST_ && retry) {
+		id = stacks.get_stackid(ctx, (skip + 1) & BPF_F_SKIP_FIELD_MASK);
+	}
+	if (id == -ENOMEM_)
+		count(CNT_STACK_FULL);
+	if (id < 0)
+		count(CNT_STACK_ERRORS);
+	return id;
+}
+
+/*
+ * The stack of an allocation at call site ``sk`` (NULL: no usable call site,
+ * always its own stack). A site's first allocation takes a stack and leaves
+ * it in `sites` as the site's representative; later ones are STACK_SITE
+ * (user space finds that stack by their call site) unless user space has
+ * promoted the site. ``s`` is the struct kmem_cache of slab objects, whose
+ * name the site keeps.
+ */
+static __always_inline void take_stack(void *ctx, struct site_key *sk, u64 s,
+				       struct live_obj *obj)
+{
+	struct site *site = NULL;
+	u64 *mark = NULL;
+	u64 tag = 0;
+
+	if (sk) {
+		u64 h = site_hash(sk->call_site, sk->cache, sk->kind, sk->syscall);
+		mark = site_mark(h);
+		tag = site_tag(h);
+		u64 m = mark ? *mark : 0;
+		if (m && (m & ~SITE_MARK_STATE) == tag) {
+#ifdef STACKS_AT_SITES
+			if ((m & SITE_MARK_STATE) == SITE_MARK_SEEN) {
+				obj->stack_id = -1;
+				obj->stack_how = STACK_SITE;
+				return;
+			}
+#endif
+			sk = NULL;	/* known, and promoted: nothing to keep */
+		} else {
+			site = sites.lookup(sk);
+#ifdef STACKS_AT_SITES
+			if (site && !site->promoted && site->stack_id >= 0) {
+				obj->stack_id = -1;
+				obj->stack_how = STACK_SITE;
+				return;
+			}
+#endif
+		}
+	}
+	obj->stack_id = stack_of(ctx, 0, 1);
+	obj->stack_how = STACK_OWN;
+	if (obj->stack_id >= 0)
+		count_hot(CNT_OWN_STACKS);
+	if (!sk)
+		return;
+	if (site) {
+		if (site->stack_id < 0)
+			site->stack_id = obj->stack_id;	/* the first one was lost */
+		return;
+	}
+	if (obj->stack_id < 0)
+		return;	/* no representative yet: the next allocation tries again */
+	struct site fresh = {.stack_id = obj->stack_id};
+#ifdef KMEM_CACHE_NAME_OFF
+	if (s) {
+		bpf_probe_read_kernel(&fresh.bytes, sizeof(u32), (void *)(s + KMEM_CACHE_SIZE_OFF));
+		u64 name = 0;
+		bpf_probe_read_kernel(&name, sizeof(name), (void *)(s + KMEM_CACHE_NAME_OFF));
+		if (name)
+			bpf_probe_read_kernel_str(fresh.cache, sizeof(fresh.cache), (void *)name);
+	}
+#endif
+	/* a full map only costs later allocations here their stacks */
+	if (sites.insert(sk, &fresh) == 0 && mark)
+		__sync_val_compare_and_swap(mark, 0, tag | SITE_MARK_SEEN);
+}
+
+/*
+ * Keep an object in its slot; 0 when another object holds the slot. The
+ * slot is claimed as SLOT_BUSY and gets its address only once the record is
+ * written, so a reader never sees an address with a previous object's record.
+ */
+static __always_inline int store_slot(struct slab_slot *slot, struct live_key *key,
+				      struct live_obj *obj)
+{
+	u64 old = __sync_val_compare_and_swap(&slot->addr, 0, SLOT_BUSY);
+	if (old == key->addr) {
+		count(CNT_MISSED_FREES);	/* still held: its free was not seen */
+	} else if (old != 0) {
+		return 0;
+	} else if (unspill(slot, key)) {
+		count(CNT_MISSED_FREES);	/* a stale record of it had spilled */
+	}
+	__builtin_memcpy(&slot->obj, obj, sizeof(*obj));
+	asm volatile("" ::: "memory");	/* the record before the address (x86 keeps store order) */
+	slot->addr = key->addr;
+	return 1;
+}
+
+/*
+ * The current task's system call number (pt_regs->orig_ax; in interrupt
+ * context the interrupted task's). Two helper calls and a read: a few tens
+ * of nanoseconds, against 1.6 us for a stack (bench/overhead.py).
+ */
+static __always_inline u32 current_syscall(void)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	u64 nr = -1;
+	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
+	return nr;
+}
+
+#ifdef PAGE_RETIRE
+/*
+ * page_marks, a bit per page frame (modulo PAGE_MARKS): a slab object was
+ * recorded in that page since it was last scanned, so a page free without
+ * its mark costs no scan. A bit each, not a byte (array elements take 8
+ * bytes: a byte each took 128 MiB for this host's 24 GiB); set and cleared
+ * without atomics (BCC's BPF has no atomic OR here): a race loses a mark,
+ * which only leaves that page's objects to reuse or the census.
+ */
+BPF_ARRAY(page_marks, u64, PAGE_MARKS / 64);
+BPF_ARRAY(page_calib, struct page_calib, 1);
+BPF_PERCPU_ARRAY(last_page, struct last_page, 1);
+
+static __always_inline void mark_page(u64 addr)
+{
+	u32 i = ((addr >> 12) & (PAGE_MARKS - 1)) / 64;
+	u64 bit = 1ULL << ((addr >> 12) & 63), *w = page_marks.lookup(&i);
+	if (w && !(*w & bit))
+		*w |= bit;
+}
+#endif
+
+static __always_inline void record(void *ctx, struct live_key *key, struct live_obj *obj,
+				   struct site_key *sk, u64 s)
+{
+	obj->ts_ns = bpf_ktime_get_ns();
+	obj->tgid = bpf_get_current_pid_tgid() >> 32;
+	if (sk)
+		obj->syscall = sk->syscall = current_syscall();
+#ifdef TRACK_CGROUPS
+	obj->cgroup = current_cgroup();
+#endif
+	take_stack(ctx, sk, s, obj);
+#ifdef PAGE_RETIRE
+	if (key->space == SPACE_SLAB)
+		mark_page(key->addr);
+#endif
+
+	struct slab_slot *slot = NULL;
+	if (in_slots(key->space)) {
+		slot = slot_of(key);
+		if (!slot)
+			return;
+		if (store_slot(slot, key, obj)) {
+			count_hot(CNT_ALLOCS);
+			return;
+		}
+		__sync_fetch_and_add(&slot->spilled, 1);	/* before the insert: frees look at it */
+	}
+	struct live_key k = hash_key(key);
+	int ret = live.insert(&k, obj);
+	if (ret == -EEXIST_) {
+		count(CNT_MISSED_FREES);
+		live.update(&k, obj);
+		if (slot)
+			__sync_fetch_and_add(&slot->spilled, -1);	/* replaced, not added */
+	} else if (ret != 0) {
+		count(CNT_DROPPED);
+		if (slot)
+			__sync_fetch_and_add(&slot->spilled, -1);
+		return;
+	}
+	count_hot(CNT_ALLOCS);
+}
+
+static __always_inline int forget(u32 space, u64 addr)
+{
+	struct live_key key = {.addr = addr, .space = space};
+	if (drop_record(&key)) {
+		count_hot(CNT_FREES);
+		return 1;
+	}
+	return 0;
+}
