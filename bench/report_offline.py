@@ -16,7 +16,6 @@ the file.
 """
 
 import argparse
-import json
 import os
 import random
 import resource

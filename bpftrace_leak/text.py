@@ -7,7 +7,9 @@ through printable(), so an escape sequence, a bidi override or a lone
 surrogate is shown, never obeyed and never a crash of the encoder.
 """
 
-__all__ = ["printable", "human_bytes"]
+import sys
+
+__all__ = ["printable", "human_bytes", "say", "warn"]
 
 
 def printable(value) -> str:
@@ -27,3 +29,15 @@ def human_bytes(n: int) -> str:
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def say(message: str) -> None:
+    """One line on stderr, "kleaktrace: ..."; a closed stderr costs it."""
+    try:
+        print(f"kleaktrace: {printable(message)}", file=sys.stderr, flush=True)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def warn(message: str) -> None:
+    say(f"warning: {message}")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import layout
+from . import checks as c
 
 __all__ = ["RefCensus", "MountRow", "KINDS", "MOUNT_KINDS", "check_census"]
 
@@ -218,22 +219,22 @@ class RefCensus:
 
 # -- checked when read back from a capture (schema.py) ---------------------------------
 
-def check_census(c, where: str, s) -> dict:
-    """Check a ``census`` section with schema.py's checkers ``s``."""
-    counts = [(k, s._count) for k in ("dentries", "gone", "dead", "cached", "pinned", "pinned_explained",
+def check_census(doc, where: str) -> dict:
+    """Check a ``census`` section (schema.py's check_report asks)."""
+    counts = [(k, c.count) for k in ("dentries", "gone", "dead", "cached", "pinned", "pinned_explained",
                                       "pinned_unexplained", "mounts_read")]
-    s._fields(c, where, counts, [("references", s._kinds), ("pinned_by", s._kinds)])
-    for i, d in enumerate(s._list(c.get("unexplained") or [], f"{where}.unexplained", 1000)):
-        s._fields(d, f"{where}.unexplained[{i}]", [("name", s._text), ("path", s._text), ("count", s._count),
-                                                    ("explained", s._kinds), ("unexplained", s._count),
-                                                    ("stack", s._stack)])
-    for i, g in enumerate(s._list(c.get("by_stack") or [], f"{where}.by_stack", 1000)):
-        s._fields(g, f"{where}.by_stack[{i}]", [("stack", s._stack), ("dentries", s._count), ("refs", s._count),
-                                                 ("names", s._texts)])
-    for i, p in enumerate(s._list(c.get("by_parent") or [], f"{where}.by_parent", 1000)):
-        s._fields(p, f"{where}.by_parent[{i}]", [("parent", s._text), ("dentries", s._count), ("refs", s._count)])
-    for i, m in enumerate(s._list(c.get("mounts") or [], f"{where}.mounts", 100_000)):
-        s._fields(m, f"{where}.mounts[{i}]", [("mountpoint", s._text), ("count", s._number),
-                                               ("explained", s._kinds), ("unexplained", s._number),
-                                               ("since_start", s._number)])
-    return c
+    c.fields(doc, where, counts, [("references", c.kinds), ("pinned_by", c.kinds)])
+    for i, d in enumerate(c.listed(doc.get("unexplained") or [], f"{where}.unexplained", 1000)):
+        c.fields(d, f"{where}.unexplained[{i}]", [("name", c.text), ("path", c.text), ("count", c.count),
+                                                    ("explained", c.kinds), ("unexplained", c.count),
+                                                    ("stack", c.stack)])
+    for i, g in enumerate(c.listed(doc.get("by_stack") or [], f"{where}.by_stack", 1000)):
+        c.fields(g, f"{where}.by_stack[{i}]", [("stack", c.stack), ("dentries", c.count), ("refs", c.count),
+                                                 ("names", c.texts)])
+    for i, p in enumerate(c.listed(doc.get("by_parent") or [], f"{where}.by_parent", 1000)):
+        c.fields(p, f"{where}.by_parent[{i}]", [("parent", c.text), ("dentries", c.count), ("refs", c.count)])
+    for i, m in enumerate(c.listed(doc.get("mounts") or [], f"{where}.mounts", 100_000)):
+        c.fields(m, f"{where}.mounts[{i}]", [("mountpoint", c.text), ("count", c.number),
+                                               ("explained", c.kinds), ("unexplained", c.number),
+                                               ("since_start", c.number)])
+    return doc

@@ -11,7 +11,7 @@ from .groups import Group, age_and_group, by_cgroup, select, sort_groups
 from .holders import group_verdicts
 from .refs import group_refs
 from .schema import REPORT_SCHEMA as SCHEMA
-from .symbols import backs_other_kind, base_name, is_slab_bookkeeping, is_user_page_stack, trim_allocator_frames
+from .symbols import backs_other_kind, is_slab_bookkeeping, is_user_page_stack, trim_allocator_frames
 
 __all__ = ["SCHEMA", "build_report", "final_groups", "group_stacks", "assemble"]
 

@@ -11,7 +11,10 @@ report still has its last path.
 import os
 import re
 
-__all__ = ["memory_on_v1", "mount_point", "scan", "resolve", "container", "CgroupNames"]
+from ..errors import KleakError
+from ..text import printable
+
+__all__ = ["memory_on_v1", "mount_point", "scan", "resolve", "ids", "container", "CgroupNames"]
 
 
 def memory_on_v1(path: str = "/proc/cgroups") -> bool:
@@ -129,3 +132,20 @@ class CgroupNames:
         if cgroup_id in self.known:
             return self.known[cgroup_id], True
         return f"#{cgroup_id}", True
+
+
+def ids(paths) -> list[int]:
+    """The kernfs ids of --cgroup PATHs and their descendants, in the memory
+    controller's hierarchy; KleakError (status 2) for one that does not exist."""
+    if not paths:
+        return []
+    root = mount_point(1) if memory_on_v1() else mount_point(2)
+    if root is None:
+        raise KleakError("--cgroup: the memory controller's cgroup hierarchy is not mounted", status=2)
+    ids = []
+    for path in paths:
+        folder = resolve(path, root)
+        if folder is None:
+            raise KleakError(f"--cgroup {printable(path)!r}: no such cgroup under {root}", status=2)
+        ids += scan(folder)
+    return ids

@@ -7,7 +7,6 @@ frame only (KPF_BUDDY; its order is in that frame's struct page, private):
 tracer/scan.py reads the orders from the memmap.
 """
 
-import os
 
 import numpy as np
 

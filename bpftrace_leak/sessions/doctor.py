@@ -16,10 +16,9 @@ from ..kernel.functions import BTF_VMLINUX, fentry_unavailable, kprobe_unavailab
     traceable_functions
 from ..kernel.tracefs import ensure_tracefs, event_fields
 from ..tracer import bcc, catalog
+from ..tracer.refs_plan import FUNCTIONS as _REF_FUNCTIONS
 
 __all__ = ["checks", "run_doctor"]
-
-_REF_FUNCTIONS = ("path_get", "path_put")
 
 
 def _kprobes() -> tuple[str, str]:

@@ -78,7 +78,7 @@ def in_flight(count: int) -> tuple[list, str]:
     return [a, b], where
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--churn", type=int, default=20000, help="socketpair/open cycles freed")
     ap.add_argument("--sockets", type=int, default=300, help="socketpairs kept (leaked)")
@@ -103,7 +103,40 @@ def main(argv=None) -> int:
     ap.add_argument("--ip-options", type=int, default=0,
                     help="also keep this many UDP sockets with IP options (kfree_rcu'd when replaced)")
     ap.add_argument("--ip-options-churn", type=int, default=0, help="IP options set and replaced first")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _leak_all(args, path: str):
+    """What the arguments ask to leak: (what holds it, the --cwd-files
+    folder, the --inflight mount, the --create folder)."""
+    home = inflight_at = None
+    held = leak(args.sockets, args.files, path)
+    if args.ip_options or args.ip_options_churn:
+        held += ip_options(args.ip_options, args.ip_options_churn)
+    if args.cwd_files:
+        home = tempfile.mkdtemp(prefix="kleaktrace-cwd-", dir="/tmp")
+        os.chdir(home)
+        held += [os.open(f"f{i}", os.O_CREAT | os.O_RDWR, 0o600) for i in range(args.cwd_files)]
+        os.mkdir("sub")
+    if args.inflight:
+        kept, inflight_at = in_flight(args.inflight)
+        held += kept
+    created = tempfile.TemporaryDirectory(prefix="kleaktrace-workload-", dir="/tmp") if args.create else None
+    for i in range(args.create):
+        os.close(os.open(os.path.join(created.name, f"c{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
+    if args.rate:
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < args.for_s:
+            due = int((time.monotonic() - start) * args.rate)
+            held += leak(0, due - n, path) if args.rate_files else leak(due - n, 0, path)
+            n = due
+            time.sleep(0.02)
+    return held, home, inflight_at, created
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     if args.name:
         import ctypes
         ctypes.CDLL(None).prctl(15, args.name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
@@ -119,28 +152,7 @@ def main(argv=None) -> int:
                 print(f"child {pid}", flush=True)
                 os.waitpid(pid, 0)
                 return 0
-        held = leak(args.sockets, args.files, f.name)
-        if args.ip_options or args.ip_options_churn:
-            held += ip_options(args.ip_options, args.ip_options_churn)
-        if args.cwd_files:
-            home = tempfile.mkdtemp(prefix="kleaktrace-cwd-", dir="/tmp")
-            os.chdir(home)
-            held += [os.open(f"f{i}", os.O_CREAT | os.O_RDWR, 0o600) for i in range(args.cwd_files)]
-            os.mkdir("sub")
-        if args.inflight:
-            kept, inflight_at = in_flight(args.inflight)
-            held += kept
-        created = tempfile.TemporaryDirectory(prefix="kleaktrace-workload-", dir="/tmp") if args.create else None
-        for i in range(args.create):
-            os.close(os.open(os.path.join(created.name, f"c{i}"), os.O_CREAT | os.O_WRONLY, 0o600))
-        if args.rate:
-            start = time.monotonic()
-            n = 0
-            while time.monotonic() - start < args.for_s:
-                due = int((time.monotonic() - start) * args.rate)
-                held += leak(0, due - n, f.name) if args.rate_files else leak(due - n, 0, f.name)
-                n = due
-                time.sleep(0.02)
+        held, home, inflight_at, created = _leak_all(args, f.name)
         print(f"leaked {args.sockets} {args.files} pid {os.getpid()}", flush=True)
         if args.until_eof:
             sys.stdin.read()

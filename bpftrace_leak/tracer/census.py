@@ -172,7 +172,7 @@ class Census:
         how many were retired (the kernel side counts them too)."""
         before = self.reader.counters().get("found_free", 0)
         self.cached_stacks()
-        self.walk(self.reader.slab_page_structs(min_age_ns), seeds)
+        self.walk(self.reader.records.slab_page_structs(min_age_ns), seeds)
         return self.reader.counters().get("found_free", 0) - before
 
     def walk(self, pages, seeds=()) -> None:

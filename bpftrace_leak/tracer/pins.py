@@ -210,7 +210,7 @@ class PinCensus:
         (none with ``dentries`` false: the mounts alone)."""
         caches, site_stacks = self.reader.sites()
         dentry_caches = {ptr for ptr, (name, _size) in caches.items() if name == "dentry"} if dentries else ()
-        addrs, keys = self.reader.cache_records(dentry_caches, min_age_ns) if dentry_caches else \
+        addrs, keys = self.reader.records.cache_records(dentry_caches, min_age_ns) if dentry_caches else \
             (np.zeros(0, np.uint64), np.zeros((0, 1), np.uint64))
         read = self.read(addrs)
         holders = self.holders()

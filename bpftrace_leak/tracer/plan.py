@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 
 from ..errors import KleakError
-from ..kernel.functions import fentry_why, kprobe_why
-from . import catalog, census_plan, pins_plan, scan_plan
+from ..kernel.functions import kprobe_why
+from . import catalog, cgroups_plan, census_plan, pins_plan, refs_plan, scan_plan
 from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 
 __all__ = ["Plan", "plan", "STRUCTS", "FUNCTIONS", "PERCPU", "PERCPU_OPTIONAL", "ENUMS", "slot_bits"]
@@ -30,37 +30,14 @@ _OFFSETS = {
     "TASK_SIGNAL_OFF": "task_struct.signal",
     "SIGNAL_LIVE_OFF": "signal_struct.live",
 }
-_REF_OFFSETS = {
-    "PATH_MNT_OFF": "path.mnt",
-    "PATH_DENTRY_OFF": "path.dentry",
-    "DENTRY_NAME_OFF": "dentry.d_name.name",
-    "MOUNT_MNT_OFF": "mount.mnt",
-    "MOUNT_MOUNTPOINT_OFF": "mount.mnt_mountpoint",
-}
-#: what the cgroup of an allocation is found with (probes.c: current_cgroup)
-_CGROUP_OFFSETS = {
-    "TASK_CGROUPS_OFF": "task_struct.cgroups",
-    "CSS_SET_SUBSYS_OFF": "css_set.subsys",
-    "CSS_CGROUP_OFF": "cgroup_subsys_state.cgroup",
-    "CSS_PARENT_OFF": "cgroup_subsys_state.parent",
-    "CGROUP_KN_OFF": "cgroup.kn",
-    "CGROUP_ROOT_OFF": "cgroup.root",
-    "CGROUP_SELF_OFF": "cgroup.self",
-    "CGROUP_SUBSYS_OFF": "cgroup.subsys",
-    "CGROUP_ROOT_HIERARCHY_OFF": "cgroup_root.hierarchy_id",
-    "KERNFS_ID_OFF": "kernfs_node.id",
-}
-ENUMS = ("memory_cgrp_id",)
-STRUCTS = tuple(_OFFSETS.values()) + tuple(_REF_OFFSETS.values()) + tuple(_CGROUP_OFFSETS.values()) \
+ENUMS = cgroups_plan.ENUMS
+STRUCTS = tuple(_OFFSETS.values()) + refs_plan.STRUCTS + cgroups_plan.STRUCTS \
     + census_plan.STRUCTS + pins_plan.STRUCTS + scan_plan.STRUCTS
 
-#: a struct file's own f_path reference is taken in these (probes.c: ignored_caller)
-_IGNORED_CALLERS = ("do_dentry_open", "vfs_open")
 #: struct vmap_area is allocated in here (probes.c: from_alloc_vmap_area)
 _VMAP_ALLOC = ("alloc_vmap_area",)
-_REF_FUNCTIONS = ("path_get", "path_put")
 FUNCTIONS = tuple(dict.fromkeys(p.target for p in catalog.PROBES if p.attach in (KPROBE, FENTRY))) \
-    + _IGNORED_CALLERS + _VMAP_ALLOC
+    + refs_plan.IGNORED_CALLERS + _VMAP_ALLOC
 
 
 @dataclass
@@ -131,6 +108,26 @@ def plan(config, facts, targets: bool) -> Plan:
     if facts.btf_error and config.allocs:
         raise KleakError(f"cannot locate the allocation tracepoints' arguments: {facts.btf_error} "
                          "(kleaktrace needs kernel BTF, CONFIG_DEBUG_INFO_BTF)")
+    flags = _base_flags(p, config, facts, targets)
+    retire = _page_retire(p, facts) if config.allocs else []
+    flags += retire
+    if config.allocs:
+        flags += cgroups_plan.flags(p, config, facts, targets)
+        flags += pins_plan.flags(p, config, facts)
+        flags += scan_plan.flags(p, config, facts)
+    flags += _events(p, config, facts, targets, flags, bool(retire))
+    if config.allocs:
+        flags += _free_kprobes(p, config, facts)
+    if config.refs:
+        flags += refs_plan.flags(p, config, facts)
+        if not config.allocs and p.refs_unavailable:
+            raise KleakError(f"--kinds refs: reference-count tracking unavailable: {p.refs_unavailable}")
+    p.cflags = flags
+    return p
+
+
+def _base_flags(p: Plan, config, facts, targets: bool) -> list[str]:
+    """Capacities, filters and the struct offsets every program follows."""
     flags = [
         # slab objects: an array of a power of two slots, pages a small one,
         # the rest (other spaces, objects whose slot was taken) a hash of half
@@ -174,18 +171,19 @@ def plan(config, facts, targets: bool) -> Plan:
     if config.allocs:
         for i, (start, end) in enumerate(r for fn in _VMAP_ALLOC for r in facts.ranges.get(fn, [])[:2]):
             flags += [f"-DVMAP_ALLOC_START_{i}={start:#x}ULL", f"-DVMAP_ALLOC_END_{i}={end:#x}ULL"]
-    retire = _page_retire(p, facts) if config.allocs else []
-    flags += retire
-    if config.allocs:
-        flags += _cgroups(p, config, facts, targets)
-        flags += pins_plan.flags(p, config, facts)
-        flags += scan_plan.flags(p, config, facts)
+    return flags
+
+
+def _events(p: Plan, config, facts, targets: bool, flags: list[str], retire: bool) -> list[str]:
+    """Put the catalog's tracepoint programs (and the programs run on demand
+    whose flags are set) in ``p.probes``; returns the events' flags."""
+    out = []
     events_done = set()
     for probe in catalog.PROBES:
-        if probe.attach in (TAIL, RUN, ITER) and _wanted(probe, config, targets, p, bool(retire)) and \
-                all(f"-D{need}=" in " ".join(flags) for need in probe.needs):
+        if probe.attach in (TAIL, RUN, ITER) and _wanted(probe, config, targets, p, retire) and \
+                all(f"-D{need}=" in " ".join(flags + out) for need in probe.needs):
             p.probes.append((probe, 1))
-        if probe.attach != RAW or not _wanted(probe, config, targets, p, bool(retire)):
+        if probe.attach != RAW or not _wanted(probe, config, targets, p, retire):
             continue
         args = facts.events.get(probe.target)
         if args is None:
@@ -195,11 +193,18 @@ def plan(config, facts, targets: bool) -> Plan:
             continue
         if probe.target not in events_done:
             events_done.add(probe.target)
-            flags.append(f"-DEVENT_{probe.event}")
-            flags += _arg_flags(probe, args)
+            out.append(f"-DEVENT_{probe.event}")
+            out += _arg_flags(probe, args)
         p.probes.append((probe, config.free_copies))
+    return out
+
+
+def _free_kprobes(p: Plan, config, facts) -> list[str]:
+    """The kprobes on frees with no per-object event (bulk frees, kfree_rcu
+    batches, sheaves) this kernel allows; a note for the ones it does not."""
+    flags = []
     unseen = {}
-    for probe in catalog.PROBES if config.allocs else ():
+    for probe in catalog.PROBES:
         if probe.attach != KPROBE or probe.when != "allocs":
             continue
         args = facts.params.get(probe.target, ())
@@ -217,37 +222,6 @@ def plan(config, facts, targets: bool) -> Plan:
         p.notes.append(f"frees without a per-object event not seen ({'; '.join(reasons)}): objects freed by "
                        f"{', '.join(unseen)} (bulk frees, kfree_rcu batches and sheaves) stay outstanding "
                        "until their address is reused or their slab page is freed")
-    if config.refs:
-        flags += _refs(p, config, facts)
-        if not config.allocs and p.refs_unavailable:
-            raise KleakError(f"--kinds refs: reference-count tracking unavailable: {p.refs_unavailable}")
-    p.cflags = flags
-    return p
-
-
-def _cgroups(p: Plan, config, facts, targets: bool) -> list[str]:
-    """Flags to record each allocation's cgroup (probes.c: current_cgroup),
-    in the memory controller's hierarchy: v1 where it is mounted so, else v2."""
-    missing = [path for path in _CGROUP_OFFSETS.values() if path not in facts.offsets]
-    memory = facts.enums.get("memory_cgrp_id")
-    hierarchy = facts.controllers.get("memory", 0)
-    if missing or (hierarchy and memory is None):
-        why = ", ".join(missing) or "memory_cgrp_id"
-        if config.cgroups:
-            raise KleakError(f"--cgroup: this kernel's BTF lacks {why}")
-        p.notes.append(f"cgroups not recorded: this kernel's BTF lacks {why}")
-        return []
-    flags = ["-DTRACK_CGROUPS", f"-DCGROUP_HIERARCHY={hierarchy}"]
-    flags += [f"-D{name}={facts.offsets[path]}" for name, path in _CGROUP_OFFSETS.items()]
-    if hierarchy:
-        flags.append(f"-DCGROUP_V1_SUBSYS={memory}")
-    if memory is not None and "memory" in facts.controllers:
-        flags.append(f"-DCGROUP_MEMORY_SUBSYS={memory}")
-    if config.cgroups:
-        if targets:
-            raise KleakError("--cgroup and -p/-c cannot be combined", status=2)
-        flags.append("-DFILTER_CGROUPS")
-    p.cgroups = {"hierarchy": hierarchy, "version": 1 if hierarchy else 2}
     return flags
 
 
@@ -267,44 +241,3 @@ def _page_retire(p: Plan, facts) -> list[str]:
     return ["-DPAGE_RETIRE", f"-DPAGE_MARKS={marks}", f"-DPAGE_RATIO={ratio}ULL",
             # KMALLOC_MAX_CACHE_SIZE is two pages on SLUB: larger kmallocs take pages
             f"-DKMALLOC_MAX_CACHE={2 * facts.page_size}"] + census_plan.flags(p, facts, ratio)
-
-
-def _refs(p: Plan, config, facts) -> list[str]:
-    """Reference tracking's flags and ways, or [] with ``refs_unavailable`` saying why."""
-    via = config.refs_via
-    p.refs_why = {
-        FENTRY: fentry_why(_REF_FUNCTIONS, facts.btf, facts.ranges) if via != KPROBE else "not chosen",
-        KPROBE: kprobe_why(_REF_FUNCTIONS, facts.kprobes, facts.traceable) if via != FENTRY else "not chosen",
-    }
-    p.refs_ways = [way for way in (FENTRY, KPROBE) if p.refs_why[way] is None]
-    if not p.refs_ways:
-        p.refs_off(refs_why(p, via), config.allocs)
-        return []
-    missing = [path for path in _REF_OFFSETS.values() if path not in facts.offsets]
-    if missing:
-        p.refs_off(f"no usable kernel BTF for struct offsets ({', '.join(missing)})", config.allocs)
-        return []
-    flags = ["-DTRACK_REFS", f"-DMAX_REFS={config.max_refs}"]
-    flags += [f"-D{name}={facts.offsets[path]}" for name, path in _REF_OFFSETS.items()]
-    if FENTRY in p.refs_ways:
-        flags.append("-DREFS_FENTRY")
-    for fn in _REF_FUNCTIONS:
-        start, end = facts.ranges.get(fn, [(0, 0)])[0]
-        flags += [f"-D{fn.upper()}_START={start:#x}ULL", f"-D{fn.upper()}_END={end:#x}ULL"]
-    ignored = [r for fn in _IGNORED_CALLERS for r in facts.ranges.get(fn, [])]
-    for i, (start, end) in enumerate(ignored[:3]):
-        flags += [f"-DIGNORE_CALLER_START_{i}={start:#x}ULL", f"-DIGNORE_CALLER_END_{i}={end:#x}ULL"]
-    return flags
-
-
-def refs_why(p: Plan, via: str) -> str:
-    """Why neither fentry nor kprobes (or not the one --refs-via chose) carry
-    reference tracking; kprobes' reason first."""
-    if via != "auto":
-        return p.refs_why[via]
-    return f"{p.refs_why[KPROBE]}, and {p.refs_why[FENTRY]}"
-
-
-def ref_probes(way: str) -> list:
-    """The catalog's reference probes attached through ``way``."""
-    return [probe for probe in catalog.PROBES if probe.when == "refs" and probe.attach == way]

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from ..analysis.groups import Obj, kmalloc_cache_name
 from ..analysis.refs import WHY_TEXT, RefHold
 from .. import layout
-from .livemap import aggregate, decode, read_items, read_values, slot_records, value_records
+from .livemap import aggregate, decode, read_values, value_records
+from .records import Records
 from .progstats import recursion_misses
 
 __all__ = ["Snapshot", "Reader", "weighed"]
@@ -47,32 +48,12 @@ class Reader:
 
     def __init__(self, session):
         self.session = session
-        self._views: dict[str, tuple] = {}  # slot array name -> (mmap, slots)
+        self.records = Records(session)  # every record, one row each (the census's and the scan's)
 
     def close(self) -> None:
-        for view, _count in self._views.values():
-            view.close()
-        self._views = {}
+        self.records.close()
 
     # -- outstanding objects ---------------------------------------------------
-
-    def _slot_arrays(self) -> dict:
-        """{slot array name: its records (slot_records)}, mmap()ed once."""
-        size = ctypes.sizeof(self.session.map("live").Leaf)
-        if not self._views:
-            for name, count in (("slots", 1 << self.session.plan.slot_bits),
-                                ("page_slots", layout.DEFINES["PAGE_SLOT_COUNT"])):
-                table = self.session.map(name)
-                self._views[name] = (self.session.mmap(name, ctypes.sizeof(table.Leaf), count), count)
-        return {name: slot_records(view, count, ctypes.sizeof(self.session.map(name).Leaf), size)
-                for name, (view, count) in self._views.items()}
-
-    @staticmethod
-    def _aged_slots(recs, min_age_ns: int):
-        """Which slots hold a record made at least ``min_age_ns`` ago (a numpy mask)."""
-        import numpy as np
-        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
-        return (recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= cutoff)
 
     def _records(self, cutoff_ns: int) -> dict:
         """aggregate()'s {group bytes: [objects, oldest]} of the objects allocated at or before ``cutoff_ns``."""
@@ -80,7 +61,7 @@ class Reader:
         live = self.session.map("live")
         size = ctypes.sizeof(live.Leaf)
         rows: dict = {}
-        for recs in self._slot_arrays().values():
+        for recs in self.records.slot_arrays().values():
             aggregate(recs, cutoff_ns, rows)
         try:
             for chunk in read_values(lib, live.map_fd, ctypes.sizeof(live.Key), size):
@@ -88,85 +69,6 @@ class Reader:
         except OSError:  # no batched lookups (kernels before 5.6): one entry at a time
             aggregate(value_records(b"".join(bytes(v) for v in live.values()), size), cutoff_ns, rows)
         return rows
-
-    def slab_page_structs(self, min_age_ns: int):
-        """The struct pages (numpy u64) of the 4 KiB pages holding slab objects
-        recorded at least ``min_age_ns`` ago (for the census), none before the
-        kernel side learned where struct pages map (layout.h: page_calib)."""
-        import numpy as np
-        calib = self.session.map("page_calib")[ctypes.c_int(0)]
-        ratio = self.session.plan.census.get("ratio", 0)
-        if not calib.ready or not ratio:
-            return np.zeros(0, np.uint64)
-        recs = self._slot_arrays()["slots"]
-        addr = recs["addr"][self._aged_slots(recs, min_age_ns)]
-        pages = np.unique(addr & np.uint64(~4095 & (2**64 - 1)))
-        # struct page = (va - offset) / ratio, in the kernel half: va = page * ratio + offset
-        # wraps modulo 2**64, so the quotient is completed by the top bits it lost
-        x = pages - np.uint64(calib.offset)
-        return x // np.uint64(ratio) + np.uint64((ratio - 1) * (2**64 // ratio))
-
-    def cache_records(self, caches, min_age_ns: int):
-        """(addresses, group bytes) of the slab objects of kmem_caches
-        ``caches`` recorded at least ``min_age_ns`` ago: a numpy u64 array
-        and a (n, k) u64 array of their records' group bytes (decode_key)."""
-        import numpy as np
-        from bcc.libbcc import lib
-        live = self.session.map("live")
-        col = (live.Leaf.cache.offset - 8) // 8
-        wanted = np.array(sorted(caches), np.uint64)
-        recs = self._slot_arrays()["slots"]
-        keep = self._aged_slots(recs, min_age_ns) & np.isin(recs["key"][:, col], wanted)
-        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
-        addrs, keys = [recs["addr"][keep]], [recs["key"][keep]]
-        key_size, size = ctypes.sizeof(live.Key), ctypes.sizeof(live.Leaf)
-        try:
-            for kbuf, vbuf in read_items(lib, live.map_fd, key_size, size):
-                k = np.frombuffer(kbuf, np.dtype({"names": ["addr"], "formats": ["<u8"], "offsets": [0],
-                                                  "itemsize": key_size}))
-                v = value_records(vbuf, size)
-                keep = (v["ts"] <= cutoff) & np.isin(v["key"][:, col], wanted)
-                addrs.append(k["addr"][keep] ^ np.uint64(self.session.plan.addr_key))  # probes.c MANGLE
-                keys.append(v["key"][keep].copy())
-        except OSError:  # no batched lookups: what the slots hold
-            pass
-        return np.concatenate(addrs), np.concatenate(keys)
-
-    def records(self, min_age_ns: int = 0) -> dict:
-        """Every record allocated at least ``min_age_ns`` ago, one row each
-        (numpy): addr (the object's address, unmangled), space (layout.h's
-        enum space), ts, key (the group bytes, as aggregate() groups them)."""
-        import numpy as np
-        from bcc.libbcc import lib
-        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
-        spaces = layout.ENUMS["space"]
-        out = {"addr": [], "space": [], "ts": [], "key": []}
-
-        def add(addr, space, ts, key):
-            out["addr"].append(np.asarray(addr, np.uint64))
-            out["space"].append(np.full(len(addr), space, np.uint32) if np.isscalar(space) else space)
-            out["ts"].append(np.asarray(ts, np.uint64))
-            out["key"].append(np.asarray(key, np.uint64))
-        for name, space in (("slots", spaces["SPACE_SLAB"]), ("page_slots", spaces["SPACE_PAGE"])):
-            recs = self._slot_arrays()[name]
-            keep = self._aged_slots(recs, min_age_ns)
-            add(recs["addr"][keep], space, recs["ts"][keep], recs["key"][keep])
-        live = self.session.map("live")
-        key_size, size = ctypes.sizeof(live.Key), ctypes.sizeof(live.Leaf)
-        kdt = np.dtype({"names": ["addr", "space"], "formats": ["<u8", "<u4"], "offsets": [0, 8],
-                        "itemsize": key_size})
-        try:
-            for kbuf, vbuf in read_items(lib, live.map_fd, key_size, size):
-                k, v = np.frombuffer(kbuf, kdt), value_records(vbuf, size)
-                keep = v["ts"] <= cutoff
-                add(k["addr"][keep] ^ np.uint64(self.session.plan.addr_key), k["space"][keep].copy(),
-                    v["ts"][keep].copy(), v["key"][keep].copy())
-        except OSError:  # no batched lookups: the slots alone
-            pass
-        width = out["key"][0].shape[1]
-        return {"addr": np.concatenate(out["addr"]), "space": np.concatenate(out["space"]),
-                "ts": np.concatenate(out["ts"]),
-                "key": np.concatenate([k.reshape(-1, width) for k in out["key"]])}
 
     def decode_key(self, key: bytes):
         """The struct live_obj of a record's group bytes (ts_ns unset)."""

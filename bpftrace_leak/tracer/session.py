@@ -20,7 +20,8 @@ from ..kernel.tracefs import ensure_tracefs
 from . import bcc, catalog
 from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 from ..layout import PACKAGE, PROBES_C
-from .plan import ENUMS, FUNCTIONS, PERCPU, PERCPU_OPTIONAL, STRUCTS, plan, ref_probes, refs_why
+from .plan import ENUMS, FUNCTIONS, PERCPU, PERCPU_OPTIONAL, STRUCTS, plan
+from .refs_plan import ref_probes, refs_why
 
 __all__ = ["Session"]
 

@@ -1,9 +1,7 @@
 """Containers: outstanding kernel memory attributed to cgroups, live and after
 they are removed, checked against the kernel's own count of memory cgroups."""
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

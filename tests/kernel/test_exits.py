@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from conftest import ROOT, Tracer
+from conftest import Tracer
 
 FORK = r"""
 import os, socket, sys, time

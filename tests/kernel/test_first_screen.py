@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from conftest import Tracer, count
+from conftest import Tracer
 
 
 def test_system_wide_leaves_the_tracer_out(workloads):

@@ -1,7 +1,7 @@
 import click
 import pytest
 
-from bpftrace_leak.cli import Duration
+from bpftrace_leak.cli_options import Duration
 
 
 @pytest.mark.parametrize("text,unit,seconds", [

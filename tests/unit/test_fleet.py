@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bpftrace_leak.errors import KleakError
 from bpftrace_leak.output.pprof import Profile, render_pprof
-from bpftrace_leak.sessions.serve import Exporter, parse_listen
+from bpftrace_leak.output.prometheus import Exporter
+from bpftrace_leak.sessions.serve import parse_listen
 from bpftrace_leak.tracer.reader import weighed
 
 
