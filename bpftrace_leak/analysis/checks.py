@@ -104,9 +104,9 @@ def flag(v, where):
     return v
 
 
-def rows(v, where, fields, limit, optional=()):
+def rows(v, where, required, limit, optional=()):
     for i, row in enumerate(listed(v, where, limit)):
-        fields(row, f"{where}[{i}]", fields, optional)
+        fields(row, f"{where}[{i}]", required, optional)
     return v
 
 

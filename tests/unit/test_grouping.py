@@ -2,6 +2,7 @@
 listing its cgroups; --split cgroup splits them; merged caches named by the
 best match of their words, by elimination where a stack ties."""
 
+import json
 from dataclasses import replace
 
 from test_report import STACKS, o, report
@@ -9,7 +10,8 @@ from test_report import STACKS, o, report
 from bpftrace_leak.analysis.aliases import owner
 from bpftrace_leak.analysis.cgroups import split, span
 from bpftrace_leak.analysis.groups import by_cgroup, select
-from bpftrace_leak.reporter import render_text
+from bpftrace_leak.analysis.schema import check_report
+from bpftrace_leak.reporter import render_json, render_text
 
 #: /sys/kernel/slab on this project's 6.18 host (2026-12-03)
 EVENTPOLL = {"fib6_node", "pte_list_desc", "tcp_bind2_bucket", "tcp_bind_bucket"}
@@ -41,6 +43,9 @@ def test_a_leak_in_twenty_cgroups_is_one_group_listing_them():
                                              for g in live["groups"])
     offline = split(r["groups"])
     assert sorted(g["cgroup"] for g in offline) == sorted(g["cgroup"] for g in live["groups"])
+    # what a capture keeps of both passes the checks it is read back with
+    for doc in (r, live):
+        check_report(json.loads(render_json(doc)))
 
 
 def test_five_containers_one_socket_group_and_the_table_per_cgroup():
