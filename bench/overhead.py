@@ -1,16 +1,27 @@
 #!/usr/bin/env python3
-"""Overhead on an allocation storm: kleaktrace against bcc's memleak, side by side.
+"""Overhead on an allocation storm: kleaktrace against the floor, a minimal
+exact tracker and bcc's memleak, side by side, in one run.
 
 Builds bench/storm.c, then in each round runs the storm (socketpair+close,
-open+close on one core) untraced, under memleak-bpfcc (kernel mode,
-system-wide), under kleaktrace system-wide, under kleaktrace -p on the
-storm itself and under kleaktrace serve (its always-on defaults), in turn. Prints the median throughput of each as a ratio of the
-untraced runs of the same rounds.
+open+close, pinned to one core) untraced and under each tracer in turn:
+
+- the floor: empty BPF programs on the four slab tracepoints (bench/floor.py);
+- a minimal exact tracker: hash insert on alloc, delete on free (floor.py hash);
+- memleak-bpfcc (kernel mode, system-wide);
+- kleaktrace system-wide, ``-p`` on the storm, and ``serve`` (its defaults).
+
+Prints the median throughput of each as a ratio of the untraced runs of the
+same rounds, and the tracer's own CPU (user + system, of its process, while
+the storm ran: work moved to user space is overhead too). Then, with
+kernel.bpf_stats_enabled on for that run only (it adds two clock reads per
+program run), one storm under kleaktrace -p and one system-wide: runs and ns
+per run of each program, and BPF time as a share of the storm's time.
 
     sudo .venv/bin/python bench/overhead.py [--rounds 5] [--seconds 4]
 """
 
 import argparse
+import json
 import os
 import signal
 import statistics
@@ -26,6 +37,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
 from interleave import interleaved  # noqa: E402
 
+TICK = os.sysconf("SC_CLK_TCK")
+
 
 def build_storm(dest: str) -> str:
     exe = os.path.join(dest, "storm")
@@ -35,8 +48,7 @@ def build_storm(dest: str) -> str:
 
 def storm(exe: str, seconds: float):
     """Start the storm pinned to CPU 1; ``rate(proc)`` waits for its figure."""
-    proc = subprocess.Popen(["taskset", "-c", "1", exe, str(seconds)], stdout=subprocess.PIPE, text=True)
-    return proc
+    return subprocess.Popen(["taskset", "-c", "1", exe, str(seconds)], stdout=subprocess.PIPE, text=True)
 
 
 def rate(proc) -> float:
@@ -44,8 +56,28 @@ def rate(proc) -> float:
     return float(out.strip())
 
 
-def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False) -> float:
-    """Start a tracer, wait until it prints ``ready``, run the storm, stop the tracer."""
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def programs() -> dict:
+    """{id: (name, run_cnt, run_time_ns)} of every loaded BPF program."""
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True).stdout
+    return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0))
+            for p in json.loads(out or "[]")}
+
+
+def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, stats=None):
+    """Start a tracer, wait until it prints ``ready``, run the storm, stop the
+    tracer: (storm cycles/s, tracer CPU seconds during the storm). ``stats``:
+    a dict filled with {program: (runs, ns)} of the tracer's programs."""
+    before = set(programs()) if stats is not None else set()
     if target_pid:
         # the storm starts stopped, the tracer attaches to it, then it runs
         storm_proc = subprocess.Popen(["sh", "-c", f'kill -STOP $$; exec taskset -c 1 {exe} {seconds}'],
@@ -59,24 +91,47 @@ def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False) -> 
             break
     else:
         raise SystemExit(f"{cmd[0]} did not start")
+    if stats is not None:
+        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+        start = programs()
+    cpu0 = cpu_s(tracer.pid)
     if target_pid:
         os.kill(storm_proc.pid, signal.SIGCONT)
         result = rate(storm_proc)
     else:
         result = rate(storm(exe, seconds))
+    cpu = cpu_s(tracer.pid) - cpu0
+    if stats is not None:
+        end = programs()
+        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"], check=True)
+        for pid, (name, runs, ns) in end.items():
+            if pid not in before and pid in start and runs > start[pid][1]:
+                stats[name] = (runs - start[pid][1], ns - start[pid][2])
     tracer.send_signal(signal.SIGINT)
     try:
         tracer.communicate(timeout=120)  # drains its final report
     except subprocess.TimeoutExpired:
         tracer.kill()
         tracer.communicate()
-    return result
+    return result, cpu
+
+
+def show_stats(title: str, stats: dict, seconds: float) -> None:
+    total_ns = sum(ns for _, ns in stats.values())
+    total_runs = sum(runs for runs, _ in stats.values())
+    print(f"{title}: ns per run from kernel.bpf_stats_enabled over one {seconds:g} s storm")
+    for name, (runs, ns) in sorted(stats.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {name:24} {runs:>11,} runs {ns / runs:7.0f} ns/run {100 * ns / max(total_ns, 1):4.0f}%")
+    if total_runs:
+        print(f"  total: {total_ns / 1e9:.2f} s of BPF time in {seconds:g} s of storm, "
+              f"{total_ns / total_runs:.0f} ns/run on average")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--no-stats", action="store_true", help="leave out the bpf_stats runs")
     args = ap.parse_args()
     tree = find_headers(warn=lambda m: None)
     if tree:
@@ -85,10 +140,13 @@ def main():
     # SERVE_ARGS: options for the serve row (e.g. --sample-bytes 0 to see what sampling saves)
     serve = [sys.executable, "-m", "bpftrace_leak.cli", "serve", "--listen", "127.0.0.1:0", "--kinds", "allocs",
              *os.environ.get("SERVE_ARGS", "").split()]
+    floor = [sys.executable, os.path.join(ROOT, "bench", "floor.py")]
     with tempfile.TemporaryDirectory() as d:
         exe = build_storm(d)
         runs = {
-            "untraced": lambda: rate(storm(exe, args.seconds)),
+            "untraced": lambda: (rate(storm(exe, args.seconds)), 0.0),
+            "empty BPF programs (floor)": lambda: with_tracer(floor + ["empty"], "ready", exe, args.seconds),
+            "minimal hash tracker": lambda: with_tracer(floor + ["hash"], "ready", exe, args.seconds),
             "memleak-bpfcc": lambda: with_tracer(["memleak-bpfcc", "-o", "1000", "3600"], "Attaching",
                                                  exe, args.seconds),
             "kleaktrace (system-wide)": lambda: with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds),
@@ -96,12 +154,23 @@ def main():
             # the always-on exporter: its defaults (sampled, --sample-bytes 65536)
             "kleaktrace serve": lambda: with_tracer(serve, "Hit Ctrl-C", exe, args.seconds),
         }
-        results = interleaved(runs, args.rounds, lambda v: f"{v:,.0f} cycles/s")
-    base = statistics.median(results["untraced"])
+        results = interleaved(runs, args.rounds, lambda v: f"{v[0]:,.0f} cycles/s, tracer {v[1]:.2f} s CPU")
+        stats_p, stats_all = {}, {}
+        if not args.no_stats:
+            with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds, target_pid=True, stats=stats_p)
+            with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds, stats=stats_all)
+    base = statistics.median(r for r, _ in results["untraced"])
     print(f"allocation storm (socketpair+close, open+close; one core), {args.rounds} rounds of "
-          f"{args.seconds:g} s, median throughput vs untraced ({base:,.0f} cycles/s)")
+          f"{args.seconds:g} s, median throughput vs untraced ({base:,.0f} cycles/s); the tracer's own CPU "
+          "while the storm ran, in % of one core")
     for name, vals in results.items():
-        print(f"  {name:28} {statistics.median(vals) / base:5.2f}x")
+        ratio = statistics.median(r for r, _ in vals) / base
+        cpu = statistics.median(c for _, c in vals) / args.seconds
+        print(f"  {name:28} {ratio:5.2f}x   tracer CPU {100 * cpu:5.1f}%")
+    if stats_p:
+        show_stats("kleaktrace -p storm", stats_p, args.seconds)
+    if stats_all:
+        show_stats("kleaktrace (system-wide)", stats_all, args.seconds)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,9 @@ def demo(sockets, files, churn, **kw):
 #: (bench/overhead.py); maps for 128Ki sampled objects (some 10 million
 #: outstanding ones of a few hundred bytes) instead of a million
 SERVE_DEFAULTS = {"sample_bytes": 65536, "free_copies": 1, "max_objects": 131072}
+#: serve scans for holders this often by default (a scan reads every page the
+#: kernel holds: seconds of a core, and /metrics answers slower meanwhile)
+SERVE_SCAN_EVERY = "10m"
 
 
 @main.command()
@@ -136,6 +139,8 @@ SERVE_DEFAULTS = {"sample_bytes": 65536, "free_copies": 1, "max_objects": 131072
               help="Time between reports (what scrapes see).")
 @click.option("--top-labels", type=click.IntRange(min=1, max=1000), default=20, show_default=True,
               help="Call sites and cgroups given labels of their own (the rest are summed by cache).")
+@click.option("--scan-every", "scan_every_s", type=Duration("s"), default=SERVE_SCAN_EVERY, show_default=True,
+              help="Time between holder scans (the first this long after the start): the orphaned_* metrics.")
 @click.pass_context
 def serve(ctx, listen, expose, top_labels, **kw):
     """Keep tracing and serve the outstanding allocations: /metrics for

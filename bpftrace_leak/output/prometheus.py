@@ -38,7 +38,7 @@ class Exporter:
             scanned = (per, report["scan"])
         with self.lock:
             self.report, self.facts = report, facts or {}
-            if scanned:  # kept until the next scan (serve scans every sessions/live.py: SERVE_SCAN_EVERY_S)
+            if scanned:  # kept until the next scan (serve scans every --scan-every)
                 self.scanned = scanned
 
     def collect(self):

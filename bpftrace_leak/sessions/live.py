@@ -47,9 +47,10 @@ from .targets import HeldCommand, resolve_pid
 
 __all__ = ["run", "LiveSession"]
 
-#: serve scans for holders at most this often (a scan reads every page the
-#: kernel holds: seconds of a core on a large host)
-SERVE_SCAN_EVERY_S = 600.0
+#: what a holder scan is guessed to cost before the first: it reads every
+#: page the kernel holds (bench/scan.py: 2.2 to 2.4 s a pass on this
+#: project's 2-core host, two passes when it finds orphans)
+SCAN_GUESS_S = 3.0
 
 
 def _now_iso() -> str:
@@ -182,17 +183,18 @@ class LiveSession(Jobs):
 
     def _scan_due(self, final: bool) -> bool:
         """Whether a written report gets the holder scan: the final one
-        always; periodic ones while a scan costs at most a tenth of the
-        interval (serve: at most one every SERVE_SCAN_EVERY_S); silent
-        snapshots never."""
+        always; periodic ones every --scan-every (serve: 10 minutes, the
+        first 10 minutes after the start: objects a few seconds old say
+        little), else while a scan costs at most a tenth of the interval
+        (before the first, SCAN_GUESS_S); silent snapshots never."""
         if not self.cfg.scan:
             return False
         if final:
             return True
         now = time.monotonic()
-        if self.keep_going:
-            return self._scanned_at is None or now - self._scanned_at >= SERVE_SCAN_EVERY_S
-        return self.cfg.interval_s is not None and self._scan_cost * 10 <= self.cfg.interval_s
+        if self.cfg.scan_every_s:
+            return now - (self._scanned_at or self.t0) >= self.cfg.scan_every_s
+        return self.cfg.interval_s is not None and (self._scan_cost or SCAN_GUESS_S) * 10 <= self.cfg.interval_s
 
     def snapshot(self, scan: bool = False):
         """A report, kept for growth and in the capture; and its slab facts."""
@@ -200,7 +202,8 @@ class LiveSession(Jobs):
         report, facts = assemble(self.collector.collect(scan=scan))
         if report.get("scan", {}).get("seconds") is not None:
             self._scan_cost, self._scanned_at = report["scan"]["seconds"], began
-        t_s = time.monotonic() - self.t0
+        # when its objects were read: a holder scan after the read takes seconds
+        t_s = report["duration_s"]
         self.growth.add(t_s, report)
         if self.capture:
             self.capture.snapshot(t_s, report, facts)
