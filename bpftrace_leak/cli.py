@@ -119,12 +119,9 @@ def demo(sockets, files, churn, **kw):
 
 
 #: serve's defaults, for always-on: allocations sampled (a 4 MiB/h leak is
-#: still sampled 64 times an hour) and one program per slab free event (the
-#: census and freed slab pages retire what a skipped free leaves): 0.79x
-#: untraced on the allocation storm, against 0.62x tracking everything
-#: (bench/overhead.py); maps for 128Ki sampled objects (some 10 million
-#: outstanding ones of a few hundred bytes) instead of a million
-SERVE_DEFAULTS = {"sample_bytes": 65536, "free_copies": 1, "max_objects": 131072}
+#: still sampled 64 times an hour), maps for 128Ki sampled objects (some 10
+#: million outstanding ones of a few hundred bytes) instead of a million
+SERVE_DEFAULTS = {"sample_bytes": 65536, "max_objects": 131072}
 #: serve scans for holders this often by default (a scan reads every page the
 #: kernel holds: seconds of a core, and /metrics answers slower meanwhile)
 SERVE_SCAN_EVERY = "10m"

@@ -60,7 +60,7 @@ class Config:
     max_objects: int = 1_000_000
     stack_slots: int = 16384
     stacks: str = "sites"  # a stack per call site until promoted, or "all": one per allocation
-    free_copies: int = 2  # copies of each raw slab free program (README: Accuracy)
+    free_copies: int = 1  # copies of each raw slab free program (docs/accuracy.md)
     sample_bytes: int = 0  # --sample-bytes: keep an allocation of S bytes with probability S/N (0: all)
     max_refs: int = 65536
     max_sites: int = 65536

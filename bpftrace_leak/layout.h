@@ -83,14 +83,14 @@ enum stack_how {
 };
 
 /*
- * Everything after ts_ns is what groups an object with others: user space
+ * Everything after ts is what groups an object with others: user space
  * reads those bytes as one key (livemap.py), so keep them together and keep
- * no per-object field but ts_ns outside them.
+ * no per-object field but ts outside them.
  */
 struct live_obj {
-	u64 ts_ns;		/* bpf_ktime_get_ns() at allocation (CLOCK_MONOTONIC) */
+	u64 ts;			/* bpf_jiffies64() at allocation: tracer/clock.py converts */
 	u64 call_site;
-	u64 cache;		/* struct kmem_cache * of KIND_SLAB objects, else 0 */
+	u64 cache;		/* struct kmem_cache * of KIND_SLAB objects; pages: gfp << 8 | order; else 0 */
 	u32 bytes;		/* 0 for KIND_SLAB when the site knows its cache's size */
 	u32 cgroup;		/* the allocating task's cgroup (kernfs id): probes.c current_cgroup */
 	u32 tgid;
@@ -102,6 +102,12 @@ struct live_obj {
 
 /* A slot of the object table (probes.c: slots); 64 bytes, a cache line. */
 #define SLOT_BUSY 1		/* slab_slot.addr while its record is being written */
+
+/* what clock_now (probes/objects.h) leaves for tracer/clock.py: one instant on both clocks */
+struct clock_pair {
+	u64 jiffies;
+	u64 ktime_ns;
+};
 
 struct slab_slot {
 	u64 addr;		/* 0: free; SLOT_BUSY: being written */

@@ -133,18 +133,45 @@ static __always_inline u64 page_head(u64 page)
 	return (inv & (inv + 1)) == 0 ? (page & m) : m;
 }
 
-/* args: a struct page in a slab: its slab's freelist */
+/*
+ * args: a struct page in a slab: its slab's freelist. With args[3] set, a
+ * page of recorded objects (tracer/census.py), whose records' cache is
+ * args[1] (kmem_cache_alloc's) or their size args[2] (kmalloc's), when they
+ * all agree: for a page that is no slab any more, or a slab of another
+ * cache, it returns 3 and census_retire retires its records. It was freed
+ * since with objects whose frees no event showed (skipped, bulk, RCU
+ * batches): their records are retired once a report is due, not at each
+ * page free (retire.h).
+ */
 int census_slab(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 page = page_head(ctx->args[0]), base, end;
 	u64 s = kread(page + SLAB_CACHE_OFF);
-	if (!census_known.lookup(&s))
+	int slab = census_known.lookup(&s) != NULL;	/* a slab, of a cache we know */
+	if (ctx->args[3] && !(slab && (ctx->args[1] ? ctx->args[1] == s :
+				       ctx->args[2] == kread32(s + KMEM_CACHE_SIZE_OFF))))
+		return 3;
+	if (!slab)
 		return 1;	/* not a slab (any more), or a cache we do not know */
 	u8 one = 1;
 	census_seen.update(&s, &one);
 	if (!slab_range(page, s, &base, &end))
 		return 2;
 	walk_freelist(kread(page + SLAB_FREELIST_OFF), s, base, end);
+	return 0;
+}
+
+/* args: a struct page census_slab returned 3 for: retire its records that
+ * stand for no object of the slab it is now (if any) */
+int census_retire(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 page = ctx->args[0], va = page_va(page);
+	u64 s = kread(page_head(page) + SLAB_CACHE_OFF);
+	if (!va)
+		return 1;
+	if (!census_known.lookup(&s))
+		s = 0;
+	retire_records(va, s, s ? kread32(s + KMEM_CACHE_SIZE_OFF) : 0, 0);
 	return 0;
 }
 

@@ -252,29 +252,37 @@ static __always_inline int store_slot(struct slab_slot *slot, struct live_key *k
 
 /*
  * The current task's system call number (pt_regs->orig_ax; in interrupt
- * context the interrupted task's). Two helper calls and a read: a few tens
- * of nanoseconds, against 1.6 us for a stack (bench/overhead.py).
+ * context the interrupted task's): two helper calls and a load from a
+ * BTF-typed pointer, which the verifier checks against the kernel's BTF and
+ * makes a fault-safe load, where bpf_probe_read_kernel cost twice as much
+ * (25 ns against 53 on this project's host, bench/overhead.py's floor).
  */
 static __always_inline u32 current_syscall(void)
 {
+#ifdef PT_REGS_ORIG_AX_OFF
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	u64 nr = -1;
-	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
-	return nr;
+	return *(volatile u64 *)((char *)regs + PT_REGS_ORIG_AX_OFF);
+#else
+	return -1;	/* no BTF for struct pt_regs: call sites are not split by system call */
+#endif
 }
 
 #ifdef PAGE_RETIRE
-/*
- * page_marks, a bit per page frame (modulo PAGE_MARKS): a slab object was
- * recorded in that page since it was last scanned, so a page free without
- * its mark costs no scan. A bit each, not a byte (array elements take 8
- * bytes: a byte each took 128 MiB for this host's 24 GiB); set and cleared
- * without atomics (BCC's BPF has no atomic OR here): a race loses a mark,
- * which only leaves that page's objects to reuse or the census.
- */
-BPF_ARRAY(page_marks, u64, PAGE_MARKS / 64);
 BPF_ARRAY(page_calib, struct page_calib, 1);
 BPF_PERCPU_ARRAY(last_page, struct last_page, 1);
+#endif
+
+#ifdef RETIRE_ON_FREE
+/*
+ * Without the slab census only (plan.py: _page_retire): page_marks, a bit
+ * per page frame (modulo PAGE_MARKS): a slab object was recorded in that
+ * page since it was last scanned, so a page free without its mark costs no
+ * scan. A bit each, not a byte (array elements take 8 bytes: a byte each
+ * took 128 MiB for this host's 24 GiB); set and cleared without atomics
+ * (BCC's BPF has no atomic OR here): a race loses a mark, which only leaves
+ * that page's objects to reuse.
+ */
+BPF_ARRAY(page_marks, u64, PAGE_MARKS / 64);
 
 static __always_inline void mark_page(u64 addr)
 {
@@ -285,10 +293,31 @@ static __always_inline void mark_page(u64 addr)
 }
 #endif
 
+/*
+ * An allocation's time is the tick's count, bpf_jiffies64(): a memory read,
+ * where bpf_ktime_get_ns() reads the clock source, 50 ns a call on this
+ * project's host (bench/overhead.py), a third of what an allocation cost.
+ * Ages are in seconds (the minimum age, kmemleak's, is one): a tick (4 ms
+ * at HZ=250) is precision enough. clock_now gives user space one instant
+ * on both clocks (tracer/clock.py).
+ */
+BPF_ARRAY(clock_pairs, struct clock_pair, 1);
+
+int clock_now(struct bpf_raw_tracepoint_args *ctx)
+{
+	int zero = 0;
+	struct clock_pair *c = clock_pairs.lookup(&zero);
+	if (!c)
+		return 1;
+	c->jiffies = bpf_jiffies64();
+	c->ktime_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
 static __always_inline void record(void *ctx, struct live_key *key, struct live_obj *obj,
 				   struct site_key *sk, u64 s)
 {
-	obj->ts_ns = bpf_ktime_get_ns();
+	obj->ts = bpf_jiffies64();
 	obj->tgid = bpf_get_current_pid_tgid() >> 32;
 	if (sk)
 		obj->syscall = sk->syscall = current_syscall();
@@ -296,7 +325,7 @@ static __always_inline void record(void *ctx, struct live_key *key, struct live_
 	obj->cgroup = current_cgroup();
 #endif
 	take_stack(ctx, sk, s, obj);
-#ifdef PAGE_RETIRE
+#ifdef RETIRE_ON_FREE
 	if (key->space == SPACE_SLAB)
 		mark_page(key->addr);
 #endif
@@ -328,9 +357,26 @@ static __always_inline void record(void *ctx, struct live_key *key, struct live_
 	count_hot(CNT_ALLOCS);
 }
 
+/*
+ * The object at ``addr`` is being freed: forget its record. A slot that
+ * holds it is cleared with a plain store, not a compare-and-swap (the
+ * locked instruction was a third of a free's cost): nothing else can change
+ * a slot that holds a live object's address. Another allocation claims the
+ * slot only once it is 0; the object's address is not handed out again
+ * before this free; its slab page is not freed and the census does not find
+ * it on a freelist before this free completes (the tracepoint fires first).
+ */
 static __always_inline int forget(u32 space, u64 addr)
 {
 	struct live_key key = {.addr = addr, .space = space};
+	if (addr > SLOT_BUSY && in_slots(space)) {
+		struct slab_slot *slot = slot_of(&key);
+		if (slot && slot->addr == addr) {
+			slot->addr = 0;
+			count_hot(CNT_FREES);
+			return 1;
+		}
+	}
 	if (drop_record(&key)) {
 		count_hot(CNT_FREES);
 		return 1;

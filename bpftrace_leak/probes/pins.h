@@ -44,7 +44,7 @@ BPF_F_TABLE("array", u32, u64, pin_in, PIN_BATCH, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", u32, struct pin_dentry, pin_out, PIN_BATCH, BPF_F_MMAPABLE);
 BPF_ARRAY(pin_walk, struct pin_children, 1);
 
-/* The allocation time of the record of slab object ``addr``; 0: none. */
+/* The allocation time (jiffies) of the record of slab object ``addr``; 0: none. */
 static __always_inline u64 record_ts(u64 addr)
 {
 	struct live_key key = {.addr = addr, .space = SPACE_SLAB};
@@ -52,12 +52,12 @@ static __always_inline u64 record_ts(u64 addr)
 	if (!slot)
 		return 0;
 	if (slot->addr == addr)
-		return slot->obj.ts_ns;
+		return slot->obj.ts;
 	if (!slot->spilled)
 		return 0;
 	struct live_key k = hash_key(&key);
 	struct live_obj *obj = live.lookup(&k);
-	return obj ? obj->ts_ns : 0;
+	return obj ? obj->ts : 0;
 }
 
 /*

@@ -1,6 +1,7 @@
 /*
  * Slab pages that go back to the page allocator retire what was recorded
- * in them (layout.h: page_calib, retire_state).
+ * in them (layout.h: page_calib, retire_state): at the next census
+ * (census.h: census_slab) or, without one, at once.
  * Part of probes.c (one compile unit: tracer/bcc.py source() writes it in place).
  */
 #ifdef TRACK_ALLOCS
@@ -41,21 +42,52 @@ static __always_inline void calibrate(u64 va)
 	}
 }
 
+/* the address of the memory of struct page ``page``; 0 before page_calib is learned */
+static __always_inline u64 page_va(u64 page)
+{
+	int zero = 0;
+	struct page_calib *c = page_calib.lookup(&zero);
+	return c && c->ready ? page * PAGE_RATIO + c->offset : 0;
+}
+
 /*
- * Retire every object recorded in the 4 KiB at ``base``: they sit in the
+ * A freed page's first address: a page-backed kmalloc (above
+ * KMALLOC_MAX_CACHE) whose kfree no program saw is retired with its pages;
+ * for a slab page, a record there is as stale. One lookup per page free.
+ */
+static __always_inline void retire_first(u64 page)
+{
+	struct live_key key = {.addr = page_va(page), .space = SPACE_SLAB};
+	if (key.addr && drop_record(&key))
+		count(CNT_FREED_WITH_SLAB);
+}
+
+/*
+ * Whether the record ``obj`` of an object in a slab page stands for no
+ * object any more, the page being of cache ``s`` (object size ``size``; 0:
+ * no slab any more): a slab object of another cache, a kmalloc of another
+ * size. Page-backed kmallocs are not in a slab (retire_first's).
+ */
+static __always_inline int stale_in(struct live_obj *obj, u64 s, u32 size)
+{
+	if (obj->kind == KIND_KMALLOC && obj->bytes > KMALLOC_MAX_CACHE)
+		return 0;
+	if (!s)
+		return 1;
+	if (obj->kind == KIND_SLAB)
+		return obj->cache != s;
+	return obj->kind == KIND_KMALLOC && obj->bytes != size;
+}
+
+/*
+ * Retire the objects recorded in the 4 KiB at ``base`` (every one with
+ * ``all``, else those stale_in a page of cache ``s``): they sit in the
  * window of 256 slots slot_of() gives that page, the object at offset o in
  * slot window + o / 16; one that spilled to the hash is at base + 16k or,
- * for 8-byte objects, base + 16k + 8. Only a page whose mark says a slab
- * object was recorded in it is visited.
+ * for 8-byte objects, base + 16k + 8.
  */
-static __always_inline void retire_window(u64 base)
+static __always_inline void retire_records(u64 base, u64 s, u32 size, int all)
 {
-	u32 i = ((base >> 12) & (PAGE_MARKS - 1)) / 64;
-	u64 bit = 1ULL << ((base >> 12) & 63), *w = page_marks.lookup(&i);
-	if (!w || !(*w & bit))
-		return;
-	*w &= ~bit;
-
 	struct live_key key = {.space = SPACE_SLAB};
 	u32 window = slot_window(base);
 	for (u32 k = 0; k < 256; k++) {
@@ -64,18 +96,46 @@ static __always_inline void retire_window(u64 base)
 		if (!slot)
 			continue;
 		u64 a = slot->addr;
-		if (a > SLOT_BUSY && (a >> 12) == (base >> 12) &&
+		if (a > SLOT_BUSY && (a >> 12) == (base >> 12) && (all || stale_in(&slot->obj, s, size)) &&
 		    __sync_val_compare_and_swap(&slot->addr, a, 0) == a)
 			count(CNT_FREED_WITH_SLAB);
-		if (slot->spilled) {
-			key.addr = base + 16 * k;
+		if (!slot->spilled)
+			continue;
+		key.addr = base + 16 * k;
+		if (all) {
 			if (unspill(slot, &key))
 				count(CNT_FREED_WITH_SLAB);
 			key.addr += 8;
 			if (unspill(slot, &key))
 				count(CNT_FREED_WITH_SLAB);
+			continue;
+		}
+#pragma unroll
+		for (int half = 0; half < 2; half++) {
+			struct live_key hk = hash_key(&key);
+			struct live_obj *o = live.lookup(&hk);
+			if (o && stale_in(o, s, size) && live.delete(&hk) == 0) {
+				__sync_fetch_and_add(&slot->spilled, -1);
+				count(CNT_FREED_WITH_SLAB);
+			}
+			key.addr += 8;
 		}
 	}
+}
+
+#ifdef RETIRE_ON_FREE
+/*
+ * Without the slab census only (plan.py: _page_retire), at each page free:
+ * a page whose mark says a slab object was recorded in it retires them.
+ */
+static __always_inline void retire_window(u64 base)
+{
+	u32 i = ((base >> 12) & (PAGE_MARKS - 1)) / 64;
+	u64 bit = 1ULL << ((base >> 12) & 63), *w = page_marks.lookup(&i);
+	if (!w || !(*w & bit))
+		return;
+	*w &= ~bit;
+	retire_records(base, 0, 0, 1);
 }
 
 /*
@@ -91,10 +151,9 @@ BPF_PERCPU_ARRAY(retire_at, struct retire_state, 1);
 static __always_inline void retire_page(void *ctx, u64 page, u32 order)
 {
 	int zero = 0;
-	struct page_calib *c = page_calib.lookup(&zero);
-	if (!c || !c->ready || order > 3)
+	u64 va = page_va(page);
+	if (!va || order > 3)
 		return;
-	u64 va = page * PAGE_RATIO + c->offset;
 	retire_window(va);
 	struct retire_state *st = retire_at.lookup(&zero);
 	if (order && st) {
@@ -118,5 +177,6 @@ int retire_pages(struct bpf_raw_tracepoint_args *ctx)
 		retire_next.call(ctx, 0);
 	return 0;
 }
+#endif
 #endif
 #endif /* TRACK_ALLOCS */

@@ -108,7 +108,8 @@ PROBES = (
           copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KFREE", part="probes/frees.h"),
     Probe("kmem/kmem_cache_free", "free_kmem_cache_free", RAW, "allocs", required=True, args=("ptr",),
           copies=layout.DEFINES["FREE_COPIES"], free_event="FREE_EV_KMEM_CACHE_FREE", part="probes/frees.h"),
-    # the 2nd to 8th 4 KiB of a freed page: tail-called by free_page (probes.c: retire_page)
+    # the 2nd to 8th 4 KiB of a freed page: tail-called by free_page (probes/retire.h:
+    # retire_page), on kernels without the slab census
     Probe("retire_next", "retire_pages", TAIL, "retire", part="probes/retire.h"),
     Probe("kmem/mm_page_free", "free_page", RAW, "allocs", args=("page", "order"), lost_when_skipped=True, part="probes/allocs.h"),
     Probe("kmem/mm_page_free_batched", "free_page_batched", RAW, "allocs", args=("page",), lost_when_skipped=True, part="probes/allocs.h"),
@@ -140,10 +141,12 @@ PROBES = (
     Probe("cgroup/cgroup_attach_task", "cgroup_moved", RAW, "cgroups", template="cgroup_migrate", part="probes/events.h"),
     Probe("sched/sched_process_fork", "task_fork", RAW, "forks", required=True, args=("child",), part="probes/events.h"),
     # the slab census (tracer/census.py), run on demand
+    Probe("clock", "clock_now", RUN, "allocs", part="probes/objects.h"),
     Probe("census", "census_peek", RUN, "census", part="probes/census.h"),
     Probe("census", "census_cpu", RUN, "census", part="probes/census.h"),
     Probe("census", "census_drop", RUN, "census", part="probes/census.h"),
     Probe("census", "census_slab", RUN, "census", part="probes/census.h"),
+    Probe("census", "census_retire", RUN, "census", part="probes/census.h"),
     Probe("census", "census_cpu_cache", RUN, "census", part="probes/census.h"),
     Probe("census", "census_barn", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",), part="probes/census.h"),
     Probe("census", "census_sheaf", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",), part="probes/census.h"),

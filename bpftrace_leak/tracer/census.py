@@ -172,14 +172,17 @@ class Census:
         how many were retired (the kernel side counts them too)."""
         before = self.reader.counters().get("found_free", 0)
         self.cached_stacks()
-        self.walk(self.reader.records.slab_page_structs(min_age_ns), seeds)
+        pages, caches, sizes = self.reader.records.slab_pages(min_age_ns)
+        self.walk(pages, seeds, hints=(caches, sizes))
         return self.reader.counters().get("found_free", 0) - before
 
-    def walk(self, pages, seeds=()) -> None:
+    def walk(self, pages, seeds=(), hints=None) -> None:
         """Walk the free lists of the slabs at struct ``pages`` and of their
         caches (each CPU's freelist, partial slabs and sheaves; the barns):
         recorded objects found there are retired, and objects the holder
-        scan asks about marked (probes/scan.h: scan_query)."""
+        scan asks about marked (probes/scan.h: scan_query). ``hints``: the
+        (cache, size) arrays records.slab_pages() gives for pages of records:
+        a page that is no slab of theirs any more retires them."""
         if not len(pages):
             return
         seeds = set(seeds) | {c for c in (self._slab_cache(int(p)) for p in pages[:4]) if c}
@@ -192,8 +195,13 @@ class Census:
             self.known = caches
         seen = self.session.map("census_seen")
         seen.clear()
-        for page in pages:
-            bcc.test_run(self.fds["census_slab"], [int(page)])
+        if hints is None:
+            for page in pages.tolist():
+                bcc.test_run(self.fds["census_slab"], [page, 0, 0, 0])
+        else:
+            for page, cache, size in zip(pages.tolist(), hints[0].tolist(), hints[1].tolist()):
+                if bcc.test_run(self.fds["census_slab"], [page, cache, size, 1]) == 3:
+                    bcc.test_run(self.fds["census_retire"], [page])
         lists = self.session.map("census_lists")
         for cache in [k.value for k in seen.keys()]:
             for off in self.cpu_offsets().values():
@@ -213,7 +221,7 @@ class Census:
         entry = lists[ctypes.c_int(kind)]
         for i in range(min(entry.n, layout.DEFINES["CENSUS_LIST_MAX"])):
             if entry.items[i]:
-                bcc.test_run(self.fds[program], [entry.items[i]])
+                bcc.test_run(self.fds[program], [entry.items[i], 0, 0, 0])
 
     def close(self) -> None:
         if self._peek_view is not None:

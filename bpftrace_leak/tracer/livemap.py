@@ -4,7 +4,7 @@ Python objects.
 The slab slot array is mmap()ed and the ``live`` hash read in chunks with
 BPF_MAP_LOOKUP_BATCH; numpy views both as columns: allocation time and the
 bytes that group an object (layout.h keeps every other field of struct
-live_obj together after ts_ns). Aged records are counted per distinct group
+live_obj together after ts). Aged records are counted per distinct group
 bytes with array operations, so no Python code runs per object.
 """
 
@@ -55,7 +55,7 @@ def read_values(lib, map_fd: int, key_size: int, value_size: int, chunk: int = _
         yield values
 
 
-def aggregate(records, cutoff_ns: int, rows: dict | None = None) -> dict[bytes, list[int]]:
+def aggregate(records, cutoff: int, rows: dict | None = None) -> dict[bytes, list[int]]:
     """{group bytes: [objects, oldest ts]} over the aged records, added to ``rows``.
 
     ``records`` is a numpy array with fields ``ts`` and ``key`` (the group
@@ -65,7 +65,7 @@ def aggregate(records, cutoff_ns: int, rows: dict | None = None) -> dict[bytes, 
     (checked) falls back to sorting by the keys themselves.
     """
     rows = {} if rows is None else rows
-    aged = records["ts"] <= cutoff_ns
+    aged = records["ts"] <= cutoff
     if "addr" in records.dtype.names:
         aged &= records["addr"] > SLOT_BUSY
     idx = np.flatnonzero(aged)
@@ -124,7 +124,7 @@ def value_records(buf, value_size: int):
 def decode(rows: dict[bytes, list[int]], leaf_type):
     """Yield (group bytes, struct live_obj, objects, oldest ts) for
     aggregate()'s result; ``leaf_type`` is BCC's ctypes Leaf of ``live``
-    (its ts_ns is not set)."""
+    (its ts is not set)."""
     pad = bytes(8)
     for key, (n, oldest) in rows.items():
         yield key, leaf_type.from_buffer_copy(pad + key), n, oldest

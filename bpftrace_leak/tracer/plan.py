@@ -29,6 +29,7 @@ _OFFSETS = {
     "TASK_TGID_OFF": "task_struct.tgid",
     "TASK_SIGNAL_OFF": "task_struct.signal",
     "SIGNAL_LIVE_OFF": "signal_struct.live",
+    "PT_REGS_ORIG_AX_OFF": "pt_regs.orig_ax",
 }
 ENUMS = cgroups_plan.ENUMS
 STRUCTS = tuple(_OFFSETS.values()) + refs_plan.STRUCTS + cgroups_plan.STRUCTS \
@@ -115,7 +116,7 @@ def plan(config, facts, targets: bool) -> Plan:
         flags += cgroups_plan.flags(p, config, facts, targets)
         flags += pins_plan.flags(p, config, facts)
         flags += scan_plan.flags(p, config, facts)
-    flags += _events(p, config, facts, targets, flags, bool(retire))
+    flags += _events(p, config, facts, targets, flags, "-DRETIRE_ON_FREE" in retire)
     if config.allocs:
         flags += _free_kprobes(p, config, facts)
     if config.refs:
@@ -226,8 +227,12 @@ def _free_kprobes(p: Plan, config, facts) -> list[str]:
 
 
 def _page_retire(p: Plan, facts) -> list[str]:
-    """Flags for retiring what a freed slab page held (probes.c: retire_page),
-    or [] with a note when this kernel cannot tell."""
+    """Flags for retiring what a freed slab page held, or [] with a note when
+    this kernel cannot tell. The slab census does it at each report (probes/
+    census.h: census_slab) for the cost of one program run per page visited;
+    only without the census does each page free (probes/retire.h: retire_page:
+    5 us per freed slab page, a third of the page events' cost on the
+    allocation storm) and a mark per page frame at each allocation."""
     ratio = facts.page_size // facts.page_struct if facts.page_struct else 0
     why = None
     if not facts.has("kmem/mm_page_free") or not facts.has("kmem/mm_page_alloc"):
@@ -237,7 +242,11 @@ def _page_retire(p: Plan, facts) -> list[str]:
     if why:
         p.notes.append(f"objects of freed slab pages not retired ({why})")
         return []
+    flags = ["-DPAGE_RETIRE", f"-DPAGE_RATIO={ratio}ULL",
+             # KMALLOC_MAX_CACHE_SIZE is two pages on SLUB: larger kmallocs take pages
+             f"-DKMALLOC_MAX_CACHE={2 * facts.page_size}"]
+    census = census_plan.flags(p, facts, ratio)
+    if census:
+        return flags + census
     marks = 1 << max(16, min(26, (2 * max(facts.mem_pages, 1) - 1).bit_length()))
-    return ["-DPAGE_RETIRE", f"-DPAGE_MARKS={marks}", f"-DPAGE_RATIO={ratio}ULL",
-            # KMALLOC_MAX_CACHE_SIZE is two pages on SLUB: larger kmallocs take pages
-            f"-DKMALLOC_MAX_CACHE={2 * facts.page_size}"] + census_plan.flags(p, facts, ratio)
+    return flags + ["-DRETIRE_ON_FREE", f"-DPAGE_MARKS={marks}"]

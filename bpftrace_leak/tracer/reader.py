@@ -55,23 +55,24 @@ class Reader:
 
     # -- outstanding objects ---------------------------------------------------
 
-    def _records(self, cutoff_ns: int) -> dict:
-        """aggregate()'s {group bytes: [objects, oldest]} of the objects allocated at or before ``cutoff_ns``."""
+    def _records(self, cutoff: int) -> dict:
+        """aggregate()'s {group bytes: [objects, oldest]} of the objects allocated at or before
+        ``cutoff`` (jiffies: tracer/clock.py)."""
         from bcc.libbcc import lib
         live = self.session.map("live")
         size = ctypes.sizeof(live.Leaf)
         rows: dict = {}
         for recs in self.records.slot_arrays().values():
-            aggregate(recs, cutoff_ns, rows)
+            aggregate(recs, cutoff, rows)
         try:
             for chunk in read_values(lib, live.map_fd, ctypes.sizeof(live.Key), size):
-                aggregate(value_records(chunk, size), cutoff_ns, rows)
+                aggregate(value_records(chunk, size), cutoff, rows)
         except OSError:  # no batched lookups (kernels before 5.6): one entry at a time
-            aggregate(value_records(b"".join(bytes(v) for v in live.values()), size), cutoff_ns, rows)
+            aggregate(value_records(b"".join(bytes(v) for v in live.values()), size), cutoff, rows)
         return rows
 
     def decode_key(self, key: bytes):
-        """The struct live_obj of a record's group bytes (ts_ns unset)."""
+        """The struct live_obj of a record's group bytes (ts unset)."""
         return self.session.map("live").Leaf.from_buffer_copy(bytes(8) + key)
 
     @staticmethod
@@ -96,7 +97,8 @@ class Reader:
         if not self.session.config.allocs:
             return time.monotonic_ns(), []
         now = time.monotonic_ns()
-        rows = self._records(now - min_age_ns)
+        anchor = self.session.clock.anchor()
+        rows = self._records(self.session.clock.to_jiffies(now - min_age_ns, anchor))
         caches, site_stacks = self.sites()
         kmalloc, slab = layout.KINDS["KIND_KMALLOC"], layout.KINDS["KIND_SLAB"]
         site_how = layout.STACK_HOW["STACK_SITE"]
@@ -118,7 +120,7 @@ class Reader:
             at_site = r.stack_how == site_how
             stack_id = self.stack_id(r, site_stacks)
             objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
-                            ts_ns=oldest, tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
+                            ts_ns=self.session.clock.to_ns(oldest, anchor), tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
                             call_site=r.call_site, count=n, site_stack=at_site, cache_ptr=r.cache,
                             syscall=r.syscall, cgroup=r.cgroup, key=key, kept=kept))
         return now, objs

@@ -37,29 +37,50 @@ class Records:
         return {name: slot_records(view, count, ctypes.sizeof(self.session.map(name).Leaf), size)
                 for name, (view, count) in self._views.items()}
 
-    @staticmethod
-    def aged_slots(recs, min_age_ns: int):
+    def cutoff(self, min_age_ns: int):
+        """The records' time (jiffies, tracer/clock.py) of ``min_age_ns`` ago,
+        and the clock's anchor now."""
+        import numpy as np
+        anchor = self.session.clock.anchor()
+        return np.uint64(self.session.clock.to_jiffies(time.monotonic_ns() - min_age_ns, anchor)), anchor
+
+    def aged_slots(self, recs, min_age_ns: int):
         """Which slots hold a record made at least ``min_age_ns`` ago (a numpy mask)."""
         import numpy as np
-        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
-        return (recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= cutoff)
+        return (recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= self.cutoff(min_age_ns)[0])
 
-    def slab_page_structs(self, min_age_ns: int):
+    def slab_pages(self, min_age_ns: int):
         """The struct pages (numpy u64) of the 4 KiB pages holding slab objects
         recorded at least ``min_age_ns`` ago (for the census), none before the
-        kernel side learned where struct pages map (layout.h: page_calib)."""
+        kernel side learned where struct pages map (layout.h: page_calib);
+        and for each, the cache of its records (kmem_cache_alloc's) or their
+        size (kmalloc's) when they all agree, else 0 (probes/census.h:
+        census_slab retires them from a page that is no such slab any more)."""
         import numpy as np
         calib = self.session.map("page_calib")[ctypes.c_int(0)]
         ratio = self.session.plan.census.get("ratio", 0)
         if not calib.ready or not ratio:
-            return np.zeros(0, np.uint64)
-        recs = self.slot_arrays()["slots"]
-        addr = recs["addr"][self.aged_slots(recs, min_age_ns)]
-        pages = np.unique(addr & np.uint64(~4095 & (2**64 - 1)))
+            return (np.zeros(0, np.uint64),) * 3
+        recs = self(min_age_ns)
+        slab = recs["space"] == layout.ENUMS["space"]["SPACE_SLAB"]
+        leaf = self.session.map("live").Leaf
+        def col(field):  # a field of the records' group bytes (after ts), shifted down
+            off = getattr(leaf, field).offset
+            return recs["key"][slab, (off - 8) // 8] >> np.uint64(off % 8 * 8)
+        kinds = col("kind") & np.uint64(0xFFFF)
+        cache = np.where(kinds == layout.KINDS["KIND_SLAB"], col("cache"), np.uint64(0))
+        size = np.where(kinds == layout.KINDS["KIND_KMALLOC"], col("bytes") & np.uint64(0xFFFFFFFF), np.uint64(0))
+        page = recs["addr"][slab] & np.uint64(~4095 & (2**64 - 1))
+        pages, first, inverse = np.unique(page, return_index=True, return_inverse=True)
+        agree = np.ones(len(pages), bool)
+        for column in (cache, size):
+            np.logical_and.at(agree, inverse, column == column[first][inverse])
+        cache_hint = np.where(agree, cache[first], np.uint64(0))
+        size_hint = np.where(agree, size[first], np.uint64(0))
         # struct page = (va - offset) / ratio, in the kernel half: va = page * ratio + offset
         # wraps modulo 2**64, so the quotient is completed by the top bits it lost
         x = pages - np.uint64(calib.offset)
-        return x // np.uint64(ratio) + np.uint64((ratio - 1) * (2**64 // ratio))
+        return x // np.uint64(ratio) + np.uint64((ratio - 1) * (2**64 // ratio)), cache_hint, size_hint
 
     def cache_records(self, caches, min_age_ns: int):
         """(addresses, group bytes) of the slab objects of kmem_caches
@@ -72,7 +93,7 @@ class Records:
         wanted = np.array(sorted(caches), np.uint64)
         recs = self.slot_arrays()["slots"]
         keep = self.aged_slots(recs, min_age_ns) & np.isin(recs["key"][:, col], wanted)
-        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
+        cutoff, _ = self.cutoff(min_age_ns)
         addrs, keys = [recs["addr"][keep]], [recs["key"][keep]]
         key_size, size = ctypes.sizeof(live.Key), ctypes.sizeof(live.Leaf)
         try:
@@ -90,10 +111,11 @@ class Records:
     def __call__(self, min_age_ns: int = 0) -> dict:
         """Every record allocated at least ``min_age_ns`` ago, one row each
         (numpy): addr (the object's address, unmangled), space (layout.h's
-        enum space), ts, key (the group bytes, as aggregate() groups them)."""
+        enum space), ts (jiffies: with addr, a record's identity), key (the
+        group bytes, as aggregate() groups them)."""
         import numpy as np
         from bcc.libbcc import lib
-        cutoff = np.uint64(max(0, time.monotonic_ns() - min_age_ns))
+        cutoff, _ = self.cutoff(min_age_ns)
         spaces = layout.ENUMS["space"]
         out = {"addr": [], "space": [], "ts": [], "key": []}
 
@@ -104,7 +126,7 @@ class Records:
             out["key"].append(np.asarray(key, np.uint64))
         for name, space in (("slots", spaces["SPACE_SLAB"]), ("page_slots", spaces["SPACE_PAGE"])):
             recs = self.slot_arrays()[name]
-            keep = self.aged_slots(recs, min_age_ns)
+            keep = (recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= cutoff)
             add(recs["addr"][keep], space, recs["ts"][keep], recs["key"][keep])
         live = self.session.map("live")
         key_size, size = ctypes.sizeof(live.Key), ctypes.sizeof(live.Leaf)

@@ -20,6 +20,7 @@ from ..kernel.tracefs import ensure_tracefs
 from . import bcc, catalog
 from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 from ..layout import PACKAGE, PROBES_C
+from .clock import KernelClock
 from .plan import ENUMS, FUNCTIONS, PERCPU, PERCPU_OPTIONAL, STRUCTS, plan
 from .refs_plan import ref_probes, refs_why
 
@@ -47,6 +48,7 @@ class Session:
         self.plan = None
         self.attached: list[str] = []
         self.prog_fds: dict[str, int] = {}  # program name -> fd, for bpf_prog_info
+        self.clock: KernelClock | None = None
         self.refs_method: str | None = None  # "fentry" or "kprobe" once reference tracking is attached
         self._links: list[int] = []
         self._kprobes: list[str] = []
@@ -102,8 +104,10 @@ class Session:
                 self._attach(probe, copies)
             if self.plan.refs_ways:
                 self._attach_refs()
-            if any(probe.when == "retire" for probe, _ in self.plan.probes):
+            if "-DPAGE_RETIRE" in self.plan.cflags:
                 self._calibrate_pages()
+            if "clock_now" in self.prog_fds:
+                self.clock = KernelClock(self)  # records' times are jiffies
             bcc.release_compiler_memory()  # the verifier's logs and load buffers too
         except BaseException:
             self.close()

@@ -25,7 +25,7 @@ def slots(entries, count=16):
 def test_slots_counted_per_key_with_oldest_and_free_or_busy_slots_skipped():
     recs = slots({0: (0x1000, 50, key(1)), 1: (0x1008, 20, key(1)), 2: (0x1010, 30, key(2)),
                   3: (0, 10, key(1)), 4: (livemap.SLOT_BUSY, 10, key(1)), 5: (0x1020, 500, key(1))})
-    rows = livemap.aggregate(recs, cutoff_ns=100)
+    rows = livemap.aggregate(recs, cutoff=100)
     assert rows == {key(1): [2, 20], key(2): [1, 30]}  # ts 500 is younger than the cutoff
 
 
