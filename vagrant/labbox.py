@@ -27,8 +27,8 @@ import tarfile
 import tempfile
 import time
 
-from labkit import (HERE, Chroot, LabError, ensure_image, ensure_initrd, ensure_kernel, ensure_root, say, sh,
-                    unmount_under)
+from labkit import (HERE, Chroot, LabError, cache_lock, ensure_image, ensure_initrd, ensure_kernel, ensure_root,
+                    say, sh, unmount_under)
 
 BOX_RECIPE = 1  # bump when the box's recipe changes
 BOX = "kleaktrace/lab-bookworm"
@@ -215,15 +215,16 @@ def run(args) -> dict:
     out = os.path.join(args.out, "vagrant")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    root = ensure_root(args.cache, SUITE)
-    rel = ensure_kernel(args.cache, SUITE, root, args.offline)
-    box_root = ensure_box_root(args.cache, root, rel)
-    initrd = ensure_initrd(args.cache, SUITE, root, rel)
-    ensure_box(args.cache, box_root, rel)
-    os.makedirs(BOOT_DIR, exist_ok=True)
-    kernel = os.path.join(BOOT_DIR, "kleaktrace-lab-vmlinuz")
-    shutil.copy(os.path.join(root, "boot", f"vmlinuz-{rel}"), kernel)
-    shutil.copy(initrd, os.path.join(BOOT_DIR, "kleaktrace-lab-initrd"))
+    with cache_lock(args.cache):
+        root = ensure_root(args.cache, SUITE)
+        rel = ensure_kernel(args.cache, SUITE, root, args.offline)
+        box_root = ensure_box_root(args.cache, root, rel)
+        initrd = ensure_initrd(args.cache, SUITE, root, rel)
+        ensure_box(args.cache, box_root, rel)
+        os.makedirs(BOOT_DIR, exist_ok=True)
+        kernel = os.path.join(BOOT_DIR, "kleaktrace-lab-vmlinuz")
+        shutil.copy(os.path.join(root, "boot", f"vmlinuz-{rel}"), kernel)
+        shutil.copy(initrd, os.path.join(BOOT_DIR, "kleaktrace-lab-initrd"))
     log = os.path.join(out, "vagrant.log")
     with tempfile.TemporaryDirectory(prefix="kleaktrace-vagrant-") as dot:
         env = dict(os.environ, VAGRANT_DOTFILE_PATH=dot, VAGRANT_DEFAULT_PROVIDER="libvirt",

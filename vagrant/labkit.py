@@ -4,6 +4,8 @@ it, kleaklab.ko and the disk that carries the project into the guest. Used by
 vagrant/lab (QEMU) and vagrant/labbox.py (the Vagrant box).
 """
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -63,6 +65,19 @@ def preflight(cache: str) -> None:
     free = shutil.disk_usage(cache).free
     if free < MIN_FREE:
         raise LabError(f"only {free >> 20} MiB free in {cache}; the lab needs {MIN_FREE >> 30} GiB")
+
+
+@contextlib.contextmanager
+def cache_lock(cache: str):
+    """The cache is prepared by one lab at a time: the test suite runs
+    `lab vagrant` alongside `lab qemu`, and both want bookworm's root and kernel."""
+    os.makedirs(cache, exist_ok=True)
+    fd = os.open(os.path.join(cache, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def prune_cache(cache: str) -> None:

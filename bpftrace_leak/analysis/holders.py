@@ -129,7 +129,8 @@ def group_verdicts(keys: dict, by_key: dict, top: int = 5) -> dict:
     """A report group's verdict fields from its records' (summarize()'s, by
     record group bytes): ``keys`` {group bytes: (objects, records)}; a
     sampled key's counts are weighed as its objects are. Objects the scan
-    did not look at (user pages) are unknown."""
+    did not look at (user pages; freed between the report's read and the
+    scan's: DAMON's regions churn by the thousand) are unknown."""
     out = {name: 0.0 for name in VERDICTS}
     holders: dict[tuple, float] = {}
     for key, (objects, records) in keys.items():
@@ -140,6 +141,7 @@ def group_verdicts(keys: dict, by_key: dict, top: int = 5) -> dict:
         weight = objects / max(records, 1)
         for name in VERDICTS:
             out[name] += s[name] * weight
+        out["unknown"] += max(0, records - sum(s[name] for name in VERDICTS)) * weight
         if "scan_differ" in s:
             out["scan_differ"] = out.get("scan_differ", 0) + s["scan_differ"] * weight
         for h in s["holders"]:

@@ -23,8 +23,9 @@ def warnings(report: dict) -> list[str]:
     out = []
     if t.get("skipped_frees"):
         out.append(
-            f"the kernel skipped up to {t['skipped_frees']:,} free events (BPF recursion): "
-            f"up to that many reported objects may be phantoms"
+            f"the kernel skipped up to {t['skipped_frees']:,} free events (BPF recursion, a free inside an "
+            "interrupt while another ran): a slab object so missed is retired when its address is handed out "
+            "again or its slab page freed (the census); up to that many others may be phantoms"
         )
     if t.get("unverified_objects"):
         out.append(

@@ -57,7 +57,9 @@ class Probe:
     so that a nested event finds a copy that is not running (probes.c:
     free_copy); ``free_event`` names its layout.h free_event entry.
     ``lost_when_skipped``: every run the kernel skips (recursion_misses) is a
-    free nobody saw: counted in the report's skipped_frees.
+    free nobody saw: counted in the report's skipped_frees. ``space``: the
+    records (layout.h enum space) such a free leaves behind as phantoms: the
+    holder scan cannot call them orphans (tracer/scan.py).
     ``template``: the DEFINE_EVENT class the event belongs to on kernels where
     it is not a TRACE_EVENT of its own: BTF then has no ``__bpf_trace_<event>``,
     its arguments are ``__bpf_trace_<template>``'s.
@@ -75,6 +77,7 @@ class Probe:
     copies: int = 1
     free_event: str | None = None
     lost_when_skipped: bool = False
+    space: str = ""
     template: str | None = None
     needs: tuple = ()
     part: str = ""  # the file of probes.c's parts that defines it (probes/*.h)
@@ -111,11 +114,14 @@ PROBES = (
     # the 2nd to 8th 4 KiB of a freed page: tail-called by free_page (probes/retire.h:
     # retire_page), on kernels without the slab census
     Probe("retire_next", "retire_pages", TAIL, "retire", part="probes/retire.h"),
-    Probe("kmem/mm_page_free", "free_page", RAW, "allocs", args=("page", "order"), lost_when_skipped=True, part="probes/allocs.h"),
-    Probe("kmem/mm_page_free_batched", "free_page_batched", RAW, "allocs", args=("page",), lost_when_skipped=True, part="probes/allocs.h"),
-    Probe("percpu/percpu_free_percpu", "free_percpu", RAW, "allocs", args=("ptr",), lost_when_skipped=True, part="probes/allocs.h"),
+    Probe("kmem/mm_page_free", "free_page", RAW, "allocs", args=("page", "order"), lost_when_skipped=True,
+          space="SPACE_PAGE", part="probes/allocs.h"),
+    Probe("kmem/mm_page_free_batched", "free_page_batched", RAW, "allocs", args=("page",), lost_when_skipped=True,
+          space="SPACE_PAGE", part="probes/allocs.h"),
+    Probe("percpu/percpu_free_percpu", "free_percpu", RAW, "allocs", args=("ptr",), lost_when_skipped=True,
+          space="SPACE_PERCPU", part="probes/allocs.h"),
     Probe("vmalloc/free_vmap_area_noflush", "free_vmalloc", RAW, "allocs", args=("va_start",),
-          lost_when_skipped=True, part="probes/allocs.h"),
+          lost_when_skipped=True, space="SPACE_VMALLOC", part="probes/allocs.h"),
     # kmem_cache_free_bulk(s, size, p) frees p[0..size) without a per-object
     # event: batched kfree_rcu frees that way on 5.x-6.x (the lab's 6.1)
     Probe("kmem_cache_free_bulk", "free_bulk", KPROBE, "allocs", args=("size", "p"), lost_when_skipped=True, part="probes/frees.h"),

@@ -193,6 +193,14 @@ class Reader:
                 total += sum(recursion_misses(fds[n]) for n in names)
         return total
 
+    def skipped_spaces(self) -> set[int]:
+        """The record spaces (layout.h enum space) some of whose free events
+        the kernel skipped: their records may be phantoms (slab's are found
+        on the slab's free lists; no other space has a check)."""
+        fds = self.session.prog_fds
+        return {layout.ENUMS["space"][probe.space] for probe, copies in self.session.plan.probes
+                if probe.space and any(recursion_misses(fds[n]) for n in probe.programs(copies) if n in fds)}
+
     # -- references ----------------------------------------------------------------
 
     def ref_holds(self) -> list[RefHold]:

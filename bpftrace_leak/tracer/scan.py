@@ -26,6 +26,7 @@ record changed meanwhile is unknown.
 """
 
 import ctypes
+import os
 import time
 
 import numpy as np
@@ -38,7 +39,7 @@ from . import bcc
 from .memory import PAGE, BpfMemory, KcoreMemory, KernelLayout, PageTables
 from .scan_match import free_frames, owned, read_pass, target_ranges
 from .scan_names import Names
-from .scan_regions import Regions
+from .scan_regions import Regions, task_stacks
 
 __all__ = ["HolderScan"]
 
@@ -183,14 +184,26 @@ class HolderScan:
         stats["stale_words"] = int(stale.sum())
         return verdict, pairs, labels, stats
 
+    def _unready(self, recs: dict, everything: dict, frames: int) -> str | None:
+        """Why no scan can run, or None (the layout found)."""
+        if self.off["via"] != "bpf" and not os.path.exists("/proc/kcore"):
+            return "--scan-via kcore: this kernel has no /proc/kcore"
+        # a slab object is in the direct map, a percpu or vmalloc one is not
+        # (with one as the sample no base is found: seen once on CI)
+        slab_space = layout.ENUMS["space"]["SPACE_SLAB"]
+        slab = np.concatenate([recs["addr"][recs["space"] == slab_space],
+                               everything["addr"][everything["space"] == slab_space]])
+        return self._find_layout(int(slab[0]), frames) if len(slab) else \
+            "no slab object recorded to find the direct map by"
+
     # -- the scan a report asks for ------------------------------------------------------------
 
-    def run(self, recs: dict, describe: list[str], allocated: np.ndarray, current) -> dict:
+    def run(self, recs: dict, describe: list[str], everything: dict, current) -> dict:
         """Scan for the targets ``recs`` (numpy arrays: addr, space, size, ts,
-        key: an index into ``describe``, the label of each key's group);
-        ``allocated``: every recorded object's address (allocated, whatever
-        its age); ``current()`` returns (addr, ts) of the records after the
-        scan. Returns {"verdict", "pairs", "labels", "section"}, or
+        key: an index into ``describe``, the label of each key's group,
+        unprovable: no orphan verdict, see tracer/collect.py); ``everything``: every
+        record (addr, space), whatever its age; ``current()`` returns (addr,
+        ts) of the records after the scan. Returns {"verdict", "pairs", "labels", "section"}, or
         {"section"} alone with "skipped" when the scan cannot run here."""
         t0 = time.monotonic()
         n = len(recs["addr"])
@@ -198,15 +211,14 @@ class HolderScan:
             frames = len(read_flags())  # each pass reads them afresh (_once)
         except OSError as e:
             return {"section": {"skipped": f"cannot read /proc/kpageflags: {e.strerror}"}}
-        slab = recs["addr"][recs["space"] == layout.ENUMS["space"]["SPACE_SLAB"]]
-        sample = int(slab[0]) if len(slab) else int(allocated[0]) if len(allocated) else 0
-        why = self._find_layout(sample, frames) if sample else "no slab object recorded to find the direct map by"
+        allocated = everything["addr"]
+        why = self._unready(recs, everything, frames)
         if why:
             return {"section": {"skipped": why}}
         self.census.cpu_offsets()
         regions = Regions(self.layout, self.tables, self.census.peek, self.off, self.percpu_vars,
                           self.census.cpu_bases())
-        regions.stacks(self._stacks())
+        regions.stacks(task_stacks(self.session))
         memmap_vas, _ = regions.memmap()
         regions.vmalloc()
         regions.dead_stacks(a for a in (self.census.stack_address(vm) for vm in self.census.stack_cache()) if a)
@@ -228,6 +240,9 @@ class HolderScan:
         gone = ~np.isin(recs["addr"] ^ (recs["ts"] * np.uint64(0x9E3779B97F4A7C15)),
                         now_addr ^ (now_ts * np.uint64(0x9E3779B97F4A7C15)))
         verdict[gone] = UNKNOWN  # freed or reused while scanned
+        # orphans the scan cannot prove (tracer/collect.py: pages, phantoms)
+        unprovable = recs["unprovable"] & ((verdict == ORPHANED) | (verdict == CYCLE))
+        verdict[unprovable] = UNKNOWN
         counts = np.bincount(verdict, minlength=len(VERDICTS))
         section = {"method": methods[0] if len(methods) == 1 else "both", "targets": n,
                    "seconds": round(time.monotonic() - t0, 3), "pages": stats["pages"],
@@ -238,7 +253,7 @@ class HolderScan:
         other = None
         if len(methods) == 2:
             other = results["kcore"][0]
-            other[gone] = UNKNOWN
+            other[gone | (recs["unprovable"] & ((other == ORPHANED) | (other == CYCLE)))] = UNKNOWN
             section["kcore"] = {name: int(c) for name, c in zip(VERDICTS, np.bincount(other, minlength=4))}
             section["differ"] = int((other != verdict).sum())
         return {"verdict": verdict, "pairs": pairs, "labels": labels, "section": section, "other": other}
@@ -263,7 +278,7 @@ class HolderScan:
             stats["phantoms"] = len(phantom)
             again = again[~np.isin(again, phantom)]
         if len(again):
-            regions.stacks(self._stacks())  # the stack pointers of now
+            regions.stacks(task_stacks(self.session))  # the stack pointers of now
             v2, p2, l2, s2 = self._once(memory, recs["addr"][again], recs["space"][again], recs["size"][again],
                                         *args, recs["key"][again])
             verdict = confirm(verdict, again, v2)
@@ -277,15 +292,3 @@ class HolderScan:
             stats["pages"] += s2["pages"]
             stats["unreadable"] += s2["unreadable"]
         return verdict, pairs, labels, stats
-
-    def _stacks(self) -> list[tuple[int, int, int, int]]:
-        """(stack, task, tgid, saved stack pointer or 0) of every task, from the task iterator."""
-        from .pins import PIN_HOLDER
-        fd = self.session.prog_fds.get("bpf_iter__task")
-        if fd is None:
-            return []
-        data = bcc.iterate(fd)
-        rows = np.frombuffer(data, PIN_HOLDER, count=len(data) // PIN_HOLDER.itemsize)
-        rows = rows[rows["kind"] == layout.ENUMS["pin_kind"]["PIN_STACK"]]
-        return list(zip(rows["holder"].tolist(), rows["dentry"].tolist(), rows["tgid"].tolist(),
-                        rows["mnt"].tolist()))

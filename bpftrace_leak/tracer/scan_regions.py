@@ -21,6 +21,8 @@ import struct
 
 import numpy as np
 
+from .. import layout
+from . import bcc
 from .memory import PAGE, kallsyms_symbol
 
 __all__ = ["Regions", "data_symbols"]
@@ -189,3 +191,15 @@ class Regions:
         if kind == "stack":
             return "stack", f"kernel stack of {self._task(int(what.split()[1], 16))}"
         return None
+
+
+def task_stacks(session) -> list[tuple[int, int, int, int]]:
+    """(stack, task, tgid, saved stack pointer or 0) of every task, from the task iterator."""
+    from .pins import PIN_HOLDER
+    fd = session.prog_fds.get("bpf_iter__task")
+    if fd is None:
+        return []
+    data = bcc.iterate(fd)
+    rows = np.frombuffer(data, PIN_HOLDER, count=len(data) // PIN_HOLDER.itemsize)
+    rows = rows[rows["kind"] == layout.ENUMS["pin_kind"]["PIN_STACK"]]
+    return list(zip(rows["holder"].tolist(), rows["dentry"].tolist(), rows["tgid"].tolist(), rows["mnt"].tolist()))
