@@ -155,7 +155,7 @@ def main():
     truth = 2 * args.sockets
     tools = {
         "kleaktrace": lambda: kleaktrace_round(args.sockets, args.churn),
-        "kleaktrace --free-copies 1": lambda: kleaktrace_round(args.sockets, args.churn, ("--free-copies", "1")),
+        "kleaktrace --free-copies 2": lambda: kleaktrace_round(args.sockets, args.churn, ("--free-copies", "2")),
         "memleak-bpfcc": lambda: memleak_round(args.sockets, args.churn),
         "memleak-bpfcc --wa-missing-free": lambda: memleak_round(args.sockets, args.churn, ("--wa-missing-free",)),
     }

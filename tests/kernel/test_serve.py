@@ -277,11 +277,11 @@ def exited_comm_entries() -> int:
 
 
 def test_short_soak_keeps_memory_flat():
-    """Serve system-wide (its defaults: sampled) for 150 s under process and
+    """Serve system-wide (its defaults: sampled) for 90 s under process and
     socket churn, scraped every second: its RSS after a 30 s warm-up stays
     within 10%, and the names of exited processes are pruned. The 30-minute
     run is in the README (bench/soak.py)."""
-    soak_s = float(os.environ.get("KLEAKTRACE_SOAK_S", "150"))
+    soak_s = float(os.environ.get("KLEAKTRACE_SOAK_S", "90"))
     t, address = start_serve("--interval", "1s")
     churn = subprocess.Popen([sys.executable, "-c", CHURN, str(soak_s)], stdout=subprocess.PIPE, text=True)
     try:
