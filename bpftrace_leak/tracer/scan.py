@@ -208,7 +208,8 @@ class HolderScan:
         t0 = time.monotonic()
         n = len(recs["addr"])
         try:
-            frames = len(read_flags())  # each pass reads them afresh (_once)
+            flags = read_flags()  # each pass reads them afresh (_once)
+            frames = len(flags)
         except OSError as e:
             return {"section": {"skipped": f"cannot read /proc/kpageflags: {e.strerror}"}}
         allocated = everything["addr"]
@@ -217,7 +218,8 @@ class HolderScan:
             return {"section": {"skipped": why}}
         self.census.cpu_offsets()
         regions = Regions(self.layout, self.tables, self.census.peek, self.off, self.percpu_vars,
-                          self.census.cpu_bases())
+                          self.census.cpu_bases(), flags)
+        del flags  # 8 bytes a frame: each pass reads its own
         regions.stacks(task_stacks(self.session))
         memmap_vas, _ = regions.memmap()
         regions.vmalloc()

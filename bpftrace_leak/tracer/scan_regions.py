@@ -22,6 +22,7 @@ import struct
 import numpy as np
 
 from .. import layout
+from ..kernel.pageflags import bit
 from . import bcc
 from .memory import PAGE, kallsyms_symbol
 
@@ -49,7 +50,7 @@ def data_symbols(path: str = "/proc/kallsyms") -> tuple[list[int], list[str]]:
 class Regions:
     """PFN -> what it is, for the few frames named beyond their page flags."""
 
-    def __init__(self, layout, tables, peek, offsets: dict, percpu_vars: dict, cpu_bases: dict):
+    def __init__(self, layout, tables, peek, offsets: dict, percpu_vars: dict, cpu_bases: dict, flags=None):
         self.layout, self.tables, self.peek, self.off = layout, tables, peek, offsets
         self.named: dict[int, tuple[str, str, int]] = {}  # pfn -> (kind, label, address of the page)
         self.sym_addrs, self.sym_names = data_symbols()
@@ -59,17 +60,23 @@ class Regions:
         self.dead: set[int] = set()  # stack frames wholly below a sleeping task's stack pointer
         self.live_from: dict[int, int] = {}  # stack frame -> offset of its first live word
         self._stack_pfns: list[int] = []
-        self._image(layout)
+        self._image(layout, flags)
         self._percpu_areas(cpu_bases)
         self._modules()
 
     # -- what gets a name ------------------------------------------------------------
 
-    def _image(self, layout) -> None:
+    def _image(self, layout, flags) -> None:
+        # the image's frames still reserved: x86 frees the unused part of
+        # .bss..decrypted (up to 2 MiB, inside iomem's "Kernel bss") at boot,
+        # and those frames serve anyone since (the Vagrant box's 6.1: the lab
+        # module's .bss there, its list head named "kernel bss")
+        reserved = bit(flags, "RESERVED") if flags is not None else None
         for kind in ("Kernel data", "Kernel bss"):
             for start, end in layout.image.get(kind, []):
                 for pfn in range(start // PAGE, -(-end // PAGE)):
-                    self.named[pfn] = ("data", kind.split()[1], pfn * PAGE + layout.image_delta)
+                    if reserved is None or (pfn < len(reserved) and reserved[pfn]):
+                        self.named[pfn] = ("data", kind.split()[1], pfn * PAGE + layout.image_delta)
         ro = kallsyms_symbol(("__start_ro_after_init",)).get("__start_ro_after_init")
         for start, end in layout.image.get("Kernel rodata", []):
             first = (ro - layout.image_delta) // PAGE if ro else end // PAGE
