@@ -209,10 +209,9 @@ class HolderScan:
         n = len(recs["addr"])
         try:
             flags = read_flags()  # each pass reads them afresh (_once)
-            frames = len(flags)
         except OSError as e:
             return {"section": {"skipped": f"cannot read /proc/kpageflags: {e.strerror}"}}
-        allocated = everything["addr"]
+        frames = len(flags)
         why = self._unready(recs, everything, frames)
         if why:
             return {"section": {"skipped": why}}
@@ -234,7 +233,7 @@ class HolderScan:
             # kleaktrace's mmap()ed maps hold object addresses as they are (the
             # slot arrays: every object): their frames are not the kernel's holders
             regions.excluded.update(self.session.view_frames())
-            results[method] = self._twice(memory, recs, regions, frames, memmap_vas, allocated, describe)
+            results[method] = self._twice(memory, recs, regions, frames, memmap_vas, everything["addr"], describe)
             if method == "kcore":
                 memory.close()
         verdict, pairs, labels, stats = results[methods[0]]
