@@ -10,8 +10,10 @@ an open connection costs one descriptor and a few hundred bytes:
   answer, then it is closed;
 - at most ``max_conns`` are open; one more closes the oldest that has not
   sent a whole request yet (a scraper sends its request at once, an idle
-  hoarder never does), and accept() failing for want of descriptors does
-  the same;
+  hoarder never does; one whose request waits unread is a scraper), and
+  accept() failing for want of descriptors does the same; with none to
+  close, accepting pauses until a connection ends, the others waiting in
+  the backlog (CI, loaded: closing them instead reset 50 of 200 scrapes);
 - a request line and headers of more than 8 KiB are refused (431); only
   GET and HEAD are served (405 otherwise); every answer closes the
   connection (HTTP/1.0 style: Prometheus reconnects, no keep-alive state);
@@ -76,6 +78,7 @@ class HttpServer:
         self._conns: collections.OrderedDict[int, _Conn] = collections.OrderedDict()  # oldest first
         self._thread = threading.Thread(target=self._loop, name="kleaktrace-http", daemon=True)
         self.errors = 0  # handler failures, answered 500
+        self._paused = False  # not accepting: at the cap, nothing to evict (_pause)
 
     def start(self) -> None:
         self._thread.start()
@@ -120,29 +123,45 @@ class HttpServer:
 
     def _accept(self) -> None:
         for _ in range(64):  # a burst at a time, then the others get their turn
+            if len(self._conns) >= self.max_conns and not self._evict():
+                self._pause()
+                return
             try:
                 sock, _addr = self.sock.accept()
             except BlockingIOError:
                 return
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM) and self._evict():
-                    continue  # a descriptor was freed: try again
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    if self._evict():
+                        continue  # a descriptor was freed: try again
+                    self._pause()  # none to free: wait for a connection to end
                 return
-            if len(self._conns) >= self.max_conns and not self._evict():
-                sock.close()
-                continue
             sock.setblocking(False)
             conn = _Conn(sock, time.monotonic() + self.idle_s)
             self._conns[sock.fileno()] = conn
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
     def _evict(self) -> bool:
-        """Close the oldest connection still waiting for its request."""
-        for conn in self._conns.values():
-            if not conn.requested:
+        """Close the oldest connection that has not sent its request (one
+        whose whole request waits unread is a scraper this loop has not got
+        to: kept)."""
+        for conn in list(self._conns.values()):
+            if conn.requested:
+                continue
+            try:
+                head = conn.inbuf + conn.sock.recv(_MAX_HEADER, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except OSError:  # nothing sent (BlockingIOError), or reset
+                head = b""
+            if b"\r\n\r\n" not in head and b"\n\n" not in head:
                 self._close(conn)
                 return True
         return False
+
+    def _pause(self) -> None:
+        """Stop accepting until a connection ends (_close resumes)."""
+        if not self._paused:
+            self._sel.unregister(self.sock)
+            self._paused = True
 
     def _close(self, conn: _Conn) -> None:
         self._conns.pop(conn.sock.fileno(), None)
@@ -151,6 +170,9 @@ class HttpServer:
         except (KeyError, ValueError):
             pass
         conn.sock.close()
+        if self._paused:
+            self._sel.register(self.sock, selectors.EVENT_READ, None)
+            self._paused = False
 
     def _expire(self, now: float) -> None:
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
