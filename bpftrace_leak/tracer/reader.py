@@ -120,7 +120,8 @@ class Reader:
             at_site = r.stack_how == site_how
             stack_id = self.stack_id(r, site_stacks)
             objs.append(Obj(kind=layout.KIND_NAMES.get(r.kind, str(r.kind)), cache=cache, bytes=size,
-                            ts_ns=self.session.clock.to_ns(oldest, anchor), tgid=r.tgid, comm=comms[r.tgid], stack_id=stack_id,
+                            ts_ns=self.session.clock.to_ns(oldest, anchor), tgid=r.tgid, comm=comms[r.tgid],
+                            stack_id=stack_id,
                             call_site=r.call_site, count=n, site_stack=at_site, cache_ptr=r.cache,
                             syscall=r.syscall, cgroup=r.cgroup, key=key, kept=kept))
         return now, objs

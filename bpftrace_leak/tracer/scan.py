@@ -240,10 +240,10 @@ class HolderScan:
         now_addr, now_ts = current()
         gone = ~np.isin(recs["addr"] ^ (recs["ts"] * np.uint64(0x9E3779B97F4A7C15)),
                         now_addr ^ (now_ts * np.uint64(0x9E3779B97F4A7C15)))
-        verdict[gone] = UNKNOWN  # freed or reused while scanned
-        # orphans the scan cannot prove (tracer/collect.py: pages, phantoms)
-        unprovable = recs["unprovable"] & ((verdict == ORPHANED) | (verdict == CYCLE))
-        verdict[unprovable] = UNKNOWN
+        # unknown: freed or reused while scanned; orphans the scan cannot
+        # prove (tracer/collect.py: pages, phantoms); for each method's verdicts
+        for v in [r[0] for r in results.values()]:
+            v[gone | (recs["unprovable"] & ((v == ORPHANED) | (v == CYCLE)))] = UNKNOWN
         counts = np.bincount(verdict, minlength=len(VERDICTS))
         section = {"method": methods[0] if len(methods) == 1 else "both", "targets": n,
                    "seconds": round(time.monotonic() - t0, 3), "pages": stats["pages"],
@@ -254,7 +254,6 @@ class HolderScan:
         other = None
         if len(methods) == 2:
             other = results["kcore"][0]
-            other[gone | (recs["unprovable"] & ((other == ORPHANED) | (other == CYCLE)))] = UNKNOWN
             section["kcore"] = {name: int(c) for name, c in zip(VERDICTS, np.bincount(other, minlength=4))}
             section["differ"] = int((other != verdict).sum())
         return {"verdict": verdict, "pairs": pairs, "labels": labels, "section": section, "other": other}
