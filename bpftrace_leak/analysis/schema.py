@@ -124,7 +124,7 @@ def _scan(v, where):
     """The report's ``scan`` section: what the holder scan read, or why it did not run."""
     c.obj(v, where)
     if v.get("skipped") is not None:
-        return c.fields(v, where, [("skipped", c.text)])
+        return c.fields(v, where, [("skipped", c.text)], [("seconds", c.number)])
     numbers = [(k, c.count) for k in ("targets", "pages", "bytes", "unreadable_pages", "passes", "stale_words",
                                      "held", "orphaned", "orphan_cycle", "unknown")]
     c.fields(v, where, numbers + [("method", c.text), ("seconds", c.number)], [("differ", c.count), ("kcore", c.kinds)])

@@ -168,6 +168,8 @@ def _cgroups_line(g: dict) -> str:
 
 def scan_line(s: dict) -> str:
     """The header's line on the holder scan."""
+    if s.get("skipped") and s.get("seconds") is not None:  # begun, not finished
+        return f"  holder scan: {printable(s['skipped'])} ({s['seconds']:.1f} s): no verdicts"
     if s.get("skipped"):
         return f"  holder scan: not run ({printable(s['skipped'])})"
     differ = f"; /proc/kcore's read disagrees on {s['differ']:,}" if s.get("differ") else \

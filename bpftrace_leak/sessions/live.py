@@ -199,7 +199,10 @@ class LiveSession(Jobs):
     def snapshot(self, scan: bool = False):
         """A report, kept for growth and in the capture; and its slab facts."""
         began = time.monotonic()
-        report, facts = assemble(self.collector.collect(scan=scan))
+        # a signal stops the scan: the first one a periodic report's (the
+        # session ends: the final report scans), a second the final one's
+        signals = self.signals.count
+        report, facts = assemble(self.collector.collect(scan=scan, stop=lambda: self.signals.count > signals))
         if report.get("scan", {}).get("seconds") is not None:
             self._scan_cost, self._scanned_at = report["scan"]["seconds"], began
         # when its objects were read: a holder scan after the read takes seconds

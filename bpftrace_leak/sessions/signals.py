@@ -27,13 +27,15 @@ class Signals:
 
     The handlers only note the signal and wake wait() (through
     signal.set_wakeup_fd); the loop checks ``received`` between steps. A
-    second signal while the final report is made is answered with a line on
-    stderr, written with os.write: a handler must not re-enter a buffered
-    stream the report may be writing.
+    second signal while the final report is made stops its holder scan (its
+    verdicts are unknown then) and is answered with a line on stderr,
+    written with os.write: a handler must not re-enter a buffered stream the
+    report may be writing.
     """
 
     def __init__(self):
         self.received: int | None = None
+        self.count = 0  # ending signals so far: a later one stops a holder scan
         self._told = False
         self._old = {}
         self._r, self._w = os.pipe()
@@ -41,11 +43,12 @@ class Signals:
         os.set_blocking(self._r, False)
 
     def _on(self, signum, frame):
+        self.count += 1
         if self.received is None:
             self.received = signum
         elif not self._told:
             self._told = True
-            os.write(2, b"kleaktrace: ending: finishing the final report and detaching\n")
+            os.write(2, b"kleaktrace: ending: the holder scan stops; finishing the final report and detaching\n")
 
     def __enter__(self):
         for sig in ENDING:

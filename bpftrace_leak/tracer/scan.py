@@ -34,12 +34,13 @@ import numpy as np
 from .. import layout
 from ..analysis.holders import CYCLE, ORPHANED, UNKNOWN, VERDICTS, confirm, verdicts
 from ..kernel.btf import Btf, BtfError
-from ..kernel.pageflags import any_of, bit, read_flags
+from ..kernel.pageflags import bit, read_flags
 from . import bcc
 from .memory import PAGE, BpfMemory, KcoreMemory, KernelLayout, PageTables
-from .scan_match import free_frames, owned, read_pass, target_ranges
+from .scan_match import free_frames, kernel_frames, read_pass, target_ranges
 from .scan_names import Names
 from .scan_regions import Regions, task_stacks
+from .scan_watch import Stopped, Watch, Watched
 
 __all__ = ["HolderScan"]
 
@@ -53,6 +54,7 @@ class HolderScan:
         self.layout: KernelLayout | str | None = None
         self.tables = self.names = None
         self._bpf = None
+        self._watch = Watch()
         try:
             self.percpu_vars = Btf.load().percpu_vars()
         except BtfError:
@@ -98,7 +100,7 @@ class HolderScan:
         per frame its flags (read afresh: a pass takes seconds, tens under
         emulation), whether it is free, counted (_refcount > 0) and mapped
         (_mapcount >= 0: in some process's page tables)."""
-        flags = read_flags(frames=frames)
+        flags = read_flags(frames=frames, between=self._watch.check)
         orders = np.zeros(len(flags), np.uint8)
         counted = np.zeros(len(flags), bool)
         mapped = np.zeros(len(flags), bool)
@@ -121,22 +123,6 @@ class HolderScan:
         w1, o1, _ = read_pass(memory, targets, buckets, memmap_vas, stats, memmap)
         return w1, o1, flags, free_frames(flags, orders), counted, mapped
 
-    def _frames(self, flags, free, counted, mapped, regions) -> np.ndarray:
-        """Pass 2's frames: the kernel's own (scan_match.owned), not user
-        memory (what kpageflags says, and what the memmap just read says is
-        mapped into a process: allocated since the flags were read,
-        kleaktrace's own arrays of object addresses among them), not page
-        tables, not left out by a region (code, constants, the memmap, dead
-        stacks and frames)."""
-        scan = owned(flags, counted, free)
-        # a slab page's struct fields overlay folio->mapping: kpageflags reads
-        # its low bits as ANON (and KSM) on 6.18, for slab pages that are neither
-        scan &= ~((any_of(flags, "LRU", "ANON", "MMAP") | mapped) & ~any_of(flags, "SLAB"))
-        scan &= ~any_of(flags, "NOPAGE", "OFFLINE", "HWPOISON", "PGTABLE")
-        excluded = np.fromiter(regions.excluded | regions.dead, np.int64)
-        scan[excluded[excluded < len(scan)]] = False
-        return np.flatnonzero(scan)
-
     def _once(self, memory, addr, space, size, regions, frames, memmap_vas, allocated, describe, key):
         n, lay = len(addr), self.layout
         calib = self.session.map("page_calib")[ctypes.c_int(0)].offset
@@ -144,7 +130,7 @@ class HolderScan:
         buckets = targets.buckets()
         stats = {"pages": 0, "unreadable": 0}
         w1, o1, flags, free, counted, mapped = self._memmap_pass(memory, targets, buckets, memmap_vas, frames, stats)
-        pfns = self._frames(flags, free, counted, mapped, regions)
+        pfns = kernel_frames(flags, free, counted, mapped, regions.excluded | regions.dead)
         w2, o2, ok2 = read_pass(memory, targets, buckets, np.uint64(lay.direct) + pfns.astype(np.uint64)
                                 * np.uint64(PAGE), stats)
         read_ok = np.zeros(len(flags), bool)
@@ -198,17 +184,25 @@ class HolderScan:
 
     # -- the scan a report asks for ------------------------------------------------------------
 
-    def run(self, recs: dict, describe: list[str], everything: dict, current) -> dict:
-        """Scan for the targets ``recs`` (numpy arrays: addr, space, size, ts,
-        key: an index into ``describe``, the label of each key's group,
-        unprovable: no orphan verdict, see tracer/collect.py); ``everything``: every
-        record (addr, space), whatever its age; ``current()`` returns (addr,
-        ts) of the records after the scan. Returns {"verdict", "pairs", "labels", "section"}, or
-        {"section"} alone with "skipped" when the scan cannot run here."""
+    def run(self, recs: dict, describe: list[str], everything: dict, current, stop=None) -> dict:
+        """run_once (below) that stops when ``stop()`` says so or past
+        SCAN_LIMIT_S: then {"section": {"skipped": why}}, the verdicts unknown."""
+        self._watch = Watch(stop)
+        try:
+            return self.run_once(recs, describe, everything, current)
+        except Stopped as e:
+            return {"section": {"skipped": str(e), "seconds": round(time.monotonic() - self._watch.began, 3)}}
+
+    def run_once(self, recs: dict, describe: list[str], everything: dict, current) -> dict:
+        """Scan for the targets ``recs`` (numpy arrays: addr, space, size, ts, key: an index
+        into ``describe``, the label of each key's group, unprovable: no orphan verdict, see
+        tracer/collect.py); ``everything``: every record (addr, space), whatever its age;
+        ``current()``: (addr, ts) of the records after the scan. Returns {"verdict", "pairs",
+        "labels", "section"}, or {"section"} alone with "skipped" when the scan cannot run."""
         t0 = time.monotonic()
         n = len(recs["addr"])
         try:
-            flags = read_flags()  # each pass reads them afresh (_once)
+            flags = read_flags(between=self._watch.check)  # each pass reads them afresh (_once)
         except OSError as e:
             return {"section": {"skipped": f"cannot read /proc/kpageflags: {e.strerror}"}}
         frames = len(flags)
@@ -227,15 +221,17 @@ class HolderScan:
         results = {}
         for method in methods:
             try:
-                memory = self._memory(method)
+                memory = Watched(self._memory(method), self._watch)
             except OSError as e:
                 return {"section": {"skipped": f"cannot read kernel memory through {method}: {e}"}}
             # kleaktrace's mmap()ed maps hold object addresses as they are (the
             # slot arrays: every object): their frames are not the kernel's holders
             regions.excluded.update(self.session.view_frames())
-            results[method] = self._twice(memory, recs, regions, frames, memmap_vas, everything["addr"], describe)
-            if method == "kcore":
-                memory.close()
+            try:
+                results[method] = self._twice(memory, recs, regions, frames, memmap_vas, everything["addr"], describe)
+            finally:
+                if method == "kcore":
+                    memory.memory.close()
         verdict, pairs, labels, stats = results[methods[0]]
         now_addr, now_ts = current()
         gone = ~np.isin(recs["addr"] ^ (recs["ts"] * np.uint64(0x9E3779B97F4A7C15)),

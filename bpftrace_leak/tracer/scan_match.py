@@ -11,7 +11,8 @@ from .. import layout
 from ..kernel.pageflags import any_of, bit
 from .memory import BATCH, PAGE
 
-__all__ = ["Ranges", "target_ranges", "match", "read_pass", "owned", "free_frames", "possible_cpus", "KERNEL"]
+__all__ = ["Ranges", "target_ranges", "match", "read_pass", "owned", "kernel_frames", "free_frames", "possible_cpus",
+           "KERNEL"]
 
 KERNEL = np.uint64(0xFF00000000000000)  # the kernel half of the address space
 _BUCKET_BITS = 20  # 2 MiB buckets, folded modulo 2**20 (2 TiB)
@@ -154,6 +155,24 @@ def read_pass(memory, targets, buckets, page_addrs, stats, privates=None):
         owner.append(o)
     cat = lambda parts, t: np.concatenate(parts).astype(t) if parts else np.zeros(0, t)  # noqa: E731
     return cat(where, np.uint64), cat(owner, np.int64), cat(oks, bool)
+
+
+def kernel_frames(flags, free, counted, mapped, excluded: set) -> np.ndarray:
+    """Pass 2's frames: the kernel's own (owned, below), not user memory
+    (what kpageflags says, and what the memmap just read says is mapped
+    into a process: allocated since the flags were read, kleaktrace's own
+    arrays of object addresses among them), not page tables, not
+    ``excluded`` (the regions left out: code, constants, the memmap, dead
+    stacks and frames)."""
+    scan = owned(flags, counted, free)
+    # a slab page's struct fields overlay folio->mapping: kpageflags reads
+    # its low bits as ANON (and KSM) on 6.18, for slab pages that are neither
+    scan &= ~((any_of(flags, "LRU", "ANON", "MMAP") | mapped) & ~any_of(flags, "SLAB"))
+    scan &= ~any_of(flags, "NOPAGE", "OFFLINE", "HWPOISON", "PGTABLE")
+    left_out = np.fromiter(excluded, np.int64)
+    scan[left_out[left_out < len(scan)]] = False
+    return np.flatnonzero(scan)
+
 
 def owned(flags, counted, free) -> np.ndarray:
     """Frames the kernel owns: counted (_refcount > 0), a compound page's

@@ -4,6 +4,7 @@ orphan cycle, or held, and by what, on this host (no kprobes, no fentry, no
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -164,6 +165,24 @@ def test_no_scan_and_scan_via_kcore_where_there_is_none():
     t = Tracer("--duration", "2", "--format", "json", "--scan-via", "kcore").start()
     r = report_of(t)
     assert "kcore" in r["scan"]["skipped"]
+
+
+def test_a_second_signal_stops_the_final_scan():
+    """Ctrl-C, then Ctrl-C again while the final report's holder scan reads
+    (3 to 6 s system-wide here): the scan stops, says so, and the report and
+    the detaching go on. Signals come every 0.3 s: those before the scan
+    began do not count for it."""
+    t = Tracer("--format", "json", "--top", "5").start()
+    time.sleep(2)
+    began = time.monotonic()
+    t.proc.send_signal(signal.SIGINT)
+    while t.proc.poll() is None and time.monotonic() - began < 20:
+        time.sleep(0.3)
+        t.proc.send_signal(signal.SIGINT)
+    r = report_of(t)
+    assert r["scan"]["skipped"] == "stopped by a signal before it was done", r["scan"]
+    assert r["scan"]["seconds"] < 1.5 and all("held" not in g for g in r["groups"])
+    assert "the holder scan stops" in t.stderr
 
 
 def test_text_report_says_why_each_group_is_alive(workloads):

@@ -107,3 +107,33 @@ def test_a_sleeping_tasks_dead_frames_hold_nothing():
     regions.stacks([(stack, 0xAA, 1, 0)])  # woke: read whole; the other exited
     assert regions.dead == set() and regions.live_from == {}
     assert set(regions.named) == set(range(16, 20))
+
+
+def test_a_scan_stops_at_its_limit_or_when_told_and_says_so(tmp_path):
+    from bpftrace_leak.kernel.pageflags import read_flags
+    from bpftrace_leak.output.textreport import scan_line
+    from bpftrace_leak.tracer.scan_watch import Stopped, Watch, Watched
+    import pytest
+    told = []
+    watch = Watch(stop=lambda: bool(told))
+    watch.check()  # neither told nor late
+    told.append(1)
+    with pytest.raises(Stopped, match="stopped by a signal"):
+        Watched(type("M", (), {"method": "bpf", "read": lambda self, a: a})(), watch).read([1])
+    late = Watch(limit_s=0.0)
+    with pytest.raises(Stopped, match="after 0 s, its limit"):
+        late.check()
+    flags = tmp_path / "kpageflags"
+    flags.write_bytes(bytes(8 * 3 << 20))  # three reads of a million frames
+    calls = []
+    assert len(read_flags(str(flags), frames=3 << 20, between=lambda: calls.append(1))) == 3 << 20
+    assert len(calls) == 3
+    with pytest.raises(Stopped):
+        read_flags(str(flags), frames=3 << 20, between=late.check)
+    from bpftrace_leak.analysis import schema
+    section = {"skipped": "stopped by a signal before it was done", "seconds": 0.4}
+    assert schema._scan(dict(section), "scan") == section
+    assert scan_line(section) == "  holder scan: stopped by a signal before it was done (0.4 s): no verdicts"
+    assert scan_line({"skipped": "no \x1b[2J kcore"}) == "  holder scan: not run (no \\x1b[2J kcore)"
+    with pytest.raises(Exception, match="seconds"):
+        schema._scan({"skipped": "x", "seconds": "soon"}, "scan")
