@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from bpftrace_leak.tracer.scan_watch import SCAN_LIMIT_S
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -59,7 +61,9 @@ class Tracer:
 
     def __init__(self, *args, env=None):
         self.args = [sys.executable, "-m", "bpftrace_leak.cli", *map(str, args)]
-        self.env = dict(os.environ, **(env or {}))
+        # faulthandler: a session that does not end in time is sent SIGABRT
+        # and prints every thread's Python stack (see wait())
+        self.env = dict(os.environ, PYTHONFAULTHANDLER="1", **(env or {}))
 
     def start(self):
         """Start and return once the probes are attached."""
@@ -70,16 +74,64 @@ class Tracer:
         self.err.wait_for("Hit Ctrl-C to end")
         return self
 
-    def stop(self, sig=signal.SIGINT, timeout=60):
+    # a session ends within SCAN_LIMIT_S (tracer/scan_watch.py) of its final
+    # report's start, and more: CI twice saw a final report's scan still
+    # running 60 s after the signal (a pass takes 2 to 3 s; cause unknown)
+    def stop(self, sig=signal.SIGINT, timeout=SCAN_LIMIT_S + 60):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.wait(timeout)
 
-    def wait(self, timeout=60):
-        self.proc.wait(timeout)
+    def wait(self, timeout=SCAN_LIMIT_S + 60):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.args[3:]} still running after {timeout}s:\n{self.hung()}") from None
         self.stdout = self.out.join()
         self.stderr = self.err.join()
         return self.proc.returncode
+
+    def hung(self) -> str:
+        """Where a session that does not end is: each thread's kernel stack
+        and wait channel, then (SIGABRT to faulthandler) its Python stacks
+        and the rest of its stderr."""
+        where = []
+
+        def progress():  # (user, system) clock ticks and bytes read so far
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{self.proc.pid}/io") as f:
+                rchar = int(f.readline().split()[1])
+            return int(fields[11]), int(fields[12]), rchar
+        try:
+            before = progress()
+            time.sleep(2)
+            after = progress()
+            where.append(f"in 2 s: user {after[0] - before[0]} ticks, system {after[1] - before[1]} ticks, "
+                         f"read {after[2] - before[2]} bytes")
+        except OSError:
+            pass
+        for tid in sorted(os.listdir(f"/proc/{self.proc.pid}/task")):
+            def read(name):
+                try:
+                    with open(f"/proc/{self.proc.pid}/task/{tid}/{name}") as f:
+                        return f.read().strip()
+                except OSError as e:
+                    return f"({e.strerror})"
+            where.append(f"thread {tid} {read('comm')} {read('stat').split()[2:3]} "
+                         f"wchan {read('wchan')} syscall {read('syscall')}\n{read('stack')}")
+        self.proc.send_signal(signal.SIGABRT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        with open("/proc/loadavg") as f:
+            where.append(f"load {f.read().strip()}")
+        busy = subprocess.run(["ps", "-eo", "pid,pcpu,rss,etime,args", "--sort=-pcpu"], capture_output=True,
+                              text=True).stdout.splitlines()[:8]
+        busy = [line[:160] for line in busy]
+        return "\n".join(where + busy) + "\n--- stderr ---\n" + self.err.join(10)[-20000:]
 
     def reports(self):
         return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
@@ -117,11 +169,15 @@ class Workload:
                 self.proc.stdin.close()
             except BrokenPipeError:
                 pass
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            # EOF ends a held leak at once; a --rate workload would go on
+            # to its --for (30 s of teardown each): SIGTERM ends it
+            for stop in (self.proc.terminate, self.proc.kill):
+                try:
+                    self.proc.wait(3)
+                    break
+                except subprocess.TimeoutExpired:
+                    stop()
+            self.proc.wait()
 
 
 @pytest.fixture
