@@ -1,6 +1,12 @@
-"""Interleaved benchmark rounds, shared by the overhead benchmarks."""
+"""Interleaved benchmark rounds, and what the overhead benchmarks read of a
+tracer: its CPU, its BPF programs' run times."""
 
+import json
+import os
+import subprocess
 import sys
+
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def interleaved(runs: dict, rounds: int, show) -> dict:
@@ -13,3 +19,20 @@ def interleaved(runs: dict, rounds: int, show) -> dict:
             figures[name].append(fn())
             print(f"round {r + 1}: {name}: {show(figures[name][-1])}", file=sys.stderr, flush=True)
     return figures
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads included)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def programs() -> dict:
+    """{id: (name, run_cnt, run_time_ns)} of every loaded BPF program."""
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True).stdout
+    return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0))
+            for p in json.loads(out or "[]")}

@@ -21,7 +21,6 @@ per run of each program, and BPF time as a share of the storm's time.
 """
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -35,9 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
-from interleave import interleaved  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
+from interleave import cpu_s, interleaved, programs  # noqa: E402
 
 
 def build_storm(dest: str) -> str:
@@ -54,23 +51,6 @@ def storm(exe: str, seconds: float):
 def rate(proc) -> float:
     out, _ = proc.communicate()
     return float(out.strip())
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (its threads included)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def programs() -> dict:
-    """{id: (name, run_cnt, run_time_ns)} of every loaded BPF program."""
-    out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True).stdout
-    return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0))
-            for p in json.loads(out or "[]")}
 
 
 def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, stats=None):

@@ -13,6 +13,14 @@ and rm are its children) and kleaktrace serve, interleaved, several rounds.
 Prints each median as a throughput ratio (untraced time / traced time) and
 as overhead.
 
+The untraced runs alone spread 2.5 to 4.1 s on this project's host (a VM):
+medians cannot tell +2% from +4% there. So then, with
+kernel.bpf_stats_enabled on for those runs only, one more run of each traced
+mode prints the direct cost, with little noise: the kleaktrace programs' run
+time during the run and the tracer process's own CPU, each as a share of the
+workload's CPU time in that run (what it misses: cache lines the programs
+take from the workload; the stats add two clock reads a program run).
+
     .venv/bin/python bench/realistic.py [--rounds 5] [--repeat 3]
 """
 
@@ -29,7 +37,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
-from interleave import interleaved  # noqa: E402
+from interleave import cpu_s, interleaved, programs  # noqa: E402
 
 SOURCE = "/usr/lib/python3.11"
 
@@ -57,7 +65,11 @@ def finish(proc) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def traced(cmd, tarball, work, repeat, target=False) -> float:
+def traced(cmd, tarball, work, repeat, target=False, cost=None) -> float:
+    """The workload's CPU seconds under the tracer ``cmd``; with ``cost`` (a
+    dict), bpf_stats on: cost gets runs and bpf_s (its programs' runs and
+    run time during the run) and tracer_s (the tracer process's CPU during it)."""
+    before = set(programs()) if cost is not None else set()
     proc = workload(tarball, work, repeat)
     if target:
         cmd = cmd + ["-p", str(proc.pid), "--children"]
@@ -67,7 +79,17 @@ def traced(cmd, tarball, work, repeat, target=False) -> float:
             break
     else:
         raise SystemExit("kleaktrace did not start")
+    if cost is not None:
+        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+        start, cpu0 = programs(), cpu_s(tracer.pid)
     took = finish(proc)
+    if cost is not None:
+        end, cost["tracer_s"] = programs(), cpu_s(tracer.pid) - cpu0
+        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"], check=True)
+        ours = [(name, runs - start[p][1], ns - start[p][2]) for p, (name, runs, ns) in end.items()
+                if p not in before and p in start]
+        cost["runs"], cost["bpf_s"] = sum(r for _, r, _ in ours), sum(ns for _, _, ns in ours) / 1e9
+        cost["top"] = sorted(ours, key=lambda o: -o[2])[:3]
     tracer.send_signal(signal.SIGINT)
     tracer.wait(120)
     return took
@@ -97,12 +119,23 @@ def main():
             "kleaktrace serve": lambda: traced(serve, tarball, work, args.repeat),
         }
         times = interleaved(runs, args.rounds, lambda v: f"{v:.2f} s")
+        costs = {}
+        for name, target, cmd in (("kleaktrace (system-wide)", False, kleak),
+                                  ("kleaktrace -p --children", True, kleak), ("kleaktrace serve", False, serve)):
+            cost: dict = {}
+            costs[name] = (traced(cmd, tarball, work, args.repeat, target=target, cost=cost), cost)
     base = statistics.median(times["untraced"])
     print(f"untar and delete {SOURCE} ({files:,} files and directories) x{args.repeat} in {args.dir} ({fstype}), "
           f"one core, {args.rounds} rounds, median {base:.2f} s untraced")
     for name, vals in times.items():
         ratio = base / statistics.median(vals)
         print(f"  {name:28} {ratio:5.3f}x  (overhead {100 * (1 / ratio - 1):+.1f}%)")
+    print("direct cost, one run each with kernel.bpf_stats_enabled, as a share of the workload's CPU time:")
+    for name, (took, cost) in costs.items():
+        print(f"  {name:28} BPF {100 * cost['bpf_s'] / took:4.1f}%  tracer process {100 * cost['tracer_s'] / took:4.1f}%"
+              f"  (workload {took:.2f} s CPU; {cost['runs']:,} program runs, "
+              f"{1e9 * cost['bpf_s'] / max(1, cost['runs']):.0f} ns each)")
+        print("    most: " + ", ".join(f"{name} {runs:,} x {ns / max(1, runs):.0f} ns" for name, runs, ns in cost["top"]))
 
 
 if __name__ == "__main__":
