@@ -136,8 +136,8 @@ class Collector:
         # scan follows not (the sid lab: of its driver's 8 pages one was
         # "orphaned", another "in a cycle"); a percpu object: no free list
         # tells a phantom from an orphan there, and phantoms come without a
-        # skipped free (tests/kernel/test_holders.py's cold cache, 1 run in
-        # 6: 1 to 3 percpu objects of mm_init "orphaned", their mm_struct
+        # skipped free (tests/kernel/test_holders.py's cold cache, 5 runs in
+        # 20: 1 to 3 percpu objects of mm_init "orphaned", their mm_struct
         # freed with its event, totals.skipped_frees 0); a record of a space
         # whose frees the kernel skipped (vmalloc), a phantom perhaps
         page = np.array([kinds[k] == "page" for k in kept], bool)[targets["key"]] if kept else np.zeros(0, bool)
