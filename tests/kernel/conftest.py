@@ -75,8 +75,9 @@ class Tracer:
         return self
 
     # a session ends within SCAN_LIMIT_S (tracer/scan_watch.py) of its final
-    # report's start, and more: CI twice saw a final report's scan still
-    # running 60 s after the signal (a pass takes 2 to 3 s; cause unknown)
+    # report's start, and more: a final report's scan was seen still running
+    # 60 s after the signal, 3 times in about 7 full runs (a pass takes 2 to
+    # 3 s here; cause unknown)
     def stop(self, sig=signal.SIGINT, timeout=SCAN_LIMIT_S + 60):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -92,9 +93,10 @@ class Tracer:
         return self.proc.returncode
 
     def hung(self) -> str:
-        """Where a session that does not end is: each thread's kernel stack
-        and wait channel, then (SIGABRT to faulthandler) its Python stacks
-        and the rest of its stderr."""
+        """Where a session that does not end is: its progress over 2 s, each
+        thread's kernel stack and wait channel, the load and the busiest
+        processes, then (SIGABRT to faulthandler) its Python stacks and the
+        rest of its stderr."""
         where = []
 
         def progress():  # (user, system) clock ticks and bytes read so far
@@ -120,18 +122,18 @@ class Tracer:
                     return f"({e.strerror})"
             where.append(f"thread {tid} {read('comm')} {read('stat').split()[2:3]} "
                          f"wchan {read('wchan')} syscall {read('syscall')}\n{read('stack')}")
+        with open("/proc/loadavg") as f:
+            where.append(f"load {f.read().strip()}")
+        busy = subprocess.run(["ps", "-eo", "pid,pcpu,rss,etime,args", "--sort=-pcpu"], capture_output=True,
+                              text=True).stdout.splitlines()[:8]
+        where += [line[:160] for line in busy]
         self.proc.send_signal(signal.SIGABRT)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
-        with open("/proc/loadavg") as f:
-            where.append(f"load {f.read().strip()}")
-        busy = subprocess.run(["ps", "-eo", "pid,pcpu,rss,etime,args", "--sort=-pcpu"], capture_output=True,
-                              text=True).stdout.splitlines()[:8]
-        busy = [line[:160] for line in busy]
-        return "\n".join(where + busy) + "\n--- stderr ---\n" + self.err.join(10)[-20000:]
+        return "\n".join(where) + "\n--- stderr ---\n" + self.err.join(10)[-20000:]
 
     def reports(self):
         return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
