@@ -4,6 +4,7 @@ import os
 import time
 
 from ..text import warn
+from .rcu import rcu_barrier
 
 __all__ = ["shake"]
 
@@ -23,4 +24,5 @@ def shake(settle_s: float) -> None:
     except OSError as e:
         warn(f"--shake: cannot write /proc/sys/vm/drop_caches: {e.strerror}; report not shaken")
         return
+    rcu_barrier()  # the dropped dentries and inodes are freed by RCU callbacks
     time.sleep(settle_s)
