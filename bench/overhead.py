@@ -53,10 +53,11 @@ def rate(proc) -> float:
     return float(out.strip())
 
 
-def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, stats=None):
-    """Start a tracer, wait until it prints ``ready``, run the storm, stop the
-    tracer: (storm cycles/s, tracer CPU seconds during the storm). ``stats``:
-    a dict filled with {program: (runs, ns)} of the tracer's programs."""
+def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, stats=None, cwd=ROOT):
+    """Start a tracer (in ``cwd``), wait until it prints ``ready``, run the
+    storm, stop the tracer: (storm cycles/s, tracer CPU seconds during the
+    storm). ``stats``: a dict filled with {program: (runs, ns)} of the
+    tracer's programs."""
     before = set(programs()) if stats is not None else set()
     if target_pid:
         # the storm starts stopped, the tracer attaches to it, then it runs
@@ -65,7 +66,7 @@ def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, sta
         time.sleep(0.1)
         cmd = cmd + ["-p", str(storm_proc.pid)]
     # memleak says it is ready on stdout, kleaktrace on stderr: read both
-    tracer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    tracer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
     for line in tracer.stdout:
         if ready in line:
             break
