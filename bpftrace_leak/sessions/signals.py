@@ -58,8 +58,13 @@ class Signals:
 
     def __exit__(self, *exc):
         signal.set_wakeup_fd(self._old_fd)
+        # A session a signal ended is the process ending: one more Ctrl-C
+        # (people press it again and again) between here and the exit found
+        # Python's own handler back, and its KeyboardInterrupt killed the
+        # process, status -2, after the probes were detached (CI, stop 32).
+        # The signals that come after it are ignored, not the handler restored.
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_IGN if self.received is not None else old)
         os.close(self._r)
         os.close(self._w)
         return False
