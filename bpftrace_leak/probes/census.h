@@ -112,6 +112,19 @@ static __always_inline int slab_range(u64 slab, u64 s, u64 *base, u64 *end)
 		return 0;
 	u64 counters = kread(slab + SLAB_COUNTERS_OFF);
 	u64 objects = (counters >> 16) & 0x7fff;	/* struct slab: inuse:16, objects:15, frozen:1 */
+#ifdef KMEM_CACHE_OO_OFF
+	/*
+	 * A slab whose counters word reads 0 (seen on 6.18: maple_node slabs
+	 * with a freelist, about one census in twelve under process churn)
+	 * gave an empty range, its freelist went unwalked and its free objects'
+	 * stale records stayed: whole pages of 16 phantom maple_nodes. Such a
+	 * slab has the cache's objects per slab (s->oo: order << 16 | objects;
+	 * a slab of the smaller fallback order, s->min, holds fewer, and its
+	 * freelist never points past them).
+	 */
+	if (!objects)
+		objects = kread32(s + KMEM_CACHE_OO_OFF) & 0xffff;
+#endif
 	*base = slab * PAGE_RATIO + c->offset;
 	*end = *base + objects * kread32(s + KMEM_CACHE_SIZE_OFF);
 	return 1;
@@ -174,6 +187,7 @@ int census_retire(struct bpf_raw_tracepoint_args *ctx)
 	retire_records(va, s, s ? kread32(s + KMEM_CACHE_SIZE_OFF) : 0, 0);
 	return 0;
 }
+
 
 static __always_inline struct census_list *census_list(u32 kind)
 {

@@ -108,8 +108,17 @@ int cgroup_made(struct bpf_raw_tracepoint_args *ctx)
 	u64 memcg = kread(cgrp + CGROUP_SUBSYS_OFF + 8 * CGROUP_MEMORY_SUBSYS);
 	struct live_key key = {.addr = memcg, .space = SPACE_SLAB};
 	struct slab_slot *slot = memcg ? slot_of(&key) : NULL;
-	if (slot && slot->addr == key.addr)
+	if (slot && slot->addr == key.addr) {
 		slot->obj.cgroup = id;
+	} else if (slot && slot->spilled) {
+		/* a record that found its slot taken is in the live hash: left
+		 * to its parent, a removed child's memcg was charged to a live
+		 * cgroup (test_cgroups's dying-cgroup count, a flake in CI) */
+		struct live_key hk = hash_key(&key);
+		struct live_obj *o = live.lookup(&hk);
+		if (o)
+			o->cgroup = id;
+	}
 	name.mem_cgroup = MANGLE(memcg);
 #endif
 	cgroup_names.update(&id, &name);

@@ -26,6 +26,7 @@ _SHEAVES = {"KMEM_CACHE_CPU_SHEAVES_OFF": "kmem_cache.cpu_sheaves", "SHEAVES_MAI
 #: 7.x), their partial lists (CONFIG_SLUB_CPU_PARTIAL), sheaves and barns (6.18+)
 _CENSUS_OPTIONAL = (
     {"KMEM_CACHE_RANDOM_OFF": "kmem_cache.random"},
+    {"KMEM_CACHE_OO_OFF": "kmem_cache.oo"},  # a slab's object count when its counters read 0 (census.h: slab_range)
     {"KMEM_CACHE_CPU_SLAB_OFF": "kmem_cache.cpu_slab", "CPU_SLAB_SLAB_OFF": "kmem_cache_cpu.slab",
      "CPU_SLAB_FREELIST_OFF": "kmem_cache_cpu.freelist"},
     {"CPU_SLAB_PARTIAL_OFF": "kmem_cache_cpu.partial", "SLAB_NEXT_OFF": "slab.next"},

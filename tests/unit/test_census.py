@@ -21,3 +21,22 @@ def test_tail_with_a_mask_on_7x():
     # that the tail's own address is ANDed with (order 2: 4 struct pages of 64 bytes)
     mask = ~((1 << (2 + 6)) - 1) & 0xFFFFFFFFFFFFFFFF
     assert page_head(TAIL, mask | 1) == HEAD
+
+
+def _facts(offsets):
+    from types import SimpleNamespace
+    from bpftrace_leak.tracer import census_plan
+    needed = {path: 8 * i for i, path in enumerate(census_plan._CENSUS_OFFSETS.values())}
+    return SimpleNamespace(offsets={**needed, **offsets}, percpu={v: 0x100 for v in census_plan.PERCPU.values()},
+                           cpus=2, nodes=1)
+
+
+def test_the_objects_per_slab_offset_is_passed_where_btf_has_it():
+    # census.h: slab_range reads s->oo when a slab's counters word reads 0
+    from types import SimpleNamespace
+    from bpftrace_leak.tracer.census_plan import flags
+    with_oo = flags(SimpleNamespace(notes=[]), _facts({"kmem_cache.oo": 52}), 64)
+    assert "-DKMEM_CACHE_OO_OFF=52" in with_oo
+    without = flags(SimpleNamespace(notes=[]), _facts({}), 64)
+    assert "-DSLAB_CENSUS" in without and not any("KMEM_CACHE_OO_OFF" in f for f in without)
+
