@@ -115,7 +115,7 @@ static __always_inline int slab_range(u64 slab, u64 s, u64 *base, u64 *end)
 #ifdef KMEM_CACHE_OO_OFF
 	/*
 	 * A slab whose counters word reads 0 (seen on 6.18: maple_node slabs
-	 * with a freelist, about one census in twelve under process churn)
+	 * with a freelist: 2 process-churn test runs in 24 kept some)
 	 * gave an empty range, its freelist went unwalked and its free objects'
 	 * stale records stayed: whole pages of 16 phantom maple_nodes. Such a
 	 * slab has the cache's objects per slab (s->oo: order << 16 | objects;
@@ -187,7 +187,6 @@ int census_retire(struct bpf_raw_tracepoint_args *ctx)
 	retire_records(va, s, s ? kread32(s + KMEM_CACHE_SIZE_OFF) : 0, 0);
 	return 0;
 }
-
 
 static __always_inline struct census_list *census_list(u32 kind)
 {

@@ -343,10 +343,10 @@ def scrape_seconds(address: str) -> tuple[float, float]:
 def test_idle_connections_of_a_user_cannot_kill_serve():
     """An unprivileged user holds 1,000 idle connections to serve, which runs
     under systemd's default 1,024 open files: serve keeps reporting and
-    answers everyone else's /metrics within 100 ms (one may
-    meet a report's rendering: 500 ms). (Before: a thread and a
-    descriptor per connection, no timeout; the next report died with EMFILE
-    and a traceback.)"""
+    answers everyone else's /metrics within 100 ms (one that meets a
+    report's rendering within 500 ms). (Before: a thread and a descriptor
+    per connection, no timeout; the next report died with EMFILE and a
+    traceback.)"""
     t, address = start_serve("--interval", "1s")
     subprocess.run(["prlimit", f"--pid={t.proc.pid}", "--nofile=1024:1024"], check=True)
     host, port = address.rsplit(":", 1)

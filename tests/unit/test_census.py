@@ -1,5 +1,8 @@
 """The census's pure parts: a tail page's head from compound_head/compound_info."""
 
+from types import SimpleNamespace
+
+from bpftrace_leak.tracer import census_plan
 from bpftrace_leak.tracer.census import page_head
 
 HEAD = 0xFFFFEA0004A3C000
@@ -24,8 +27,6 @@ def test_tail_with_a_mask_on_7x():
 
 
 def _facts(offsets):
-    from types import SimpleNamespace
-    from bpftrace_leak.tracer import census_plan
     needed = {path: 8 * i for i, path in enumerate(census_plan._CENSUS_OFFSETS.values())}
     return SimpleNamespace(offsets={**needed, **offsets}, percpu={v: 0x100 for v in census_plan.PERCPU.values()},
                            cpus=2, nodes=1)
@@ -33,10 +34,8 @@ def _facts(offsets):
 
 def test_the_objects_per_slab_offset_is_passed_where_btf_has_it():
     # census.h: slab_range reads s->oo when a slab's counters word reads 0
-    from types import SimpleNamespace
-    from bpftrace_leak.tracer.census_plan import flags
+    flags = census_plan.flags
     with_oo = flags(SimpleNamespace(notes=[]), _facts({"kmem_cache.oo": 52}), 64)
     assert "-DKMEM_CACHE_OO_OFF=52" in with_oo
     without = flags(SimpleNamespace(notes=[]), _facts({}), 64)
     assert "-DSLAB_CENSUS" in without and not any("KMEM_CACHE_OO_OFF" in f for f in without)
-
