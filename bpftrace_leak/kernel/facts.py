@@ -30,7 +30,8 @@ class KernelFacts:
     ranges of the functions asked about (and of TRAMPOLINE_SYMBOL);
     ``params``: {function: its parameters' names} from BTF.
     ``page_struct``: sizeof(struct page) (0 when unknown); ``mem_pages``:
-    MemTotal in pages; ``percpu``: {per-CPU variable: its offset} from BTF;
+    MemTotal in pages; ``max_pfn``: one past the highest RAM page frame
+    (/proc/iomem; 0 when unknown); ``percpu``: {per-CPU variable: its offset} from BTF;
     ``cpus``: possible CPUs; ``nodes``: possible NUMA nodes.
     ``enums``: {enum member: value} from BTF; ``controllers``: /proc/cgroups,
     {controller: its hierarchy id (0: the unified v2 hierarchy)}.
@@ -50,6 +51,7 @@ class KernelFacts:
     params: dict = field(default_factory=dict)
     page_struct: int = 0
     mem_pages: int = 0
+    max_pfn: int = 0
     percpu: dict = field(default_factory=dict)
     cpus: int = 1
     nodes: int = 1
@@ -128,7 +130,7 @@ def read_facts(events: dict, functions, structs, percpu=(), enums=()) -> KernelF
         page_size=page_size(), user_page_gfp=gfp_bit("__GFP_HARDWALL"), kprobes=kprobes_available(),
         traceable=frozenset(traceable_functions(functions)), btf=os.path.exists(BTF_VMLINUX),
         ranges=function_ranges((TRAMPOLINE_SYMBOL, *functions)), params=params, page_struct=page_struct,
-        mem_pages=_mem_pages(), percpu=pcpu, cpus=_count_of("/sys/devices/system/cpu/possible"),
+        mem_pages=_mem_pages(), max_pfn=_max_pfn(), percpu=pcpu, cpus=_count_of("/sys/devices/system/cpu/possible"),
         nodes=_count_of("/sys/devices/system/node/possible"), enums=values, controllers=_controllers())
 
 
@@ -141,6 +143,11 @@ def _found(names, lookup) -> dict:
         except BtfError:
             pass
     return found
+
+
+def _max_pfn() -> int:
+    from .pageflags import max_pfn  # numpy, for its other parts
+    return max_pfn(unknown=0)
 
 
 def _mem_pages() -> int:

@@ -54,8 +54,9 @@ def read_flags(path: str = "/proc/kpageflags", frames: int | None = None, betwee
     return out[:got // 8]
 
 
-def max_pfn(path: str = "/proc/iomem") -> int:
-    """One past the highest page frame of System RAM (/proc/iomem, as root)."""
+def max_pfn(path: str = "/proc/iomem", unknown: int = 1 << 26) -> int:
+    """One past the highest page frame of System RAM (/proc/iomem, as root);
+    ``unknown`` when it lists none."""
     top = 0
     try:
         with open(path) as f:
@@ -64,4 +65,4 @@ def max_pfn(path: str = "/proc/iomem") -> int:
                     top = max(top, int(line.split("-")[1].split()[0], 16) + 1)
     except (OSError, ValueError):
         pass
-    return -(-top // 4096) or 1 << 26
+    return -(-top // 4096) or unknown

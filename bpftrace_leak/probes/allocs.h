@@ -122,8 +122,13 @@ int alloc_page(struct bpf_raw_tracepoint_args *ctx)
 int free_page(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 page = ARG(mm_page_free, page);
+	u32 order = ARG(mm_page_free, order);
 	forget(SPACE_PAGE, page);
-#ifdef PAGE_RETIRE
+#ifdef PAGE_FREED_COUNT
+	note_freed(page, order);
+	if (order >= 2)		/* a page-backed kmalloc is above 2 pages */
+		retire_first(page);
+#elif defined(PAGE_RETIRE)
 	retire_first(page);
 #endif
 #ifdef RETIRE_ON_FREE
@@ -138,7 +143,9 @@ int free_page_batched(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 page = ARG(mm_page_free_batched, page);
 	forget(SPACE_PAGE, page);
-#ifdef PAGE_RETIRE
+#ifdef PAGE_FREED_COUNT
+	note_freed(page, 0);	/* order 0: free_unref_page_list's pages */
+#elif defined(PAGE_RETIRE)
 	retire_first(page);
 #endif
 #ifdef RETIRE_ON_FREE

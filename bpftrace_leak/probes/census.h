@@ -184,9 +184,25 @@ int census_retire(struct bpf_raw_tracepoint_args *ctx)
 		return 1;
 	if (!census_known.lookup(&s))
 		s = 0;
-	retire_records(va, s, s ? kread32(s + KMEM_CACHE_SIZE_OFF) : 0, 0);
+	retire_records(va, RETIRE_STALE, s, s ? kread32(s + KMEM_CACHE_SIZE_OFF) : 0, 0);
 	return 0;
 }
+
+#ifdef PAGE_FREED_COUNT
+/* args: a struct page whose frame was freed after a record in it was made
+ * (tracer/records.py: slab_pages): retire the records made before that free */
+int census_freed(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 page = ctx->args[0], va = page_va(page);
+	u32 f = frame_of(page), entry = f / 2;
+	u64 *e = page_freed.lookup(&entry);
+	u32 freed = e ? ((u32 *)e)[f & 1] : 0;
+	if (!va || !freed)
+		return 1;
+	retire_records(va, RETIRE_BEFORE, 0, 0, freed);
+	return 0;
+}
+#endif
 
 static __always_inline struct census_list *census_list(u32 kind)
 {

@@ -62,6 +62,57 @@ static __always_inline void retire_first(u64 page)
 		count(CNT_FREED_WITH_SLAB);
 }
 
+#ifdef PAGE_FREED_COUNT
+/*
+ * ---- when each page frame was last freed (tracer/records.py reads it) ---------
+ * page_freed holds, per page frame, (u32)jiffies | 1 of its last free (0:
+ * not freed this session), two frames to an 8-byte entry (an array's
+ * entries are 8-byte aligned: u32 values would take 8 bytes each). A record
+ * made before its frame's last free stands for an object that is gone,
+ * wherever in the page it sat: the census retires it (census.h:
+ * census_freed), so a page free costs a store per 4 KiB, where retiring
+ * the first record of every freed page at once (retire_first, now only for
+ * page-backed kmallocs, order 2 and up) cost a slot lookup: 330-424 ns a
+ * page free on the untar. The frame is the struct page's index modulo
+ * PAGE_FREED_COUNT, a power of two above the highest frame: a bijection,
+ * whatever the vmemmap base. The same in Python: records.py freed_index.
+ */
+BPF_F_TABLE("array", u32, u64, page_freed, PAGE_FREED_COUNT / 2, BPF_F_MMAPABLE);
+
+static __always_inline u32 frame_of(u64 page)
+{
+	return (page / (PAGE_BYTES / PAGE_RATIO)) & (PAGE_FREED_COUNT - 1);
+}
+
+/*
+ * The 2^order frames from struct page ``page`` were freed (slab pages are
+ * order 3 at most, SLUB's slub_max_order: a larger page notes its first 8).
+ * Eight stores whatever the order, iteration i >= n storing frame 0 again:
+ * a loop with a branch on the order in it made free_page too large for the
+ * 6.12 and 7.2 verifiers (E2BIG), 6.1's and 6.18's took it.
+ */
+static __always_inline void note_freed(u64 page, u32 order)
+{
+	u32 now = (u32)bpf_jiffies64() | 1, frame = frame_of(page), n = 1u << (order > 3 ? 3 : order);
+	for (u32 i = 0; i < 8; i++) {
+		u32 d = i & (u32)((s32)(i - n) >> 31);	/* i while i < n, else 0 */
+		u32 f = (frame + d) & (PAGE_FREED_COUNT - 1), entry = f / 2;
+		u64 *e = page_freed.lookup(&entry);
+		if (e)
+			((u32 *)e)[f & 1] = now;
+	}
+}
+
+/* Whether a record made at jiffies ``ts`` predates ``freed`` (a page_freed
+ * value, not 0): the same jiffy counts as after (records.py:
+ * made_before_free). Branchless: a branch here, in retire_records' loop of
+ * 256, made census_freed too complex for 6.18's verifier (1M insns). */
+static __always_inline int made_before_free(u64 ts, u32 freed)
+{
+	return (((u32)ts | 1) - freed) >> 31;
+}
+#endif
+
 /*
  * Whether the record ``obj`` of an object in a slab page stands for no
  * object any more, the page being of cache ``s`` (object size ``size``; 0:
@@ -79,14 +130,31 @@ static __always_inline int stale_in(struct live_obj *obj, u64 s, u32 size)
 	return obj->kind == KIND_KMALLOC && obj->bytes != size;
 }
 
+/* which records retire_records retires; a constant at each call, so the
+ * verifier follows one kind of loop */
+#define RETIRE_ALL 0		/* every one */
+#define RETIRE_STALE 1		/* stale_in(obj, s, size) */
+#define RETIRE_BEFORE 2		/* made_before_free(obj->ts, freed) */
+
+static __always_inline int retire_this(struct live_obj *obj, int how, u64 s, u32 size, u32 freed)
+{
+	if (how == RETIRE_ALL)
+		return 1;
+#ifdef PAGE_FREED_COUNT
+	if (how == RETIRE_BEFORE)
+		return made_before_free(obj->ts, freed);
+#endif
+	return stale_in(obj, s, size);
+}
+
 /*
- * Retire the objects recorded in the 4 KiB at ``base`` (every one with
- * ``all``, else those stale_in a page of cache ``s``): they sit in the
- * window of 256 slots slot_of() gives that page, the object at offset o in
- * slot window + o / 16; one that spilled to the hash is at base + 16k or,
- * for 8-byte objects, base + 16k + 8.
+ * Retire the objects recorded in the 4 KiB at ``base`` that ``how`` names
+ * (s, size, freed: what it compares with): they sit in the window of 256
+ * slots slot_of() gives that page, the object at offset o in slot window +
+ * o / 16; one that spilled to the hash is at base + 16k or, for 8-byte
+ * objects, base + 16k + 8.
  */
-static __always_inline void retire_records(u64 base, u64 s, u32 size, int all)
+static __always_inline void retire_records(u64 base, int how, u64 s, u32 size, u32 freed)
 {
 	struct live_key key = {.space = SPACE_SLAB};
 	u32 window = slot_window(base);
@@ -96,13 +164,13 @@ static __always_inline void retire_records(u64 base, u64 s, u32 size, int all)
 		if (!slot)
 			continue;
 		u64 a = slot->addr;
-		if (a > SLOT_BUSY && (a >> 12) == (base >> 12) && (all || stale_in(&slot->obj, s, size)) &&
+		if (a > SLOT_BUSY && (a >> 12) == (base >> 12) && retire_this(&slot->obj, how, s, size, freed) &&
 		    __sync_val_compare_and_swap(&slot->addr, a, 0) == a)
 			count(CNT_FREED_WITH_SLAB);
 		if (!slot->spilled)
 			continue;
 		key.addr = base + 16 * k;
-		if (all) {
+		if (how == RETIRE_ALL) {
 			if (unspill(slot, &key))
 				count(CNT_FREED_WITH_SLAB);
 			key.addr += 8;
@@ -114,7 +182,7 @@ static __always_inline void retire_records(u64 base, u64 s, u32 size, int all)
 		for (int half = 0; half < 2; half++) {
 			struct live_key hk = hash_key(&key);
 			struct live_obj *o = live.lookup(&hk);
-			if (o && stale_in(o, s, size) && live.delete(&hk) == 0) {
+			if (o && retire_this(o, how, s, size, freed) && live.delete(&hk) == 0) {
 				__sync_fetch_and_add(&slot->spilled, -1);
 				count(CNT_FREED_WITH_SLAB);
 			}
@@ -135,7 +203,7 @@ static __always_inline void retire_window(u64 base)
 	if (!w || !(*w & bit))
 		return;
 	*w &= ~bit;
-	retire_records(base, 0, 0, 1);
+	retire_records(base, RETIRE_ALL, 0, 0, 0);
 }
 
 /*

@@ -172,7 +172,10 @@ class Census:
         how many were retired (the kernel side counts them too)."""
         before = self.reader.counters().get("found_free", 0)
         self.cached_stacks()
-        pages, caches, sizes = self.reader.records.slab_pages(min_age_ns)
+        pages, caches, sizes, stale = self.reader.records.slab_pages(min_age_ns)
+        if "census_freed" in self.fds:  # records made before their page was freed
+            for page in pages[stale].tolist():
+                bcc.test_run(self.fds["census_freed"], [page])
         self.walk(pages, seeds, hints=(caches, sizes))
         return self.reader.counters().get("found_free", 0) - before
 

@@ -68,7 +68,7 @@ def flags(p, facts, ratio: int) -> list[str]:
     flags += [f"-D{name}={found[path]}" for name, path in offsets.items()]
     flags += [f"-D{name}={facts.percpu[var]:#x}ULL" for name, var in PERCPU.items()]
     p.census = {"offsets": {name: found[path] for name, path in offsets.items()},
-                "cpus": facts.cpus, "nodes": facts.nodes, "ratio": ratio,
+                "cpus": facts.cpus, "nodes": facts.nodes, "ratio": ratio, "page_size": facts.page_size,
                 "name_off": facts.offsets.get("kmem_cache.name", 0)}
     if _STACK_CACHE["var"] in facts.percpu and all(_STACK_CACHE[k] in facts.offsets for k in ("addr_off", "pages_off")):
         p.census["stacks"] = {"var": facts.percpu[_STACK_CACHE["var"]],

@@ -52,6 +52,7 @@ class Plan:
     refs_unavailable: str | None = None
     slot_bits: int = 10
     census: dict = field(default_factory=dict)  # what tracer/census.py needs: offsets, CPUs, nodes
+    page_freed: int = 0  # frames in probes/retire.h's page_freed (0: none)
     pins: dict = field(default_factory=dict)  # what tracer/pins.py needs: offsets
     cgroups: dict = field(default_factory=dict)  # {"hierarchy": id, "version": 1 or 2} when tracked
     scan: dict = field(default_factory=dict)  # what tracer/scan.py needs: offsets (scan_plan.py)
@@ -226,6 +227,24 @@ def _free_kprobes(p: Plan, config, facts) -> list[str]:
     return flags
 
 
+#: page_freed (probes/retire.h) holds a u32 per page frame: 128 MiB at most (512 GiB of RAM)
+PAGE_FREED_MAX = 1 << 25
+
+
+def _page_freed(p: Plan, facts) -> list[str]:
+    """With the census: each page free notes its frames' time (probes/retire.h:
+    page_freed), 4 bytes a frame of RAM, and the census retires the records
+    made before (census.h: census_freed); [] where the frames are unknown or
+    too many, and each page free retires its first record at once, as before."""
+    count = 1 << max(1, (facts.max_pfn - 1).bit_length()) if facts.max_pfn else 0
+    if not count or count > PAGE_FREED_MAX:
+        p.notes.append("a freed slab page retires its first record only (page frames: "
+                       f"{facts.max_pfn or 'unknown'})")
+        return []
+    p.page_freed = count
+    return [f"-DPAGE_FREED_COUNT={count}"]
+
+
 def _page_retire(p: Plan, facts) -> list[str]:
     """Flags for retiring what a freed slab page held, or [] with a note when
     this kernel cannot tell. The slab census does it at each report (probes/
@@ -247,6 +266,6 @@ def _page_retire(p: Plan, facts) -> list[str]:
              f"-DKMALLOC_MAX_CACHE={2 * facts.page_size}"]
     census = census_plan.flags(p, facts, ratio)
     if census:
-        return flags + census
+        return flags + census + _page_freed(p, facts)
     marks = 1 << max(16, min(26, (2 * max(facts.mem_pages, 1) - 1).bit_length()))
     return flags + ["-DRETIRE_ON_FREE", f"-DPAGE_MARKS={marks}"]

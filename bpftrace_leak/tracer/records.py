@@ -10,7 +10,38 @@ import time
 from .. import layout
 from .livemap import read_items, slot_records, value_records
 
-__all__ = ["Records"]
+__all__ = ["Records", "freed_index", "made_before_free", "forget_old_frees"]
+
+#: page_freed entries further than this from now, either way, are cleared
+#: (forget_old_frees): a u32 of jiffies wraps in 198 days at HZ=250, 49.7 at
+#: HZ=1000, and a free 2^31 ticks old would read as one to come
+FREE_HORIZON = 1 << 30
+
+
+def freed_index(pages, struct_size: int, count: int):
+    """The page_freed index of each struct page in ``pages`` (numpy u64):
+    its index modulo ``count`` (probes/retire.h: frame_of)."""
+    import numpy as np
+    return ((pages // np.uint64(struct_size)) & np.uint64(count - 1)).astype(np.int64)
+
+
+def made_before_free(ts, freed):
+    """Which records made at jiffies ``ts`` (numpy u64) predate the page free
+    at ``freed`` (page_freed's u32 values, (u32)jiffies | 1; 0: none): modulo
+    2^32, and the same jiffy counts as after (probes/retire.h: made_before_free)."""
+    import numpy as np
+    made = ts.astype(np.uint32) | np.uint32(1)
+    return (freed != 0) & ((made - freed) >> np.uint32(31) == 1)
+
+
+def forget_old_frees(freed, now: int) -> int:
+    """Clear the page_freed values (a writable numpy u32 view) more than
+    FREE_HORIZON jiffies from ``now``; how many were cleared."""
+    import numpy as np
+    delta = (np.uint32((now & 0xFFFFFFFF) | 1) - freed).view(np.int32).astype(np.int64)
+    old = (freed != 0) & (np.abs(delta) > FREE_HORIZON)
+    freed[old] = 0
+    return int(old.sum())
 
 
 class Records:
@@ -20,11 +51,32 @@ class Records:
     def __init__(self, session):
         self.session = session
         self._views: dict[str, tuple] = {}  # slot array name -> (mmap, slots)
+        self._freed_view = None  # page_freed, mmap()ed once (page_freed())
+        self._freed_checked = 0.0  # when forget_old_frees last ran (monotonic s)
 
     def close(self) -> None:
         for view, _count in self._views.values():
             view.close()
         self._views = {}
+        if self._freed_view is not None:
+            self._freed_view.close()
+            self._freed_view = None
+
+    def page_freed(self):
+        """page_freed (probes/retire.h) as a writable numpy u32 array, one per
+        frame; None without it. Values far from now are cleared first, once
+        an hour (forget_old_frees)."""
+        import numpy as np
+        count = self.session.plan.page_freed
+        if not count:
+            return None
+        if self._freed_view is None:
+            self._freed_view = self.session.mmap("page_freed", 8, count // 2, writable=True)
+        freed = np.frombuffer(self._freed_view, np.uint32, count)
+        if time.monotonic() - self._freed_checked > 3600:
+            self._freed_checked = time.monotonic()
+            forget_old_frees(freed, int(self.cutoff(0)[0]))
+        return freed
 
     def slot_arrays(self) -> dict:
         """{slot array name: its records (slot_records)}, mmap()ed once."""
@@ -53,14 +105,16 @@ class Records:
         """The struct pages (numpy u64) of the 4 KiB pages holding slab objects
         recorded at least ``min_age_ns`` ago (for the census), none before the
         kernel side learned where struct pages map (layout.h: page_calib);
-        and for each, the cache of its records (kmem_cache_alloc's) or their
+        for each, the cache of its records (kmem_cache_alloc's) or their
         size (kmalloc's) when they all agree, else 0 (probes/census.h:
-        census_slab retires them from a page that is no such slab any more)."""
+        census_slab retires them from a page that is no such slab any more);
+        and whether its frame was freed after one of them was made (a numpy
+        bool; census.h: census_freed retires those)."""
         import numpy as np
         calib = self.session.map("page_calib")[ctypes.c_int(0)]
         ratio = self.session.plan.census.get("ratio", 0)
         if not calib.ready or not ratio:
-            return (np.zeros(0, np.uint64),) * 3
+            return (np.zeros(0, np.uint64),) * 3 + (np.zeros(0, bool),)
         recs = self(min_age_ns)
         slab = recs["space"] == layout.ENUMS["space"]["SPACE_SLAB"]
         leaf = self.session.map("live").Leaf
@@ -80,7 +134,15 @@ class Records:
         # struct page = (va - offset) / ratio, in the kernel half: va = page * ratio + offset
         # wraps modulo 2**64, so the quotient is completed by the top bits it lost
         x = pages - np.uint64(calib.offset)
-        return x // np.uint64(ratio) + np.uint64((ratio - 1) * (2**64 // ratio)), cache_hint, size_hint
+        structs = x // np.uint64(ratio) + np.uint64((ratio - 1) * (2**64 // ratio))
+        stale = np.zeros(len(pages), bool)
+        freed = self.page_freed()
+        if freed is not None and len(pages):
+            oldest = np.full(len(pages), np.iinfo(np.uint64).max, np.uint64)
+            np.minimum.at(oldest, inverse, recs["ts"][slab])
+            index = freed_index(structs, self.session.plan.census["page_size"] // ratio, len(freed))
+            stale = made_before_free(oldest, freed[index])
+        return structs, cache_hint, size_hint, stale
 
     def cache_records(self, caches, min_age_ns: int):
         """(addresses, group bytes) of the slab objects of kmem_caches
