@@ -317,6 +317,11 @@ enum pin_kind {
 	PIN_STACK = 4,		/* a task's kernel stack (holder: the stack, dentry: the task, mnt: its saved stack pointer or 0; the holder scan's) */
 };
 
+/* THREAD_SIZE on x86-64 (16 KiB without KASAN): a PIN_STACK record whose
+ * saved stack pointer is its stack + KSTACK_SIZE has no live frame: the
+ * stacks of kleaktrace's own threads, read as dead whole */
+#define KSTACK_SIZE 16384
+
 struct pin_holder {
 	u64 holder;		/* the struct file or fs_struct: one reference each */
 	u64 dentry;

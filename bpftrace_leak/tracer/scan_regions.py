@@ -117,16 +117,19 @@ class Regions:
         """Name the kernel stacks of the tasks the iterator listed: (stack,
         task, tgid, sp) rows. A sleeping task's frames below its saved stack
         pointer ``sp`` are dead: their pages are left out (``dead``) and the
-        words below sp in its page are stale (``live_from``). Called again
-        before each pass: a task that ran since has another sp."""
+        words below sp in its page are stale (``live_from``); kleaktrace's
+        own threads come with sp at their stack's top, dead whole
+        (probes/pins.h). Called again before each pass: a task that ran
+        since has another sp."""
         for pfn in self._stack_pfns:
             self.named.pop(pfn, None)
         self._stack_pfns, self.dead, self.live_from = [], set(), {}
+        size = layout.DEFINES["KSTACK_SIZE"]
         for stack, task, _tgid, sp in records:
             if not stack:
                 continue
-            vas, pfns = self.tables.pfns(int(stack), int(stack) + 4 * PAGE)  # THREAD_SIZE: 16 KiB on x86-64
-            live = sp if stack <= sp < stack + 4 * PAGE else stack
+            vas, pfns = self.tables.pfns(int(stack), int(stack) + size)
+            live = sp if stack <= sp <= stack + size else stack
             for va, pfn in zip(vas.tolist(), pfns.tolist()):
                 self.named[pfn] = ("stack", f"task {int(task):#x}", va)
                 self._stack_pfns.append(pfn)
@@ -151,7 +154,7 @@ class Regions:
         """Leave out the stacks fork.c keeps for reuse (census.stack_cache):
         what a dead task left on them is stale."""
         for stack in addresses:
-            _vas, pfns = self.tables.pfns(int(stack), int(stack) + 4 * PAGE)
+            _vas, pfns = self.tables.pfns(int(stack), int(stack) + layout.DEFINES["KSTACK_SIZE"])
             self.excluded.update(pfns.tolist())
 
     def memmap(self) -> tuple[np.ndarray, np.ndarray]:

@@ -219,3 +219,35 @@ def test_capture_carries_the_verdicts_to_offline_reports(workloads, tmp_path):
                                      "json"], cwd=ROOT, capture_output=True, text=True).stdout)
     socks = [g for g in doc["groups"] if g["cache"] == "sock_inode_cache"]
     assert socks and socks[0]["held"] == 20 and socks[0]["holders"]
+
+
+def test_the_tracers_own_stacks_are_dead_whole():
+    """The task iterator gives kleaktrace's own threads (the one iterating,
+    on a CPU, and a sleeping one) a stack pointer at their stack's top, so
+    the scan reads none of their words (the census's and the scan's BPF
+    runs leave record addresses there); another process's sleeping task
+    keeps its saved stack pointer inside its stack."""
+    import threading
+
+    from bpftrace_leak import layout
+    from bpftrace_leak.config import Config
+    from bpftrace_leak.tracer.scan_regions import task_stacks
+    from bpftrace_leak.tracer.session import Session
+
+    size = layout.DEFINES["KSTACK_SIZE"]
+    other = subprocess.Popen(["sleep", "60"])
+    woken = threading.Event()
+    sleeper = threading.Thread(target=woken.wait, daemon=True)
+    sleeper.start()
+    try:
+        time.sleep(0.2)
+        with Session(Config(refs=False), targets=[1]) as t:
+            rows = task_stacks(t)
+    finally:
+        woken.set()
+        other.kill()
+        other.wait()
+    own = [sp - stack for stack, _task, tgid, sp in rows if tgid == os.getpid()]
+    theirs = [sp - stack for stack, _task, tgid, sp in rows if tgid == other.pid]
+    assert len(own) >= 2 and all(x == size for x in own), own
+    assert len(theirs) == 1 and 0 < theirs[0] < size, theirs

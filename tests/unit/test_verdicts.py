@@ -107,6 +107,8 @@ def test_a_sleeping_tasks_dead_frames_hold_nothing():
     regions.stacks([(stack, 0xAA, 1, 0)])  # woke: read whole; the other exited
     assert regions.dead == set() and regions.live_from == {}
     assert set(regions.named) == set(range(16, 20))
+    regions.stacks([(stack, 0xAA, 1, stack + 4 * PAGE)])  # kleaktrace's own: dead whole
+    assert regions.dead == set(range(16, 20)) and regions.live_from == {}
 
 
 def test_a_scan_stops_at_its_limit_or_when_told_and_says_so(tmp_path):
