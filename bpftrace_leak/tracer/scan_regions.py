@@ -28,6 +28,8 @@ from .memory import PAGE, kallsyms_symbol
 
 __all__ = ["Regions", "data_symbols"]
 
+KSTACK = layout.DEFINES["KSTACK_SIZE"]  # a task's kernel stack, THREAD_SIZE
+
 
 def data_symbols(path: str = "/proc/kallsyms") -> tuple[list[int], list[str]]:
     """(sorted addresses, names) of kallsyms' data and bss symbols (modules
@@ -124,12 +126,11 @@ class Regions:
         for pfn in self._stack_pfns:
             self.named.pop(pfn, None)
         self._stack_pfns, self.dead, self.live_from = [], set(), {}
-        size = layout.DEFINES["KSTACK_SIZE"]
         for stack, task, _tgid, sp in records:
             if not stack:
                 continue
-            vas, pfns = self.tables.pfns(int(stack), int(stack) + size)
-            live = sp if stack <= sp <= stack + size else stack
+            vas, pfns = self.tables.pfns(int(stack), int(stack) + KSTACK)
+            live = sp if stack <= sp <= stack + KSTACK else stack
             for va, pfn in zip(vas.tolist(), pfns.tolist()):
                 self.named[pfn] = ("stack", f"task {int(task):#x}", va)
                 self._stack_pfns.append(pfn)
@@ -154,7 +155,7 @@ class Regions:
         """Leave out the stacks fork.c keeps for reuse (census.stack_cache):
         what a dead task left on them is stale."""
         for stack in addresses:
-            _vas, pfns = self.tables.pfns(int(stack), int(stack) + layout.DEFINES["KSTACK_SIZE"])
+            _vas, pfns = self.tables.pfns(int(stack), int(stack) + KSTACK)
             self.excluded.update(pfns.tolist())
 
     def memmap(self) -> tuple[np.ndarray, np.ndarray]:

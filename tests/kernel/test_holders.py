@@ -7,11 +7,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from conftest import ROOT, Tracer
+
+from bpftrace_leak import layout
+from bpftrace_leak.config import Config
+from bpftrace_leak.tracer.scan_regions import task_stacks
+from bpftrace_leak.tracer.session import Session
 
 HTTP_LOAD = r"""
 import http.server, socketserver, sys, threading, urllib.request
@@ -227,13 +233,6 @@ def test_the_tracers_own_stacks_are_dead_whole():
     the scan reads none of their words (the census's and the scan's BPF
     runs leave record addresses there); another process's sleeping task
     keeps its saved stack pointer inside its stack."""
-    import threading
-
-    from bpftrace_leak import layout
-    from bpftrace_leak.config import Config
-    from bpftrace_leak.tracer.scan_regions import task_stacks
-    from bpftrace_leak.tracer.session import Session
-
     size = layout.DEFINES["KSTACK_SIZE"]
     other = subprocess.Popen(["sleep", "60"])
     woken = threading.Event()
