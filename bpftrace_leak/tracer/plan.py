@@ -227,7 +227,8 @@ def _free_kprobes(p: Plan, config, facts) -> list[str]:
     return flags
 
 
-#: page_freed (probes/retire.h) holds a u32 per page frame: 128 MiB at most (512 GiB of RAM)
+#: page_freed (probes/retire.h) holds a u32 per page frame: 128 MiB at most, for 2^25 frames
+#: (128 GiB of physical address space; a host with more keeps retire_first on every page free)
 PAGE_FREED_MAX = 1 << 25
 
 
