@@ -39,6 +39,7 @@ from . import bcc
 from .memory import PAGE, BpfMemory, KcoreMemory, KernelLayout, PageTables
 from .scan_match import free_frames, kernel_frames, read_pass, target_ranges
 from .scan_names import Names
+from .scan_plan import fpu_regs_offset
 from .scan_regions import Regions, task_stacks
 from .scan_watch import Stopped, Watch, Watched
 
@@ -56,9 +57,10 @@ class HolderScan:
         self._bpf = None
         self._watch = Watch()
         try:
-            self.percpu_vars = Btf.load().percpu_vars()
+            btf = Btf.load()
+            self.percpu_vars, self.fpu_regs = btf.percpu_vars(), fpu_regs_offset(btf)
         except BtfError:
-            self.percpu_vars = {}
+            self.percpu_vars, self.fpu_regs = {}, None
 
     def close(self) -> None:
         if self._bpf:
@@ -83,7 +85,7 @@ class HolderScan:
                     self.layout = "no page tables to walk (the scanning task has no mm)"
                 else:
                     self.tables = PageTables(self.census.peek, self.layout.direct, pgd, self.layout.levels)
-                    self.names = Names(self.layout, self.census, self.off, self.session)
+                    self.names = Names(self.layout, self.census, self.off, self.session, self.fpu_regs)
         return self.layout if isinstance(self.layout, str) else None
 
     def _memory(self, method: str):

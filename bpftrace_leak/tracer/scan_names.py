@@ -18,8 +18,9 @@ class Names:
     """Holders' names, for a HolderScan's kernel ``layout``, ``census``
     (its reads and freelist walks), scan offsets ``off`` and session."""
 
-    def __init__(self, layout, census, off, session):
+    def __init__(self, layout, census, off, session, fpu_regs: int | None = None):
         self.layout, self.census, self.off, self.session = layout, census, off, session
+        self.fpu_regs = fpu_regs  # scan_plan.py: fpu_regs_offset
 
     _FIELDS = {"page_memcg_data": "memcg_data", "page_private": "private", "page_mapping": "mapping"}
     #: what a cache's objects are, where its name does not say it to everyone
@@ -49,11 +50,11 @@ class Names:
         what = {"memcg_data": " (memory charged to it)"}.get(field, "")
         return "memmap", (f"{cls} folios' {field}{what}" if field else f"struct page +{field_off:#x} of {cls} frames")
 
-    def slab_objects(self, words: np.ndarray) -> tuple[np.ndarray, list]:
-        """(object start, cache label) of the slab objects holding ``words``."""
+    def slab_objects(self, words: np.ndarray) -> tuple[np.ndarray, list, list]:
+        """(object start, cache label, cache name) of the slab objects holding ``words``."""
         lay, co = self.layout, self.census.offsets
         heads: dict[int, tuple] = {}
-        starts, names = np.zeros(len(words), np.uint64), []
+        starts, names, caches = np.zeros(len(words), np.uint64), [], []
         for i, w in enumerate(words.tolist()):
             pfn = (w - lay.direct) // PAGE
             page = lay.vmemmap + pfn * 64
@@ -69,7 +70,8 @@ class Names:
             starts[i] = base + (w - base) // size * size if size else w
             known = self._KNOWN.get(name)
             names.append(f"{name} objects, +{w - int(starts[i]):#x}" + (f": {known}" if known else ""))
-        return starts, names
+            caches.append(name)
+        return starts, names, caches
 
     def free_objects(self, objects: np.ndarray) -> set[int]:
         """Which of the slab ``objects`` the allocator holds free (the census's walks)."""
@@ -108,14 +110,16 @@ class Names:
             else:
                 labels[i] = ("page", "kernel pages (page allocator, vmalloc)")
         if slab_hits:
-            starts, names = self.slab_objects(words[slab_hits])
+            starts, names, caches = self.slab_objects(words[slab_hits])
             unknown_holders = starts[~np.isin(starts, allocated)]
             free_ones = self.free_objects(unknown_holders) if len(unknown_holders) else set()
             sheaves = self.sheaves(starts)
-            for i, start, name in zip(slab_hits, starts.tolist(), names):
+            regs = self.fpu_regs if self.fpu_regs is not None else 1 << 62
+            for i, start, name, cache in zip(slab_hits, starts.tolist(), names, caches):
                 labels[i] = ("slab", name)
                 slot = int(words[i]) - start - sheaves.get(start, 1 << 62)
-                stale[i] = start in free_ones or 0 <= slot and slot % 8 == 0
+                registers = cache == "task_struct" and int(words[i]) - start >= regs  # a process's, saved
+                stale[i] = start in free_ones or 0 <= slot and slot % 8 == 0 or registers
         return labels, stale
 
     def sheaves(self, starts: np.ndarray) -> dict[int, int]:

@@ -3,7 +3,9 @@ kernel: struct offsets from BTF, as compile flags for the task iterator and
 as numbers for the reads done from Python. Pure, as plan.py.
 """
 
-__all__ = ["STRUCTS", "flags"]
+from ..kernel.btf import BtfError
+
+__all__ = ["STRUCTS", "flags", "fpu_regs_offset"]
 
 #: followed from Python: the page tables' root (a task's mm), names of the
 #: tasks whose kernel stacks hold something, the fields of struct page that
@@ -54,3 +56,23 @@ def flags(p, config, facts) -> list[str]:
     p.scan["via"] = config.scan_via
     live = [f"-D{k}={found[v]}" for k, v in _LIVE_STACK.items() if v in found]
     return ["-DHOLDER_SCAN", f"-DTASK_STACK_OFF={found[_STACK]}"] + (live if len(live) == len(_LIVE_STACK) else [])
+
+
+def fpu_regs_offset(btf) -> int | None:
+    """Where in a task_struct slab object the saved FPU registers start
+    (struct fpu's __fpstate.regs, the XSAVE area, last of the object): a
+    process's SIMD and x87 registers, user data. What they hold is no kernel
+    reference, and a percpu pointer is a small number that user data matches
+    (the lab: 1-2 of the 31 planted per-CPU leaks "held" at task_struct
+    +0x1770 on 6.12, a different count for each read); kleaktrace's own
+    registers hold the addresses numpy works through. Up to 6.14 the fpu is
+    the end of task_struct.thread; from 6.15 it follows the task_struct in
+    the same object (x86_task_fpu). None where BTF has no struct fpu."""
+    try:
+        regs = btf.offset("fpu", "__fpstate.regs")
+    except BtfError:
+        return None
+    try:
+        return btf.offset("task_struct", "thread.fpu") + regs
+    except BtfError:
+        return btf.size("task_struct") + regs

@@ -139,3 +139,49 @@ def test_a_scan_stops_at_its_limit_or_when_told_and_says_so(tmp_path):
     assert scan_line({"skipped": "no \x1b[2J kcore"}) == "  holder scan: not run (no \\x1b[2J kcore)"
     with pytest.raises(Exception, match="seconds"):
         schema._scan({"skipped": "x", "seconds": "soon"}, "scan")
+
+
+def test_saved_user_registers_in_a_task_struct_hold_nothing():
+    """A task_struct's saved FPU registers (its XSAVE area, from
+    fpu_regs_offset on) are a process's data: a word there that matches a
+    target is stale, as is nothing before it or in another cache."""
+    import numpy as np
+
+    from bpftrace_leak.kernel.btf import BtfError
+    from bpftrace_leak.tracer.scan_names import Names
+    from bpftrace_leak.tracer.scan_plan import fpu_regs_offset
+    from bpftrace_leak.tracer.scan_regions import PAGE
+
+    class Btf:
+        def __init__(self, offsets, sizes):
+            self.offsets, self.sizes = offsets, sizes
+
+        def offset(self, struct, path):
+            try:
+                return self.offsets[f"{struct}.{path}"]
+            except KeyError:
+                raise BtfError(path) from None
+
+        def size(self, struct):
+            return self.sizes[struct]
+
+    regs = {"fpu.__fpstate.regs": 128}
+    assert fpu_regs_offset(Btf({**regs, "task_struct.thread.fpu": 0x1640}, {"task_struct": 0x2000})) == 0x16C0
+    assert fpu_regs_offset(Btf(regs, {"task_struct": 3264})) == 3392  # 6.15+: after the task_struct
+    assert fpu_regs_offset(Btf({}, {"task_struct": 3264})) is None
+
+    direct, base = 0xFFFF888000000000, 0xFFFF888000100000  # two objects at base, base + 0x1800
+    words = np.array([base + 0xD38, base + 0xD40, base + 0x1800 + 0x1000, base + 0x3000 + 0xD40], np.uint64)
+    caches = ["task_struct", "task_struct", "task_struct", "kmalloc-8k"]
+    starts = np.array([base, base, base + 0x1800, base + 0x3000], np.uint64)
+    names = Names.__new__(Names)
+    names.layout, names.fpu_regs = type("L", (), {"direct": direct})(), 3392
+    names.slab_objects = lambda w: (starts, [f"{c} objects" for c in caches], caches)
+    names.free_objects = lambda objects: set()
+    names.sheaves = lambda s: {}
+    regions = type("R", (), {"name": lambda self, p, o: None})()
+    flags = np.full((base + 0x4000 - direct) // PAGE + 1, 1 << 7, np.uint64)  # slab pages
+    _labels, stale = names.roots(words, flags, np.zeros(len(flags), bool), regions, starts)
+    assert stale.tolist() == [False, True, True, False]
+    names.fpu_regs = None  # no struct fpu in BTF: nothing left out
+    assert not names.roots(words, flags, np.zeros(len(flags), bool), regions, starts)[1].any()
