@@ -37,8 +37,8 @@ ABLATIONS = {
     "slot claimed by a plain store": ("objects.h",
                                       "u64 old = __sync_val_compare_and_swap(&slot->addr, 0, SLOT_BUSY);",
                                       "u64 old = slot->addr; if (!old) slot->addr = SLOT_BUSY;"),
-    "no slot written": ("objects.h", "\tstruct slab_slot *slot = NULL;\n\tif (in_slots(key->space)) {",
-                        "\treturn;\n\tstruct slab_slot *slot = NULL;\n\tif (in_slots(key->space)) {"),
+    "no slot written": ("objects.h", "\tstruct slot_head *slot = NULL;\n\tif (in_slots(key->space)) {",
+                        "\treturn;\n\tstruct slot_head *slot = NULL;\n\tif (in_slots(key->space)) {"),
 }
 PROGRAMS = ("alloc_kmem_cache", "alloc_kmalloc", "free_kmem_cache_free_0", "free_kfree_0")
 

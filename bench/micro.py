@@ -3,8 +3,12 @@
 on kmem_cache_alloc, the allocation storm (bench/storm.c) run under it on one
 core, ns per run from kernel.bpf_stats_enabled. The "empty" row is the floor
 of the measurement itself (the stats add two clock reads a run); read the
-others against it. The slot rows touch a random 64-byte line of a 64 MiB
-array, as the tracer's slot arrays do: what they cost is mostly the line.
+others against it. The slot rows touch a random line of a slot array of
+1 M entries, as the tracer's do: what they cost is mostly the line. slot_*:
+64-byte slots, address and record together (the layout before 2026-12-06);
+pair_*: a 16-byte head (address, spilled count) and a 48-byte record in two
+arrays (layout.h's struct slot_head: the layout now); dense_*: an 8-byte
+head.
 
     sudo .venv/bin/python bench/micro.py [VARIANT ...]
 """
@@ -24,6 +28,10 @@ from overhead import build_storm  # noqa: E402
 
 SLOT = "u64 a = ctx->args[1]; u32 i = ((a >> 12) * 0x9E3779B97F4A7C15ULL >> 44) + ((a >> 4) & 255); " \
        "i &= (1 << 20) - 1; struct slot *s = slots.lookup(&i); if (!s) return 0; "
+DENSE = "u64 a = ctx->args[1]; u32 i = ((a >> 12) * 0x9E3779B97F4A7C15ULL >> 44) + ((a >> 4) & 255); " \
+        "i &= (1 << 20) - 1; u64 *d = dense.lookup(&i); if (!d) return 0; "
+PAIR = "u64 a = ctx->args[1]; u32 i = ((a >> 12) * 0x9E3779B97F4A7C15ULL >> 44) + ((a >> 4) & 255); " \
+        "i &= (1 << 20) - 1; struct pair *d = pairs.lookup(&i); if (!d) return 0; "
 VARIANTS = {
     "empty": "",
     "ktime": "sink(bpf_ktime_get_ns());",
@@ -37,6 +45,23 @@ VARIANTS = {
     "slot_read": SLOT + "sink(s->addr);",
     "slot_store": SLOT + "s->ts = a;",
     "slot_cas": SLOT + "u64 old = s->addr; __sync_val_compare_and_swap(&s->addr, old, old);",
+    "slot_claim_write": SLOT + "if (__sync_val_compare_and_swap(&s->addr, 0, 1) == 0) { s->ts = a; s->pad[0] = a; "
+                        "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; s->addr = 0; }",
+    "dense_read": DENSE + "sink(*d);",
+    "dense_cas": DENSE + "u64 old = *d; __sync_val_compare_and_swap(d, old, old);",
+    "dense_claim_write": DENSE + "struct slot *s = slots.lookup(&i); if (!s) return 0; "
+                         "if (__sync_val_compare_and_swap(d, 0, 1) == 0) { s->ts = a; s->pad[0] = a; "
+                         "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; *d = 0; }",
+    "pair_read": PAIR + "sink(d->addr);",
+    "pair_claim_write": PAIR + "struct rec *s = recs.lookup(&i); if (!s) return 0; "
+                        "if (__sync_val_compare_and_swap(&d->addr, 0, 1) == 0) { if (d->spilled) sink(a); s->ts = a; s->pad[0] = a; "
+                        "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; d->addr = 0; }",
+    "pair_claim_write64": PAIR + "struct slot *s = slots.lookup(&i); if (!s) return 0; "
+                        "if (__sync_val_compare_and_swap(&d->addr, 0, 1) == 0) { if (d->spilled) sink(a); s->ts = a; s->pad[0] = a; "
+                        "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; d->addr = 0; }",
+    "dense_claim_write48": DENSE + "struct rec *s = recs.lookup(&i); if (!s) return 0; "
+                         "if (__sync_val_compare_and_swap(d, 0, 1) == 0) { s->ts = a; s->pad[0] = a; "
+                         "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; *d = 0; }",
     "hash_update": "u64 a = ctx->args[1]; live.update(&a, &a);",
 }
 TEXT = """
@@ -45,6 +70,11 @@ TEXT = """
 struct slot { u64 addr; u64 ts; u64 pad[6]; };
 BPF_ARRAY(out, u64, 1);
 BPF_F_TABLE("array", u32, struct slot, slots, 1 << 20, 0);
+BPF_F_TABLE("array", u32, u64, dense, 1 << 20, 0);
+struct pair { u64 addr; s64 spilled; };
+struct rec { u64 ts; u64 pad[5]; };
+BPF_F_TABLE("array", u32, struct pair, pairs, 1 << 20, 0);
+BPF_F_TABLE("array", u32, struct rec, recs, 1 << 20, 0);
 BPF_HASH(live, u64, u64, 1048576);
 static __always_inline void sink(u64 v) { int z = 0; u64 *o = out.lookup(&z); if (o && v == 12345) *o = v; }
 int prog(struct bpf_raw_tracepoint_args *ctx) { BODY return 0; }

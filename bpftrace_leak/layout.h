@@ -100,18 +100,24 @@ struct live_obj {
 	u32 syscall;		/* the allocating task's syscall number: tells call paths apart */
 };
 
-/* A slot of the object table (probes.c: slots); 64 bytes, a cache line. */
-#define SLOT_BUSY 1		/* slab_slot.addr while its record is being written */
-
 /* what clock_now (probes/objects.h) leaves for tracer/clock.py: one instant on both clocks */
 struct clock_pair {
 	u64 jiffies;
 	u64 ktime_ns;
 };
 
-struct slab_slot {
+/*
+ * A slot of an object table (probes/maps.h: slots and slot_objs, page_slots
+ * and page_objs): its head, 16 bytes, four to a cache line, in one array,
+ * and its record, the struct live_obj, at the same index of another. A free
+ * reads only the head; an allocation claims the head and writes the record
+ * without reading it. One 64-byte slot of both cost a free 20 ns more
+ * (bench/micro.py: slot_read against pair_read, docs/overhead.md).
+ */
+#define SLOT_BUSY 1		/* slot_head.addr while its record is being written */
+
+struct slot_head {
 	u64 addr;		/* 0: free; SLOT_BUSY: being written */
-	struct live_obj obj;
 	s64 spilled;		/* objects of this slot's addresses in the `live` hash */
 };
 

@@ -107,9 +107,11 @@ int cgroup_made(struct bpf_raw_tracepoint_args *ctx)
 #ifdef CGROUP_MEMORY_SUBSYS
 	u64 memcg = kread(cgrp + CGROUP_SUBSYS_OFF + 8 * CGROUP_MEMORY_SUBSYS);
 	struct live_key key = {.addr = memcg, .space = SPACE_SLAB};
-	struct slab_slot *slot = memcg ? slot_of(&key) : NULL;
-	if (slot && slot->addr == key.addr) {
-		slot->obj.cgroup = id;
+	u32 idx = 0;
+	struct slot_head *slot = memcg ? slot_of(&key, &idx) : NULL;
+	struct live_obj *rec = slot && slot->addr == key.addr ? slot_objs.lookup(&idx) : NULL;
+	if (rec) {
+		rec->cgroup = id;
 	} else if (slot && slot->spilled) {
 		/* a record that found its slot taken is in the live hash: left
 		 * to its parent, a removed child's memcg was charged to a live

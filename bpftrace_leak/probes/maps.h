@@ -10,14 +10,18 @@
  * and no allocation, and most slab objects live for microseconds. An object
  * whose slot is taken goes to the `live` hash, which also holds every other
  * address space; the slot counts such objects (spilled), so that while it
- * holds none no event for its addresses touches the hash at all. `slots` is
- * mmap()ed by user space (livemap.py), which reads it without a system call
- * per entry.
+ * holds none no event for its addresses touches the hash at all. A slot's
+ * head (address, spilled) and its record (`slot_objs`, `page_objs`, at the
+ * same index) are apart: a free reads the dense heads only (layout.h:
+ * slot_head). All four are mmap()ed by user space (tracer/records.py), which
+ * reads them without a system call per entry.
  */
-BPF_F_TABLE("array", u32, struct slab_slot, slots, SLOT_COUNT, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct slot_head, slots, SLOT_COUNT, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct live_obj, slot_objs, SLOT_COUNT, BPF_F_MMAPABLE);
 /* Small: every page-cache page comes and goes through it, and only kernel
  * pages stay; a table that stays in cache keeps those visits cheap. */
-BPF_F_TABLE("array", u32, struct slab_slot, page_slots, PAGE_SLOT_COUNT, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct slot_head, page_slots, PAGE_SLOT_COUNT, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct live_obj, page_objs, PAGE_SLOT_COUNT, BPF_F_MMAPABLE);
 BPF_HASH(live, struct live_key, struct live_obj, MAX_OBJECTS);
 /* Exactly --stack-slots entries (BPF_STACK_TRACE would round them up to a
  * power of two) in the next power of two of hash buckets: see stack_of. */

@@ -22,14 +22,24 @@ static __always_inline u32 slot_window(u64 addr)
 	return ((addr >> 12) * 0x9E3779B97F4A7C15ULL) >> (64 - SLOT_BITS);
 }
 
-static __always_inline struct slab_slot *slot_of(struct live_key *key)
+static __always_inline u32 slot_index(struct live_key *key)
 {
-	if (key->space == SPACE_PAGE) {
-		u32 idx = (key->addr >> 6) & (PAGE_SLOT_COUNT - 1);	/* struct page: 64 bytes */
-		return page_slots.lookup(&idx);
-	}
-	u32 idx = (slot_window(key->addr) + ((key->addr >> 4) & 255)) & (SLOT_COUNT - 1);
-	return slots.lookup(&idx);
+	if (key->space == SPACE_PAGE)
+		return (key->addr >> 6) & (PAGE_SLOT_COUNT - 1);	/* struct page: 64 bytes */
+	return (slot_window(key->addr) + ((key->addr >> 4) & 255)) & (SLOT_COUNT - 1);
+}
+
+/* the head of ``key``'s slot, and its index in *idx (for slot_obj) */
+static __always_inline struct slot_head *slot_of(struct live_key *key, u32 *idx)
+{
+	*idx = slot_index(key);
+	return key->space == SPACE_PAGE ? page_slots.lookup(idx) : slots.lookup(idx);
+}
+
+/* the record of slot ``idx`` of ``space``'s table */
+static __always_inline struct live_obj *slot_obj(u32 space, u32 *idx)
+{
+	return space == SPACE_PAGE ? page_objs.lookup(idx) : slot_objs.lookup(idx);
 }
 
 /* ``key`` as the live hash keeps it: its address mangled */
@@ -40,7 +50,7 @@ static __always_inline struct live_key hash_key(struct live_key *key)
 }
 
 /* Delete ``key`` from the hash, where its slot said it may be. */
-static __always_inline int unspill(struct slab_slot *slot, struct live_key *key)
+static __always_inline int unspill(struct slot_head *slot, struct live_key *key)
 {
 	struct live_key k = hash_key(key);
 	if (!slot->spilled || live.delete(&k) != 0)
@@ -55,7 +65,8 @@ static __always_inline int drop_record(struct live_key *key)
 	if (key->addr <= SLOT_BUSY)
 		return 0;	/* kfree(NULL) fires the event too, and 0 marks a free slot */
 	if (in_slots(key->space)) {
-		struct slab_slot *slot = slot_of(key);
+		u32 idx = 0;
+		struct slot_head *slot = slot_of(key, &idx);
 		if (!slot)
 			return 0;
 		if (slot->addr == key->addr &&
@@ -229,11 +240,13 @@ static __always_inline void take_stack(void *ctx, struct site_key *sk, u64 s,
 }
 
 /*
- * Keep an object in its slot; 0 when another object holds the slot. The
- * slot is claimed as SLOT_BUSY and gets its address only once the record is
- * written, so a reader never sees an address with a previous object's record.
+ * Keep an object in slot ``idx``, whose head is ``slot``; 0 when another
+ * object holds the slot. The slot is claimed as SLOT_BUSY and gets its
+ * address only once the record is written, so a reader never sees an
+ * address with a previous object's record. The record's line is written,
+ * never read here: the stores do not wait for it.
  */
-static __always_inline int store_slot(struct slab_slot *slot, struct live_key *key,
+static __always_inline int store_slot(struct slot_head *slot, u32 idx, struct live_key *key,
 				      struct live_obj *obj)
 {
 	u64 old = __sync_val_compare_and_swap(&slot->addr, 0, SLOT_BUSY);
@@ -244,7 +257,12 @@ static __always_inline int store_slot(struct slab_slot *slot, struct live_key *k
 	} else if (unspill(slot, key)) {
 		count(CNT_MISSED_FREES);	/* a stale record of it had spilled */
 	}
-	__builtin_memcpy(&slot->obj, obj, sizeof(*obj));
+	struct live_obj *rec = slot_obj(key->space, &idx);
+	if (!rec) {
+		slot->addr = 0;		/* cannot happen (idx is masked): spill */
+		return 0;
+	}
+	__builtin_memcpy(rec, obj, sizeof(*obj));
 	asm volatile("" ::: "memory");	/* the record before the address (x86 keeps store order) */
 	slot->addr = key->addr;
 	return 1;
@@ -330,12 +348,13 @@ static __always_inline void record(void *ctx, struct live_key *key, struct live_
 		mark_page(key->addr);
 #endif
 
-	struct slab_slot *slot = NULL;
+	struct slot_head *slot = NULL;
 	if (in_slots(key->space)) {
-		slot = slot_of(key);
+		u32 idx = 0;
+		slot = slot_of(key, &idx);
 		if (!slot)
 			return;
-		if (store_slot(slot, key, obj)) {
+		if (store_slot(slot, idx, key, obj)) {
 			count_hot(CNT_ALLOCS);
 			return;
 		}
@@ -370,7 +389,8 @@ static __always_inline int forget(u32 space, u64 addr)
 {
 	struct live_key key = {.addr = addr, .space = space};
 	if (addr > SLOT_BUSY && in_slots(space)) {
-		struct slab_slot *slot = slot_of(&key);
+		u32 idx = 0;
+		struct slot_head *slot = slot_of(&key, &idx);
 		if (slot && slot->addr == addr) {
 			slot->addr = 0;
 			count_hot(CNT_FREES);

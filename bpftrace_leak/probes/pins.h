@@ -48,11 +48,14 @@ BPF_ARRAY(pin_walk, struct pin_children, 1);
 static __always_inline u64 record_ts(u64 addr)
 {
 	struct live_key key = {.addr = addr, .space = SPACE_SLAB};
-	struct slab_slot *slot = slot_of(&key);
+	u32 idx = 0;
+	struct slot_head *slot = slot_of(&key, &idx);
 	if (!slot)
 		return 0;
-	if (slot->addr == addr)
-		return slot->obj.ts;
+	if (slot->addr == addr) {
+		struct live_obj *rec = slot_objs.lookup(&idx);
+		return rec ? rec->ts : 0;
+	}
 	if (!slot->spilled)
 		return 0;
 	struct live_key k = hash_key(&key);

@@ -160,11 +160,12 @@ static __always_inline void retire_records(u64 base, int how, u64 s, u32 size, u
 	u32 window = slot_window(base);
 	for (u32 k = 0; k < 256; k++) {
 		u32 idx = (window + k) & (SLOT_COUNT - 1);
-		struct slab_slot *slot = slots.lookup(&idx);
+		struct slot_head *slot = slots.lookup(&idx);
 		if (!slot)
 			continue;
 		u64 a = slot->addr;
-		if (a > SLOT_BUSY && (a >> 12) == (base >> 12) && retire_this(&slot->obj, how, s, size, freed) &&
+		struct live_obj *rec = a > SLOT_BUSY && (a >> 12) == (base >> 12) ? slot_objs.lookup(&idx) : NULL;
+		if (rec && retire_this(rec, how, s, size, freed) &&
 		    __sync_val_compare_and_swap(&slot->addr, a, 0) == a)
 			count(CNT_FREED_WITH_SLAB);
 		if (!slot->spilled)

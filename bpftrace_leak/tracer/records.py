@@ -50,13 +50,14 @@ class Records:
 
     def __init__(self, session):
         self.session = session
-        self._views: dict[str, tuple] = {}  # slot array name -> (mmap, slots)
+        self._views: dict[str, tuple] = {}  # slot array name -> (heads' mmap, records' mmap, slots)
         self._freed_view = None  # page_freed, mmap()ed once (page_freed())
         self._freed_checked = 0.0  # when forget_old_frees last ran (monotonic s)
 
     def close(self) -> None:
-        for view, _count in self._views.values():
-            view.close()
+        for heads, objs, _count in self._views.values():
+            heads.close()
+            objs.close()
         self._views = {}
         if self._freed_view is not None:
             self._freed_view.close()
@@ -79,15 +80,16 @@ class Records:
         return freed
 
     def slot_arrays(self) -> dict:
-        """{slot array name: its records (slot_records)}, mmap()ed once."""
+        """{slot array name: its columns (slot_records)}, mmap()ed once."""
         size = ctypes.sizeof(self.session.map("live").Leaf)
+        head = ctypes.sizeof(self.session.map("slots").Leaf)
         if not self._views:
-            for name, count in (("slots", 1 << self.session.plan.slot_bits),
-                                ("page_slots", layout.DEFINES["PAGE_SLOT_COUNT"])):
-                table = self.session.map(name)
-                self._views[name] = (self.session.mmap(name, ctypes.sizeof(table.Leaf), count), count)
-        return {name: slot_records(view, count, ctypes.sizeof(self.session.map(name).Leaf), size)
-                for name, (view, count) in self._views.items()}
+            for name, objs, count in (("slots", "slot_objs", 1 << self.session.plan.slot_bits),
+                                      ("page_slots", "page_objs", layout.DEFINES["PAGE_SLOT_COUNT"])):
+                self._views[name] = (self.session.mmap(name, head, count), self.session.mmap(objs, size, count),
+                                     count)
+        return {name: slot_records(heads, objs, count, head, size)
+                for name, (heads, objs, count) in self._views.items()}
 
     def cutoff(self, min_age_ns: int):
         """The records' time (jiffies, tracer/clock.py) of ``min_age_ns`` ago,

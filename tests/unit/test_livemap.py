@@ -8,7 +8,7 @@ from bpftrace_leak.tracer import livemap
 
 KEY = struct.Struct("<QQQIiHHI")  # call_site, cache, bytes, tgid, stack_id, kind, stack_how, pad: 40 bytes
 VALUE = 8 + KEY.size
-SLOT = 8 + VALUE + 8
+HEAD = 16  # layout.h struct slot_head: addr, spilled
 
 
 def key(site, tgid=7):
@@ -16,10 +16,11 @@ def key(site, tgid=7):
 
 
 def slots(entries, count=16):
-    buf = bytearray(count * SLOT)
+    heads, objs = bytearray(count * HEAD), bytearray(count * VALUE)
     for i, (addr, ts, k) in entries.items():
-        struct.pack_into(f"<QQ{len(k)}sq", buf, i * SLOT, addr, ts, k, 0)
-    return livemap.slot_records(buf, count, SLOT, VALUE)
+        struct.pack_into("<Qq", heads, i * HEAD, addr, 0)
+        struct.pack_into(f"<Q{len(k)}s", objs, i * VALUE, ts, k)
+    return livemap.slot_records(heads, objs, count, HEAD, VALUE)
 
 
 def test_slots_counted_per_key_with_oldest_and_free_or_busy_slots_skipped():
