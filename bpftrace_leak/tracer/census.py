@@ -162,6 +162,22 @@ class Census:
                 if addr:
                     bcc.test_run(self.fds["census_drop"], [addr, space])
 
+    def idle_stacks(self) -> list[tuple[int, int]]:
+        """(kernel stack, task) of each CPU's idle task, swapper/N: its
+        runqueue's rq.idle. Idle tasks have pid 0 and are in no task list,
+        so the task iterator never shows them; CPU 0's is init_task, whose
+        stack (init_stack) is in the kernel image's data on x86-64."""
+        where = self.session.plan.census.get("idle")
+        if not where:
+            return []
+        found = []
+        for _cpu, base in sorted(self.cpu_bases().items()):
+            task = self.u64(base + where["runqueues"] + where["rq_idle"])
+            stack = self.u64(task + where["task_stack"]) if task else None
+            if stack:
+                found.append((stack, task))
+        return found
+
     def cpu_bases(self) -> dict[int, int]:
         """{cpu: where its per-CPU area starts}, learned with cpu_offsets()."""
         self.cpu_offsets()

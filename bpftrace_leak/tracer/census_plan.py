@@ -45,8 +45,11 @@ PERCPU = {"PCPU_RUNQUEUES": "runqueues", "PCPU_THIS_CPU_OFF": "this_cpu_off"}
 #: the census reads it from Python (tracer/census.py: cached_stacks)
 _STACK_CACHE = {"var": "cached_stacks", "addr_off": "vm_struct.addr", "pages_off": "vm_struct.pages"}
 PERCPU_OPTIONAL = (_STACK_CACHE["var"],)
+#: ... and each CPU's idle task (swapper/N: pid 0, never in the task list),
+#: its runqueue's rq.idle: the holder scan leaves their stacks out (tracer/census.py: idle_stacks)
+_IDLE = {"rq_idle": "rq.idle", "task_stack": "task_struct.stack"}
 STRUCTS = tuple(_CENSUS_OFFSETS.values()) + tuple(path for group in _CENSUS_OPTIONAL for path in group.values()) \
-    + (_STACK_CACHE["addr_off"], _STACK_CACHE["pages_off"]) + tuple(_ALTERNATIVES.values())
+    + (_STACK_CACHE["addr_off"], _STACK_CACHE["pages_off"]) + tuple(_ALTERNATIVES.values()) + tuple(_IDLE.values())
 
 
 def flags(p, facts, ratio: int) -> list[str]:
@@ -74,4 +77,7 @@ def flags(p, facts, ratio: int) -> list[str]:
         p.census["stacks"] = {"var": facts.percpu[_STACK_CACHE["var"]],
                               "addr_off": facts.offsets[_STACK_CACHE["addr_off"]],
                               "pages_off": facts.offsets[_STACK_CACHE["pages_off"]]}
+    if all(path in facts.offsets for path in _IDLE.values()):
+        p.census["idle"] = {"runqueues": facts.percpu[PERCPU["PCPU_RUNQUEUES"]],
+                            **{k: facts.offsets[path] for k, path in _IDLE.items()}}
     return flags

@@ -40,7 +40,7 @@ from .memory import PAGE, BpfMemory, KcoreMemory, KernelLayout, PageTables
 from .scan_match import free_frames, kernel_frames, read_pass, target_ranges
 from .scan_names import Names
 from .scan_plan import fpu_regs_offset
-from .scan_regions import Regions, task_stacks
+from .scan_regions import KSTACK, Regions, task_stacks
 from .scan_watch import Stopped, Watch, Watched
 
 __all__ = ["HolderScan"]
@@ -65,6 +65,14 @@ class HolderScan:
     def close(self) -> None:
         if self._bpf:
             self._bpf.close()
+
+    def _stacks(self) -> list[tuple[int, int, int, int]]:
+        """(stack, task, tgid, live from) of every task and each CPU's idle
+        task, dead whole: it holds nothing across its loop. CPU 0's stack
+        (init_stack, kernel data) was "kernel data (no symbol near)" before:
+        likely the holder of a lab orphan cycle's pair (bookworm, 2026-12-06)."""
+        idle = [(stack, task, 0, stack + KSTACK) for stack, task in self.census.idle_stacks()]
+        return task_stacks(self.session) + idle
 
     # -- the kernel's layout, found once -------------------------------------------------
 
@@ -215,7 +223,7 @@ class HolderScan:
         regions = Regions(self.layout, self.tables, self.census.peek, self.off, self.percpu_vars,
                           self.census.cpu_bases(), flags)
         del flags  # 8 bytes a frame: each pass reads its own
-        regions.stacks(task_stacks(self.session))
+        regions.stacks(self._stacks())
         memmap_vas, _ = regions.memmap()
         regions.vmalloc()
         regions.dead_stacks(a for a in (self.census.stack_address(vm) for vm in self.census.stack_cache()) if a)
@@ -276,7 +284,7 @@ class HolderScan:
             stats["phantoms"] = len(phantom)
             again = again[~np.isin(again, phantom)]
         if len(again):
-            regions.stacks(task_stacks(self.session))  # the stack pointers of now
+            regions.stacks(self._stacks())  # the stack pointers of now
             v2, p2, l2, s2 = self._once(memory, recs["addr"][again], recs["space"][again], recs["size"][again],
                                         *args, recs["key"][again])
             verdict = confirm(verdict, again, v2)

@@ -5,6 +5,7 @@ orphan cycle, or held, and by what, on this host (no kprobes, no fentry, no
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -16,6 +17,9 @@ from conftest import ROOT, Tracer
 
 from bpftrace_leak import layout
 from bpftrace_leak.config import Config
+from bpftrace_leak.tracer.census import Census
+from bpftrace_leak.tracer.reader import Reader
+from bpftrace_leak.tracer.scan import HolderScan
 from bpftrace_leak.tracer.scan_regions import task_stacks
 from bpftrace_leak.tracer.session import Session
 
@@ -250,3 +254,23 @@ def test_the_tracers_own_stacks_are_dead_whole():
     theirs = [sp - stack for stack, _task, tgid, sp in rows if tgid == other.pid]
     assert len(own) >= 2 and all(x == size for x in own), own
     assert len(theirs) == 1 and 0 < theirs[0] < size, theirs
+
+
+def test_idle_tasks_stacks_are_found_and_dead_whole():
+    """Each CPU's idle task (swapper/N, pid 0) is in no task list, so the
+    task iterator misses it; the scan finds it through its runqueue and
+    leaves its whole stack out: an idle task holds nothing across its loop.
+    CPU 0's stack is init_stack, in the kernel image's data."""
+    size = layout.DEFINES["KSTACK_SIZE"]
+    with Session(Config(refs=False), targets=[1]) as t:
+        census = Census(t, Reader(t))
+        cpus = census.cpu_bases()
+        idle = census.idle_stacks()
+        seen = [(census.peek(task + t.plan.scan["task_comm"], 16).split(b"\0")[0].decode(),
+                 struct.unpack("<i", census.peek(task + t.plan.scan["task_pid"], 4))[0]) for _stack, task in idle]
+        rows = HolderScan(t, Reader(t), census)._stacks()
+    assert len(cpus) == os.cpu_count() and len(idle) == len(cpus), (cpus, idle)
+    assert seen == [(f"swapper/{cpu}", 0) for cpu in sorted(cpus)], seen
+    assert all(stack % size == 0 for stack, _task in idle), [hex(s) for s, _ in idle]
+    dead = [(stack, task) for stack, task, tgid, sp in rows if tgid == 0 and sp == stack + size]
+    assert sorted(dead) == sorted(idle), (dead, idle)
