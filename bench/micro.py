@@ -32,6 +32,9 @@ DENSE = "u64 a = ctx->args[1]; u32 i = ((a >> 12) * 0x9E3779B97F4A7C15ULL >> 44)
         "i &= (1 << 20) - 1; u64 *d = dense.lookup(&i); if (!d) return 0; "
 PAIR = "u64 a = ctx->args[1]; u32 i = ((a >> 12) * 0x9E3779B97F4A7C15ULL >> 44) + ((a >> 4) & 255); " \
         "i &= (1 << 20) - 1; struct pair *d = pairs.lookup(&i); if (!d) return 0; "
+#: a record's six words written after the claim (ts and five more: struct live_obj is 48 bytes)
+WRITE = "s->ts = a; s->pad[0] = a; s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; "
+PAIR_CLAIM = "if (__sync_val_compare_and_swap(&d->addr, 0, 1) == 0) { if (d->spilled) sink(a); " + WRITE + "d->addr = 0; }"
 VARIANTS = {
     "empty": "",
     "ktime": "sink(bpf_ktime_get_ns());",
@@ -45,23 +48,16 @@ VARIANTS = {
     "slot_read": SLOT + "sink(s->addr);",
     "slot_store": SLOT + "s->ts = a;",
     "slot_cas": SLOT + "u64 old = s->addr; __sync_val_compare_and_swap(&s->addr, old, old);",
-    "slot_claim_write": SLOT + "if (__sync_val_compare_and_swap(&s->addr, 0, 1) == 0) { s->ts = a; s->pad[0] = a; "
-                        "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; s->addr = 0; }",
+    "slot_claim_write": SLOT + "if (__sync_val_compare_and_swap(&s->addr, 0, 1) == 0) { " + WRITE + "s->addr = 0; }",
     "dense_read": DENSE + "sink(*d);",
     "dense_cas": DENSE + "u64 old = *d; __sync_val_compare_and_swap(d, old, old);",
     "dense_claim_write": DENSE + "struct slot *s = slots.lookup(&i); if (!s) return 0; "
-                         "if (__sync_val_compare_and_swap(d, 0, 1) == 0) { s->ts = a; s->pad[0] = a; "
-                         "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; *d = 0; }",
+                         "if (__sync_val_compare_and_swap(d, 0, 1) == 0) { " + WRITE + "*d = 0; }",
     "pair_read": PAIR + "sink(d->addr);",
-    "pair_claim_write": PAIR + "struct rec *s = recs.lookup(&i); if (!s) return 0; "
-                        "if (__sync_val_compare_and_swap(&d->addr, 0, 1) == 0) { if (d->spilled) sink(a); s->ts = a; s->pad[0] = a; "
-                        "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; d->addr = 0; }",
-    "pair_claim_write64": PAIR + "struct slot *s = slots.lookup(&i); if (!s) return 0; "
-                        "if (__sync_val_compare_and_swap(&d->addr, 0, 1) == 0) { if (d->spilled) sink(a); s->ts = a; s->pad[0] = a; "
-                        "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; d->addr = 0; }",
+    "pair_claim_write": PAIR + "struct rec *s = recs.lookup(&i); if (!s) return 0; " + PAIR_CLAIM,
+    "pair_claim_write64": PAIR + "struct slot *s = slots.lookup(&i); if (!s) return 0; " + PAIR_CLAIM,
     "dense_claim_write48": DENSE + "struct rec *s = recs.lookup(&i); if (!s) return 0; "
-                         "if (__sync_val_compare_and_swap(d, 0, 1) == 0) { s->ts = a; s->pad[0] = a; "
-                         "s->pad[1] = a; s->pad[2] = a; s->pad[3] = a; s->pad[4] = a; *d = 0; }",
+                           "if (__sync_val_compare_and_swap(d, 0, 1) == 0) { " + WRITE + "*d = 0; }",
     "hash_update": "u64 a = ctx->args[1]; live.update(&a, &a);",
 }
 TEXT = """

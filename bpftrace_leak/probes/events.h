@@ -109,7 +109,7 @@ int cgroup_made(struct bpf_raw_tracepoint_args *ctx)
 	struct live_key key = {.addr = memcg, .space = SPACE_SLAB};
 	u32 idx = 0;
 	struct slot_head *slot = memcg ? slot_of(&key, &idx) : NULL;
-	struct live_obj *rec = slot && slot->addr == key.addr ? slot_objs.lookup(&idx) : NULL;
+	struct live_obj *rec = slot && slot->addr == key.addr ? slot_obj(key.space, &idx) : NULL;
 	if (rec) {
 		rec->cgroup = id;
 	} else if (slot && slot->spilled) {

@@ -53,7 +53,7 @@ static __always_inline u64 record_ts(u64 addr)
 	if (!slot)
 		return 0;
 	if (slot->addr == addr) {
-		struct live_obj *rec = slot_objs.lookup(&idx);
+		struct live_obj *rec = slot_obj(key.space, &idx);
 		return rec ? rec->ts : 0;
 	}
 	if (!slot->spilled)

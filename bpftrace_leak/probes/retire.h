@@ -164,7 +164,7 @@ static __always_inline void retire_records(u64 base, int how, u64 s, u32 size, u
 		if (!slot)
 			continue;
 		u64 a = slot->addr;
-		struct live_obj *rec = a > SLOT_BUSY && (a >> 12) == (base >> 12) ? slot_objs.lookup(&idx) : NULL;
+		struct live_obj *rec = a > SLOT_BUSY && (a >> 12) == (base >> 12) ? slot_obj(SPACE_SLAB, &idx) : NULL;
 		if (rec && retire_this(rec, how, s, size, freed) &&
 		    __sync_val_compare_and_swap(&slot->addr, a, 0) == a)
 			count(CNT_FREED_WITH_SLAB);
