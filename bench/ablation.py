@@ -8,13 +8,18 @@ script), so nothing here is an option of the tool: a variant that leaves out
 the filter or the atomic claim is wrong by design, and is measured only to
 price what it leaves out.
 
-    sudo .venv/bin/python bench/ablation.py [--rounds 3] [--seconds 3]
+    sudo .venv/bin/python bench/ablation.py [--rounds 3] [--seconds 3] [--base REV] [--only]
+
+--base REV adds the package as git revision REV has it, as a first row, so
+that a change's before and after are measured side by side in one run;
+--only leaves out the ablations (the tree as built, and REV's).
 """
 
 import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 
@@ -29,11 +34,11 @@ from overhead import build_storm, with_tracer  # noqa: E402
 #: variant -> (file under bpftrace_leak/probes, line as it is, line instead)
 ABLATIONS = {
     "as built": None,
-    "no syscall number": ("objects.h", "obj->syscall = sk->syscall = current_syscall();",
+    "no syscall number": ("objects.h", "obj->syscall = sk->syscall = task_syscall(task);",
                           "obj->syscall = sk->syscall = 0;"),
-    "no cgroup": ("objects.h", "obj->cgroup = current_cgroup();", "obj->cgroup = 0;"),
+    "no cgroup": ("objects.h", "obj->cgroup = task_cgroup(task);", "obj->cgroup = 0;"),
     "no call-site lookup": ("objects.h", "take_stack(ctx, sk, s, obj);", "obj->stack_id = -1;"),
-    "no target filter": ("filters.h", "return is_target(bpf_get_current_pid_tgid() >> 32);", "return 1;"),
+    "no target filter": ("filters.h", "return is_target(task_tgid(t));", "return 1;"),
     "slot claimed by a plain store": ("objects.h",
                                       "u64 old = __sync_val_compare_and_swap(&slot->addr, 0, SLOT_BUSY);",
                                       "u64 old = slot->addr; if (!old) slot->addr = SLOT_BUSY;"),
@@ -59,10 +64,22 @@ def variant_tree(dest: str, ablation) -> str:
     return dest
 
 
+def revision_tree(dest: str, rev: str) -> str:
+    """The package as git revision ``rev`` has it: the folder to run it in."""
+    os.makedirs(dest)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "bpftrace_leak"], capture_output=True, check=False)
+    if archive.returncode:
+        raise SystemExit(f"bench/ablation.py: no revision {rev!r}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", dest], input=archive.stdout, check=True)
+    return dest
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--base", metavar="REV", help="also run the probes of git revision REV, as the first row")
+    ap.add_argument("--only", action="store_true", help="no ablations: the tree as built (and --base)")
     args = ap.parse_args()
     tree = find_headers(warn=lambda m: None)
     if tree:
@@ -71,8 +88,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         exe = build_storm(d)
         runs = {}
+        trees = {}
+        if args.base:
+            trees[f"revision {args.base}"] = revision_tree(os.path.join(d, "base"), args.base)
         for i, (name, ablation) in enumerate(ABLATIONS.items()):
-            cwd = variant_tree(os.path.join(d, f"v{i}"), ablation)
+            if ablation and args.only:
+                continue
+            trees[name] = variant_tree(os.path.join(d, f"v{i}"), ablation)
+        for name, cwd in trees.items():
 
             def run(cwd=cwd):
                 stats = {}

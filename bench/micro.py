@@ -8,7 +8,9 @@ others against it. The slot rows touch a random line of a slot array of
 64-byte slots, address and record together (the layout before 2026-12-06);
 pair_*: a 16-byte head (address, spilled count) and a 48-byte record in two
 arrays (layout.h's struct slot_head: the layout now); dense_*: an 8-byte
-head.
+head. task*, tgid_*, pt_regs_*, context_*: what
+reading the current task's tgid, registers and system call costs, by
+helper calls or by loads from one BTF-typed task pointer (probes/filters.h).
 
     sudo .venv/bin/python bench/micro.py [VARIANT ...]
 """
@@ -23,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+from bpftrace_leak.kernel.btf import Btf  # noqa: E402
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
 from overhead import build_storm  # noqa: E402
 
@@ -59,6 +62,21 @@ VARIANTS = {
     "dense_claim_write48": DENSE + "struct rec *s = recs.lookup(&i); if (!s) return 0; "
                            "if (__sync_val_compare_and_swap(d, 0, 1) == 0) { " + WRITE + "*d = 0; }",
     "hash_update": "u64 a = ctx->args[1]; live.update(&a, &a);",
+    # the current task's context: helper calls cost ~20 ns each on this host
+    "task": "sink(bpf_get_current_task());",
+    "task_btf": "sink((u64)bpf_get_current_task_btf());",
+    "tgid_btf_load": "char *t = (char *)bpf_get_current_task_btf(); sink(*(volatile u32 *)(t + TASK_TGID_OFF));",
+    "context_helpers": "u64 id = bpf_get_current_pid_tgid(); u64 t = bpf_get_current_task(); "
+                       "struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()); "
+                       "sink(r->orig_ax + id + t);",
+    "pt_regs_noload": "struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()); "
+                      "sink(r != 0);",
+    "pt_regs_only": "struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()); "
+                    "sink((u64)r->ip != 0);",
+    "context_one_task": "struct task_struct *t = bpf_get_current_task_btf(); "
+                        "u32 tgid = *(volatile u32 *)((char *)t + TASK_TGID_OFF); "
+                        "struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(t); "
+                        "sink(r->orig_ax + tgid);",
 }
 TEXT = """
 #include <uapi/linux/ptrace.h>
@@ -91,11 +109,12 @@ def main() -> int:
     unknown = [w for w in wanted if w not in VARIANTS]
     if unknown:
         raise SystemExit(f"micro: unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    tgid_off = Btf.load().offset("task_struct", "tgid")
     with tempfile.TemporaryDirectory() as d:
         storm = build_storm(d)
         print("variant                    runs      ns/run   storm cycles/s")
         for name in wanted:
-            b = BPF(text=TEXT.replace("BODY", VARIANTS[name]))
+            b = BPF(text=TEXT.replace("BODY", VARIANTS[name]), cflags=[f"-DTASK_TGID_OFF={tgid_off}"])
             b.attach_raw_tracepoint(tp="kmem_cache_alloc", fn_name="prog")
             subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
             try:

@@ -15,7 +15,9 @@ same rounds, and the tracer's own CPU (user + system, of its process, while
 the storm ran: work moved to user space is overhead too). Then, with
 kernel.bpf_stats_enabled on for that run only (it adds two clock reads per
 program run), one storm under kleaktrace -p and one system-wide: runs and ns
-per run of each program, and BPF time as a share of the storm's time.
+per run of each program, and BPF time as a share of the storm's time; the
+same for the floor's empty programs, whose ns per run is the stats' own
+cost (a program's net is its ns per run less that).
 
     sudo .venv/bin/python bench/overhead.py [--rounds 5] [--seconds 4]
 """
@@ -97,12 +99,24 @@ def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, sta
     return result, cpu
 
 
-def show_stats(title: str, stats: dict, seconds: float) -> None:
+def per_run(stats: dict) -> float:
+    """Average ns per run over all of ``stats``' programs."""
+    runs = sum(r for r, _ in stats.values())
+    return sum(ns for _, ns in stats.values()) / runs if runs else 0.0
+
+
+def show_stats(title: str, stats: dict, seconds: float, floor_ns: float) -> None:
+    """Each program's ns per run, and net of ``floor_ns``: what an empty
+    program measures with the stats in the same storm, the stats' own cost
+    (two clock reads a run) and the call into the program, none of it the
+    program's work."""
     total_ns = sum(ns for _, ns in stats.values())
     total_runs = sum(runs for runs, _ in stats.values())
-    print(f"{title}: ns per run from kernel.bpf_stats_enabled over one {seconds:g} s storm")
+    print(f"{title}: ns per run from kernel.bpf_stats_enabled over one {seconds:g} s storm, and net of "
+          f"an empty program's {floor_ns:.0f}")
     for name, (runs, ns) in sorted(stats.items(), key=lambda kv: -kv[1][1]):
-        print(f"  {name:24} {runs:>11,} runs {ns / runs:7.0f} ns/run {100 * ns / max(total_ns, 1):4.0f}%")
+        print(f"  {name:24} {runs:>11,} runs {ns / runs:7.0f} ns/run  net {ns / runs - floor_ns:5.0f} "
+              f"{100 * ns / max(total_ns, 1):4.0f}%")
     if total_runs:
         print(f"  total: {total_ns / 1e9:.2f} s of BPF time in {seconds:g} s of storm, "
               f"{total_ns / total_runs:.0f} ns/run on average")
@@ -136,8 +150,9 @@ def main():
             "kleaktrace serve": lambda: with_tracer(serve, "Hit Ctrl-C", exe, args.seconds),
         }
         results = interleaved(runs, args.rounds, lambda v: f"{v[0]:,.0f} cycles/s, tracer {v[1]:.2f} s CPU")
-        stats_p, stats_all = {}, {}
+        stats_p, stats_all, stats_floor = {}, {}, {}
         if not args.no_stats:
+            with_tracer(floor + ["empty"], "ready", exe, args.seconds, stats=stats_floor)
             with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds, target_pid=True, stats=stats_p)
             with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds, stats=stats_all)
     base = statistics.median(r for r, _ in results["untraced"])
@@ -148,10 +163,14 @@ def main():
         ratio = statistics.median(r for r, _ in vals) / base
         cpu = statistics.median(c for _, c in vals) / args.seconds
         print(f"  {name:28} {ratio:5.2f}x   tracer CPU {100 * cpu:5.1f}%")
+    floor_ns = per_run(stats_floor)
+    if stats_floor:
+        print(f"empty BPF programs: {floor_ns:.0f} ns/run with kernel.bpf_stats_enabled, the same storm "
+              f"({', '.join(f'{n} {ns / r:.0f}' for n, (r, ns) in sorted(stats_floor.items()))})")
     if stats_p:
-        show_stats("kleaktrace -p storm", stats_p, args.seconds)
+        show_stats("kleaktrace -p storm", stats_p, args.seconds, floor_ns)
     if stats_all:
-        show_stats("kleaktrace (system-wide)", stats_all, args.seconds)
+        show_stats("kleaktrace (system-wide)", stats_all, args.seconds, floor_ns)
 
 
 if __name__ == "__main__":

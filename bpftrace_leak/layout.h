@@ -92,7 +92,7 @@ struct live_obj {
 	u64 call_site;
 	u64 cache;		/* struct kmem_cache * of KIND_SLAB objects; pages: gfp << 8 | order; else 0 */
 	u32 bytes;		/* 0 for KIND_SLAB when the site knows its cache's size */
-	u32 cgroup;		/* the allocating task's cgroup (kernfs id): probes.c current_cgroup */
+	u32 cgroup;		/* the allocating task's cgroup (kernfs id): probes/filters.h task_cgroup */
 	u32 tgid;
 	s32 stack_id;		/* negative: stack lost, fall back to call_site */
 	u16 kind;
@@ -232,10 +232,10 @@ struct cgroup_name {
 	u64 removed_ns;		/* cgroup:cgroup_rmdir, 0 while it exists */
 };
 
-/* probes.c current_cgroup's per-CPU memo: a task's cgroup until any task
+/* probes/filters.h task_cgroup's per-CPU memo: a task's cgroup until any task
  * migrates or exits (cgroup_gen changes) */
 struct cgroup_memo {
-	u64 task;		/* MANGLEd */
+	u64 pid;		/* the task's pid */
 	u64 gen;
 	u64 id;
 };

@@ -13,13 +13,14 @@ int alloc_kmalloc(struct bpf_raw_tracepoint_args *ctx)
 	if (ARG(kmalloc, bytes_alloc) > KMALLOC_MAX_CACHE && !failed_ptr(key.addr))
 		calibrate(key.addr);	/* a large kmalloc: its pages were allocated just before */
 #endif
-	if (!admit(ctx, &key, failed_ptr(key.addr)) || !KEEP(ARG(kmalloc, bytes_alloc)))
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!admit(task, &key, failed_ptr(key.addr)) || !KEEP(ARG(kmalloc, bytes_alloc)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_KMALLOC};
 	obj.bytes = ARG(kmalloc, bytes_alloc);
 	obj.call_site = ARG(kmalloc, call_site);
 	struct site_key sk = {.call_site = obj.call_site, .kind = KIND_KMALLOC};
-	record(ctx, &key, &obj, &sk, 0);
+	record(ctx, task, &key, &obj, &sk, 0);
 	return 0;
 }
 
@@ -54,7 +55,8 @@ int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 #endif
-	if (!admit(ctx, &key, failed_ptr(key.addr)))
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!admit(task, &key, failed_ptr(key.addr)))
 		return 0;
 #ifdef ARG_kmem_cache_alloc_s
 	/* the cache's object size costs a read: only when the draw may keep it */
@@ -75,7 +77,7 @@ int alloc_kmem_cache(struct bpf_raw_tracepoint_args *ctx)
 	obj.bytes = ARG(kmem_cache_alloc, bytes_alloc);
 #endif
 	struct site_key sk = {.call_site = obj.call_site, .cache = s, .kind = KIND_SLAB};
-	record(ctx, &key, &obj, &sk, s);
+	record(ctx, task, &key, &obj, &sk, s);
 	return 0;
 }
 
@@ -102,7 +104,8 @@ int alloc_page(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 #endif
-	if (!admit(ctx, &key, key.addr == 0) || !KEEP((u64)PAGE_BYTES << (u32)ARG(mm_page_alloc, order)))
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!admit(task, &key, key.addr == 0) || !KEEP((u64)PAGE_BYTES << (u32)ARG(mm_page_alloc, order)))
 		return 0;
 	struct live_obj obj = {.kind = kind};
 	obj.bytes = (u64)PAGE_BYTES << (u32)ARG(mm_page_alloc, order);
@@ -113,7 +116,7 @@ int alloc_page(struct bpf_raw_tracepoint_args *ctx)
 	 * the tracer's time on the allocation storm (bench/overhead.py). */
 	obj.cache = ((u64)ARG(mm_page_alloc, gfp_flags) << 8) | (u32)ARG(mm_page_alloc, order);
 	struct site_key sk = {.cache = obj.cache, .kind = kind};
-	record(ctx, &key, &obj, &sk, 0);
+	record(ctx, task, &key, &obj, &sk, 0);
 	return 0;
 }
 #endif
@@ -166,7 +169,8 @@ int alloc_percpu(struct bpf_raw_tracepoint_args *ctx)
 #else
 	u64 size = ARG(percpu_alloc_percpu, size);
 #endif
-	if (!admit(ctx, &key, failed_ptr(key.addr)) || !KEEP(size))
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!admit(task, &key, failed_ptr(key.addr)) || !KEEP(size))
 		return 0;
 	struct live_obj obj = {.kind = KIND_PERCPU};
 	/* call_site and bytes_alloc were added in 5.19 (commit dee6876db0a7) */
@@ -178,9 +182,9 @@ int alloc_percpu(struct bpf_raw_tracepoint_args *ctx)
 #ifdef ARG_percpu_alloc_percpu_call_site
 	obj.call_site = ARG(percpu_alloc_percpu, call_site);
 	struct site_key sk = {.call_site = obj.call_site, .kind = KIND_PERCPU};
-	record(ctx, &key, &obj, &sk, 0);
+	record(ctx, task, &key, &obj, &sk, 0);
 #else
-	record(ctx, &key, &obj, NULL, 0);
+	record(ctx, task, &key, &obj, NULL, 0);
 #endif
 	return 0;
 }
@@ -199,12 +203,13 @@ int free_percpu(struct bpf_raw_tracepoint_args *ctx)
 int alloc_vmalloc(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct live_key key = {.addr = ARG(alloc_vmap_area, addr), .space = SPACE_VMALLOC};
-	if (!admit(ctx, &key, (int)ARG(alloc_vmap_area, failed) || key.addr == 0) ||
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!admit(task, &key, (int)ARG(alloc_vmap_area, failed) || key.addr == 0) ||
 	    !KEEP(ARG(alloc_vmap_area, size)))
 		return 0;
 	struct live_obj obj = {.kind = KIND_VMALLOC};
 	obj.bytes = ARG(alloc_vmap_area, size);
-	record(ctx, &key, &obj, NULL, 0);
+	record(ctx, task, &key, &obj, NULL, 0);
 	return 0;
 }
 #endif

@@ -1,8 +1,49 @@
 /*
  * Who is traced: the target bitmap, --cgroup, interrupt context
- * (wanted()), and each allocation's cgroup (current_cgroup()).
+ * (wanted()), and each allocation's task: its tgid, system call and
+ * cgroup (task_tgid(), task_syscall(), task_cgroup()).
  * Part of probes.c (one compile unit: tracer/bcc.py source() writes it in place).
  */
+/*
+ * ---- the current task ---------------------------------------------------------
+ * An allocation program reads the current task once (bpf_get_current_task_btf,
+ * a BTF-typed pointer) and passes it on: its tgid and pid are then loads the
+ * verifier checks against the kernel's BTF and makes fault-safe, not helper
+ * calls. A helper call costs 6 to 9 ns here (bench/micro.py, 2026-12-06:
+ * empty 55-56, pid_tgid 61-62, task 64, task_btf 62 ns/run with the stats),
+ * and an allocation under -p made five: the tgid twice (filter, record),
+ * the task twice (system call, cgroup), its saved registers once. The pid,
+ * tgid and registers from one task read: 78 ns/run, against 94-97 for the
+ * three helpers (context_one_task, context_helpers).
+ */
+#define TASK_U32(t, off) (*(volatile u32 *)((char *)(t) + (off)))
+
+static __always_inline u32 task_tgid(struct task_struct *t)
+{
+	return TASK_U32(t, TASK_TGID_OFF);
+}
+
+/*
+ * The task's system call number (pt_regs->orig_ax; in interrupt context the
+ * interrupted task's): a helper call (bpf_task_pt_regs: the registers' BTF
+ * type comes only from it) and a load from that BTF-typed pointer, where a
+ * bpf_probe_read_kernel cost 39 ns more (bench/micro.py's syscall_* rows).
+ * The most costly part of an allocation after its slot: 15 to 20 ns, the
+ * helper nearly all of it (pt_regs_noload 83, pt_regs_only 80, task_btf 62
+ * ns/run, 2026-12-06); bench/ablation.py's "no syscall number" row, -16 to
+ * -21 ns. A call site's paths from different system calls get their own
+ * first stack by it (docs/stacks.md).
+ */
+static __always_inline u32 task_syscall(struct task_struct *t)
+{
+#ifdef PT_REGS_ORIG_AX_OFF
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	return *(volatile u64 *)((char *)regs + PT_REGS_ORIG_AX_OFF);
+#else
+	return -1;	/* no BTF for struct pt_regs: call sites are not split by system call */
+#endif
+}
+
 #ifdef TRACK_CGROUPS
 /*
  * ---- cgroups ---------------------------------------------------------------
@@ -27,19 +68,26 @@ static __always_inline u64 cgroup_id(u64 cgrp)
 	return kread(kread(cgrp + CGROUP_KN_OFF) + KERNFS_ID_OFF);
 }
 
-static __always_inline u32 current_cgroup(void)
+/*
+ * The memo is keyed by the task's pid, a load from ``t``, where the task's
+ * address took a helper call (and is an address, to be MANGLEd): a pid
+ * used again belongs to a task made after the last one's exit, which
+ * bumped cgroup_gen.
+ */
+static __always_inline u32 task_cgroup(struct task_struct *t)
 {
 #ifdef CGROUP_V1_SUBSYS
 	int zero = 0;
-	u64 task = bpf_get_current_task();
+	u32 pid = TASK_U32(t, TASK_PID_OFF);
 	u64 *gen = cgroup_gen.lookup(&zero);
 	struct cgroup_memo *m = cgroup_memo.lookup(&zero);
 	if (!gen || !m)
 		return 0;
-	if (m->task == MANGLE(task) && m->gen == *gen)
+	if (m->pid == pid && m->gen == *gen)
 		return m->id;
+	u64 task = bpf_get_current_task();
 	u64 css = kread(kread(task + TASK_CGROUPS_OFF) + CSS_SET_SUBSYS_OFF + 8 * CGROUP_V1_SUBSYS);
-	m->task = MANGLE(task);
+	m->pid = pid;
 	m->gen = *gen;
 	m->id = cgroup_id(kread(css + CSS_CGROUP_OFF));
 	return m->id;
@@ -62,7 +110,7 @@ static __always_inline void cgroups_changed(void)
  * made in interrupt context run on behalf of nobody in particular, so with a
  * target filter they are not charged to whatever task they interrupted.
  */
-static __always_inline int wanted(void *args)
+static __always_inline int wanted(struct task_struct *t)
 {
 #ifdef FILTER_TARGETS
 	int zero = 0;
@@ -71,7 +119,7 @@ static __always_inline int wanted(void *args)
 		count(CNT_IRQ_SKIPPED);
 		return 0;
 	}
-	return is_target(bpf_get_current_pid_tgid() >> 32);
+	return is_target(task_tgid(t));
 #elif defined(FILTER_CGROUPS)
 	int zero = 0;
 	u32 *irq = irq_state.lookup(&zero);
@@ -79,10 +127,10 @@ static __always_inline int wanted(void *args)
 		count(CNT_IRQ_SKIPPED);
 		return 0;
 	}
-	u64 id = current_cgroup();
+	u64 id = task_cgroup(t);
 	return cgroup_filter.lookup(&id) != NULL;
 #elif defined(EXCLUDE_SET)
-	return !is_target(bpf_get_current_pid_tgid() >> 32);
+	return !is_target(task_tgid(t));
 #else
 	return 1;
 #endif

@@ -112,13 +112,13 @@ static __always_inline void retire_reused(struct live_key *key)
  * Whether an allocation at ``key`` is to be recorded: never a failed one, and
  * one for a process we do not trace retires any stale record at its address.
  */
-static __always_inline int admit(void *args, struct live_key *key, int failed)
+static __always_inline int admit(struct task_struct *task, struct live_key *key, int failed)
 {
 	if (failed) {
 		count(CNT_FAILED_ALLOCS);
 		return 0;
 	}
-	if (!wanted(args)) {
+	if (!wanted(task)) {
 		retire_reused(key);
 		return 0;
 	}
@@ -268,23 +268,6 @@ static __always_inline int store_slot(struct slot_head *slot, u32 idx, struct li
 	return 1;
 }
 
-/*
- * The current task's system call number (pt_regs->orig_ax; in interrupt
- * context the interrupted task's): two helper calls and a load from a
- * BTF-typed pointer, which the verifier checks against the kernel's BTF and
- * makes a fault-safe load, where bpf_probe_read_kernel cost twice as much
- * (25 ns against 53 on this project's host, bench/overhead.py's floor).
- */
-static __always_inline u32 current_syscall(void)
-{
-#ifdef PT_REGS_ORIG_AX_OFF
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	return *(volatile u64 *)((char *)regs + PT_REGS_ORIG_AX_OFF);
-#else
-	return -1;	/* no BTF for struct pt_regs: call sites are not split by system call */
-#endif
-}
-
 #ifdef PAGE_RETIRE
 BPF_ARRAY(page_calib, struct page_calib, 1);
 BPF_PERCPU_ARRAY(last_page, struct last_page, 1);
@@ -332,15 +315,16 @@ int clock_now(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-static __always_inline void record(void *ctx, struct live_key *key, struct live_obj *obj,
-				   struct site_key *sk, u64 s)
+/* Keep ``obj`` at ``key``, made by ``task`` (the current one: filters.h). */
+static __always_inline void record(void *ctx, struct task_struct *task, struct live_key *key,
+				   struct live_obj *obj, struct site_key *sk, u64 s)
 {
 	obj->ts = bpf_jiffies64();
-	obj->tgid = bpf_get_current_pid_tgid() >> 32;
+	obj->tgid = task_tgid(task);
 	if (sk)
-		obj->syscall = sk->syscall = current_syscall();
+		obj->syscall = sk->syscall = task_syscall(task);
 #ifdef TRACK_CGROUPS
-	obj->cgroup = current_cgroup();
+	obj->cgroup = task_cgroup(task);
 #endif
 	take_stack(ctx, sk, s, obj);
 #ifdef RETIRE_ON_FREE

@@ -167,7 +167,7 @@ int ref_path_get(struct pt_regs *ctx)
 {
 	u64 ret = 0;
 
-	if (!wanted(ctx))
+	if (!wanted(bpf_get_current_task_btf()))
 		return 0;
 	bpf_probe_read_kernel(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	if (!ignored_caller(ret))
@@ -187,7 +187,7 @@ KFUNC_PROBE(path_get, void *p)
 	u64 caller;
 	u32 skip;
 
-	if (!wanted(ctx))
+	if (!wanted(bpf_get_current_task_btf()))
 		return 0;
 	skip = fentry_frames(ctx, PATH_GET_START, PATH_GET_END, &caller);
 	if (!ignored_caller(caller))

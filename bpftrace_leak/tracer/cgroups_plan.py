@@ -1,5 +1,5 @@
 """What recording each allocation's cgroup needs (probes/filters.h:
-current_cgroup): struct offsets from BTF and the memory controller's
+task_cgroup): struct offsets from BTF and the memory controller's
 hierarchy, as compile flags. Pure, as plan.py.
 """
 
@@ -7,7 +7,7 @@ from ..errors import KleakError
 
 __all__ = ["STRUCTS", "ENUMS", "flags"]
 
-#: what the cgroup of an allocation is found with (probes.c: current_cgroup)
+#: what the cgroup of an allocation is found with (probes/filters.h: task_cgroup)
 _OFFSETS = {
     "TASK_CGROUPS_OFF": "task_struct.cgroups",
     "CSS_SET_SUBSYS_OFF": "css_set.subsys",
@@ -25,7 +25,7 @@ STRUCTS = tuple(_OFFSETS.values())
 
 
 def flags(p, config, facts, targets: bool) -> list[str]:
-    """Flags to record each allocation's cgroup (probes.c: current_cgroup),
+    """Flags to record each allocation's cgroup (probes/filters.h: task_cgroup),
     in the memory controller's hierarchy: v1 where it is mounted so, else v2."""
     missing = [path for path in _OFFSETS.values() if path not in facts.offsets]
     memory = facts.enums.get("memory_cgrp_id")
