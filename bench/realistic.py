@@ -19,7 +19,11 @@ kernel.bpf_stats_enabled on for those runs only, one more run of each traced
 mode prints the direct cost, with little noise: the kleaktrace programs' run
 time during the run and the tracer process's own CPU, each as a share of the
 workload's CPU time in that run (what it misses: cache lines the programs
-take from the workload; the stats add two clock reads a program run).
+take from the workload; the stats add two clock reads a program run). Last,
+the floor's empty programs (bench/floor.py) run with the stats through one
+more untar: their ns per run, the stats' own, is taken off each run of ours
+for the net line (the program's own work; the dispatch into BPF, which any
+per-event tracer pays and the stats do not time, is in neither).
 
     .venv/bin/python bench/realistic.py [--rounds 5] [--repeat 3]
 """
@@ -65,17 +69,20 @@ def finish(proc) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def traced(cmd, tarball, work, repeat, target=False, cost=None) -> float:
-    """The workload's CPU seconds under the tracer ``cmd``; with ``cost`` (a
-    dict), bpf_stats on: cost gets runs and bpf_s (its programs' runs and
-    run time during the run) and tracer_s (the tracer process's CPU during it)."""
+def traced(cmd, tarball, work, repeat, target=False, cost=None, ready="Hit Ctrl-C") -> float:
+    """The workload's CPU seconds under the tracer ``cmd``, once it printed
+    ``ready``; with ``cost`` (a dict), bpf_stats on: cost gets runs and bpf_s
+    (its programs' runs and run time during the run) and tracer_s (the tracer
+    process's CPU during it)."""
     before = set(programs()) if cost is not None else set()
     proc = workload(tarball, work, repeat)
     if target:
         cmd = cmd + ["-p", str(proc.pid), "--children"]
-    tracer = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in tracer.stderr:
-        if "Hit Ctrl-C" in line:
+    # kleaktrace says it is ready on stderr, bench/floor.py on stdout: read both
+    # (kleaktrace's JSON report goes to stdout only at its end)
+    tracer = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in tracer.stdout:
+        if ready in line:
             break
     else:
         raise SystemExit("kleaktrace did not start")
@@ -91,7 +98,11 @@ def traced(cmd, tarball, work, repeat, target=False, cost=None) -> float:
         cost["runs"], cost["bpf_s"] = sum(r for _, r, _ in ours), sum(ns for _, _, ns in ours) / 1e9
         cost["top"] = sorted(ours, key=lambda o: -o[2])[:3]
     tracer.send_signal(signal.SIGINT)
-    tracer.wait(120)
+    try:
+        tracer.communicate(timeout=120)  # drains its final report
+    except subprocess.TimeoutExpired:
+        tracer.kill()
+        tracer.communicate()
     return took
 
 
@@ -124,6 +135,13 @@ def main():
                                   ("kleaktrace -p --children", True, kleak), ("kleaktrace serve", False, serve)):
             cost: dict = {}
             costs[name] = (traced(cmd, tarball, work, args.repeat, target=target, cost=cost), cost)
+        # the floor's empty programs on the slab tracepoints, with the stats, in
+        # one more run: their ns per run is the stats' own clock reads and the
+        # call into a program, none of it a program's work
+        floor: dict = {}
+        traced([sys.executable, os.path.join(ROOT, "bench", "floor.py"), "empty"], tarball, work,
+               args.repeat, cost=floor, ready="ready")
+        floor_ns = floor["bpf_s"] * 1e9 / max(1, floor["runs"])
     base = statistics.median(times["untraced"])
     print(f"untar and delete {SOURCE} ({files:,} files and directories) x{args.repeat} in {args.dir} ({fstype}), "
           f"one core, {args.rounds} rounds, median {base:.2f} s untraced")
@@ -136,6 +154,12 @@ def main():
               f"  (workload {took:.2f} s CPU; {cost['runs']:,} program runs, "
               f"{1e9 * cost['bpf_s'] / max(1, cost['runs']):.0f} ns each)")
         print("    most: " + ", ".join(f"{name} {runs:,} x {ns / max(1, runs):.0f} ns" for name, runs, ns in cost["top"]))
+    print(f"net of what an empty program measures with the stats in the same untar ({floor_ns:.0f} ns/run, "
+          f"{floor['runs']:,} runs on the four slab tracepoints):")
+    for name, (took, cost) in costs.items():
+        net_s = max(0.0, cost["bpf_s"] - cost["runs"] * floor_ns / 1e9)
+        print(f"  {name:28} BPF {100 * net_s / took:4.1f}%  with the tracer process "
+              f"{100 * (net_s + cost['tracer_s']) / took:4.1f}%  ({1e9 * net_s / max(1, cost['runs']):.0f} ns a run net)")
 
 
 if __name__ == "__main__":
