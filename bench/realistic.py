@@ -85,7 +85,7 @@ def traced(cmd, tarball, work, repeat, target=False, cost=None, ready="Hit Ctrl-
         if ready in line:
             break
     else:
-        raise SystemExit("kleaktrace did not start")
+        raise SystemExit(f"{' '.join(cmd[:3])} did not start")
     if cost is not None:
         subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
         start, cpu0 = programs(), cpu_s(tracer.pid)
@@ -136,8 +136,8 @@ def main():
             cost: dict = {}
             costs[name] = (traced(cmd, tarball, work, args.repeat, target=target, cost=cost), cost)
         # the floor's empty programs on the slab tracepoints, with the stats, in
-        # one more run: their ns per run is the stats' own clock reads and the
-        # call into a program, none of it a program's work
+        # one more run: their ns per run is the stats' own clock reads, none
+        # of it a program's work
         floor: dict = {}
         traced([sys.executable, os.path.join(ROOT, "bench", "floor.py"), "empty"], tarball, work,
                args.repeat, cost=floor, ready="ready")
