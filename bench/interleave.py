@@ -3,6 +3,7 @@ tracer: its CPU, its BPF programs' run times."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -36,3 +37,14 @@ def programs() -> dict:
     out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True).stdout
     return {p["id"]: (p.get("name", "?"), p.get("run_cnt", 0), p.get("run_time_ns", 0))
             for p in json.loads(out or "[]")}
+
+
+def stop(tracer: subprocess.Popen) -> None:
+    """Stop a tracer started with its output piped, as Ctrl-C would,
+    draining its final report; killed if it takes over two minutes."""
+    tracer.send_signal(signal.SIGINT)
+    try:
+        tracer.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        tracer.kill()
+        tracer.communicate()

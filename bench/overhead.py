@@ -36,7 +36,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
-from interleave import cpu_s, interleaved, programs  # noqa: E402
+from interleave import cpu_s, interleaved, programs, stop  # noqa: E402
 
 
 def build_storm(dest: str) -> str:
@@ -90,12 +90,7 @@ def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, sta
         for pid, (name, runs, ns) in end.items():
             if pid not in before and pid in start and runs > start[pid][1]:
                 stats[name] = (runs - start[pid][1], ns - start[pid][2])
-    tracer.send_signal(signal.SIGINT)
-    try:
-        tracer.communicate(timeout=120)  # drains its final report
-    except subprocess.TimeoutExpired:
-        tracer.kill()
-        tracer.communicate()
+    stop(tracer)
     return result, cpu
 
 

@@ -30,7 +30,6 @@ per-event tracer pays and the stats do not time, is in neither).
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
-from interleave import cpu_s, interleaved, programs  # noqa: E402
+from interleave import cpu_s, interleaved, programs, stop  # noqa: E402
 
 SOURCE = "/usr/lib/python3.11"
 
@@ -97,12 +96,7 @@ def traced(cmd, tarball, work, repeat, target=False, cost=None, ready="Hit Ctrl-
                 if p not in before and p in start]
         cost["runs"], cost["bpf_s"] = sum(r for _, r, _ in ours), sum(ns for _, _, ns in ours) / 1e9
         cost["top"] = sorted(ours, key=lambda o: -o[2])[:3]
-    tracer.send_signal(signal.SIGINT)
-    try:
-        tracer.communicate(timeout=120)  # drains its final report
-    except subprocess.TimeoutExpired:
-        tracer.kill()
-        tracer.communicate()
+    stop(tracer)
     return took
 
 
