@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from ..analysis.groups import Obj, kmalloc_cache_name
 from ..analysis.refs import WHY_TEXT, RefHold
 from .. import layout
-from .livemap import aggregate, decode, read_values, value_records
+from .livemap import aggregate, decode, read_items, read_values, value_records
 from .records import Records
 from .progstats import recursion_misses
 
 __all__ = ["Snapshot", "Reader", "weighed"]
+
+#: entries of `sites` per batched read (a few hundred on a busy host)
+SITES_CHUNK = 4096
 
 
 def weighed(n: int, size: int, sample_bytes: int) -> int:
@@ -85,8 +88,17 @@ class Reader:
     def sites(self) -> tuple[dict[int, tuple[str, int]], dict[tuple, int]]:
         """({struct kmem_cache address: (name, object size)},
         {(call_site, cache, kind, syscall): first stack id})."""
+        from bcc.libbcc import lib
+        table = self.session.map("sites")
         caches, stacks = {}, {}
-        for key, site in self.session.map("sites").items():
+        key_size, size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
+        try:  # one system call: BCC's items() made two per site, 1.9 ms for 200 sites
+            entries = [(table.Key.from_buffer_copy(kbuf, i * key_size), table.Leaf.from_buffer_copy(vbuf, i * size))
+                       for kbuf, vbuf in read_items(lib, table.map_fd, key_size, size, SITES_CHUNK)
+                       for i in range(len(kbuf) // key_size)]
+        except OSError:  # no batched lookups (kernels before 5.6)
+            entries = list(table.items())
+        for key, site in entries:
             stacks[(key.call_site, key.cache, key.kind, key.syscall)] = site.stack_id
             if key.cache and site.cache[:1]:
                 caches[key.cache] = (site.cache.decode(errors="replace"), site.bytes)

@@ -47,3 +47,43 @@ def test_a_hash_collision_falls_back_to_sorting_keys(monkeypatch):
 
 def test_nothing_aged_is_no_rows():
     assert livemap.aggregate(slots({0: (0x1000, 500, key(1))}), 100) == {}
+
+
+class FakeBatches:
+    """lib.bpf_lookup_batch over ``entries`` (key bytes, value bytes): a
+    chunk per call, ENOENT with the last one, as the kernel answers."""
+
+    def __init__(self, entries):
+        self.entries, self.buffers = entries, []
+
+    def bpf_lookup_batch(self, fd, in_token, out_token, keys, values, count):
+        import ctypes
+        import errno
+        self.buffers.append((ctypes.addressof(keys), ctypes.addressof(values)))
+        at = out_token._obj.value if in_token is not None else 0
+        chunk = self.entries[at:at + count._obj.value]
+        for i, (k, v) in enumerate(chunk):
+            ctypes.memmove(ctypes.addressof(keys) + i * len(k), k, len(k))
+            ctypes.memmove(ctypes.addressof(values) + i * len(v), v, len(v))
+        count._obj.value = len(chunk)
+        out_token._obj.value = at + len(chunk)
+        if at + len(chunk) >= len(self.entries):
+            ctypes.set_errno(errno.ENOENT)
+            return -1
+        return 0
+
+
+def test_batched_reads_reuse_their_buffers_but_never_share_them_while_running():
+    entries = [(struct.pack("<Q", i), struct.pack("<QQ", i, 2 * i)) for i in range(5)]
+    lib = FakeBatches(entries)
+    outer = livemap.read_items(lib, 3, 8, 16, chunk=2)
+    first = [bytes(b) for b in next(outer)]  # consumed before the next chunk, as read_items asks
+    # a read of the same sizes while the first is suspended gets buffers of its own
+    inner = [bytes(v) for _, v in livemap.read_items(lib, 3, 8, 16, chunk=2)]
+    assert first[0] == b"".join(k for k, _ in entries[:2])
+    rest = [bytes(v) for _, v in outer]
+    assert [first[1]] + rest == inner == [b"".join(v for _, v in entries[i:i + 2]) for i in (0, 2, 4)]
+    assert len({b for b in lib.buffers}) == 2
+    # the next read takes a pair the finished ones gave back
+    list(livemap.read_items(lib, 3, 8, 16, chunk=2))
+    assert lib.buffers[-1] in lib.buffers[:-1]
