@@ -66,6 +66,7 @@ class Config:
     max_sites: int = 65536
     # the session loop
     promote_every_s: float = 2.0  # how often growing call sites are looked for
+    demote_after_s: float = 60.0  # a promoted site whose objects set no new high this long is demoted
     settle_s: float = 1.0  # after the targets exit, for their RCU-deferred frees
 
     @property

@@ -59,7 +59,7 @@ class Collector:
         self.session, self.cfg, self.aliases, self.targets = session, cfg, aliases, list(targets)
         self.started, self.t0 = started, t0
         self.reader = Reader(session)
-        self.promoter = Promoter(session) if cfg.stacks == "sites" and cfg.allocs else None
+        self.promoter = Promoter(session, cfg.demote_after_s) if cfg.stacks == "sites" and cfg.allocs else None
         self.census = Census(session, self.reader) if session.plan.census else None
         self.pins = PinCensus(session, self.reader, self.census) if self.census and session.plan.pins else None
         self.cgroups = cgroups

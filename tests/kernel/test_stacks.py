@@ -56,3 +56,77 @@ def test_a_growing_call_site_is_promoted_to_own_stacks(workloads):
     opened = [g for g in files if via(g, "do_sys_openat2")]
     assert opened and sum(g["objects"] for g in opened) > 100, files
     assert all(g["site_stack_objects"] < g["objects"] for g in opened), opened
+
+
+DRIVEN = r"""
+import os, sys
+files = []
+for line in sys.stdin:
+    word, n = line.split()
+    if word == "open":
+        files += [os.open("/dev/null", os.O_RDONLY) for _ in range(int(n))]
+    else:  # close the oldest n
+        for fd in files[:int(n)]:
+            os.close(fd)
+        del files[:int(n)]
+    print("ok", len(files), flush=True)
+"""
+
+
+def filp_site_promoted():
+    """Whether the sites map's entry for filp objects from openat() is promoted (None: no entry yet)."""
+    import json
+    import subprocess
+    out = subprocess.run(["bpftool", "-j", "map", "dump", "name", "sites"], capture_output=True, text=True,
+                         check=True).stdout
+    for entry in json.loads(out):
+        f = entry.get("formatted", {})
+        if f.get("key", {}).get("syscall") == 257 and f.get("value", {}).get("cache") == "filp":
+            return bool(f["value"]["promoted"])
+    return None
+
+
+def test_a_promoted_site_that_stops_growing_is_demoted_and_the_same_work_again_shares_its_first_stack():
+    """Files leak through open() until their site is promoted, and 50 more;
+    the leak then holds until the site is demoted (--demote-after 3s: no new high); then
+    the 100 oldest files are closed and 100 opened again, back to the same
+    level: those share the first stack, where a site promoted for good gave
+    them their own."""
+    import subprocess
+    import sys
+    work = subprocess.Popen([sys.executable, "-c", DRIVEN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    t = Tracer("-p", work.pid, "--format", "json", "--top", "1000", "--min-age", "500ms", "--demote-after", "3s",
+               "--no-scan", "--no-census").start()
+
+    def say(line):
+        work.stdin.write(line + "\n")
+        work.stdin.flush()
+        return int(work.stdout.readline().split()[1])
+    try:
+        before, opened = 0, 0  # files opened while the site was seen not promoted: under its first stack
+        end = time.monotonic() + 60
+        while not filp_site_promoted():
+            assert time.monotonic() < end, "filp's openat site was not promoted in 60 s"
+            before = opened
+            opened = say("open 20")
+            time.sleep(0.25)
+        assert before >= 100, before
+        opened = say("open 50")  # with their own stacks
+        end = time.monotonic() + 60
+        while filp_site_promoted():
+            assert time.monotonic() < end, "filp's openat site was not demoted in 60 s"
+            time.sleep(0.25)
+        say("close 100")
+        assert say("open 100") == opened
+        time.sleep(1.5)
+        assert t.stop(signal.SIGINT) == 0, t.stderr
+    finally:
+        work.stdin.close()
+        work.wait(10)
+    files = [g for g in stacks_of(t.reports()[-1], "filp") if via(g, "do_sys_openat2")]
+    assert sum(g["objects"] for g in files) == opened, files
+    shared = sum(g["site_stack_objects"] for g in files)
+    # promoted for good: the 100 opened again would have their own stacks, and the
+    # first stack only the files opened before it but the 100 closed (before - 100 or fewer)
+    assert shared >= before, (before, opened, files)
+    assert shared < opened, files  # the files opened while it was promoted have their own
