@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -343,12 +344,20 @@ def scrape_seconds(address: str) -> tuple[float, float]:
 def test_idle_connections_of_a_user_cannot_kill_serve():
     """An unprivileged user holds 1,000 idle connections to serve, which runs
     under systemd's default 1,024 open files: serve keeps reporting and
-    answers everyone else's /metrics within 100 ms (one that meets a
-    report's rendering within 500 ms). (Before: a thread and a descriptor
-    per connection, no timeout; the next report died with EMFILE and a
-    traceback.)"""
+    answers everyone else's /metrics as fast as before the hoard, none
+    past 500 ms. (Before: a thread and a descriptor per connection, no
+    timeout; the next report died with EMFILE and a traceback.)"""
     t, address = start_serve("--interval", "1s")
     subprocess.run(["prlimit", f"--pid={t.proc.pid}", "--nofile=1024:1024"], check=True)
+    # the same scrapes before the hoard: a scrape that meets a report being
+    # made waits for it (the interpreter's lock), 90-160 ms on a slower host
+    # of this kind, where a fixed "all but one within 100 ms" failed with no
+    # hoard at all
+    before = []
+    end = time.monotonic() + 8
+    while time.monotonic() < end:
+        before.append(scrape_seconds(address)[0])
+        time.sleep(0.5)
     host, port = address.rsplit(":", 1)
     hoarder = subprocess.Popen(["prlimit", "--nofile=4096:4096", "setpriv", "--reuid=65534", "--regid=65534",
                                 "--clear-groups", sys.executable, "-c", HOARD, host, port, "1000"],
@@ -363,10 +372,10 @@ def test_idle_connections_of_a_user_cannot_kill_serve():
             stamps.append(stamp)
             time.sleep(0.5)
         assert t.proc.poll() is None, t.err.lines
-        # all but one within 100 ms, none past 500: a scrape that meets the
-        # report being rendered may wait for it (a single scrape over 100 ms
-        # failed a loaded CI run); the hoard must delay none
-        assert sorted(took)[-2] < 0.1 and max(took) < 0.5, sorted(took)[-5:]
+        # the hoard must delay none: half the scrapes as fast as before it
+        # (or within 100 ms), none past 500 ms
+        assert statistics.median(took) <= max(0.1, 1.5 * statistics.median(before)), (sorted(before), sorted(took))
+        assert max(took) < 0.5, sorted(took)[-5:]
         assert len(set(stamps)) >= 10 and stamps == sorted(stamps), stamps  # a report a second goes on
     finally:
         hoarder.kill()
