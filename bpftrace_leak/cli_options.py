@@ -130,7 +130,7 @@ TRACER = [
     click.option("--demote-after", "demote_after_s", type=Duration("s"), default=default("demote_after_s"),
                  metavar="DURATION", show_default=True,
                  help="With --stacks sites: a promoted call site whose aged objects set no new high for this "
-                      "long goes back to its first stack (until they pass that high)."),
+                      "long goes back to its first stack (until they pass that high, or ten times as long)."),
     click.option("--stack-slots", type=click.IntRange(min=64), default=default("stack_slots"),
                  show_default=True, help="Capacity of the stack table."),
     click.option("--sample-bytes", type=click.IntRange(min=0, max=2**31), default=default("sample_bytes"),

@@ -44,8 +44,11 @@ class Promoter:
     demotion, an allocation 577 ns against 2,987). So a promoted site whose aged
     objects (all of them, own stacks or not) set no new high for
     ``demote_after_s`` (config.py) is demoted: its allocations share the
-    first stack again. Once demoted, it is promoted again only when its objects exceed
-    the high it had: a leak does, a cycle of the same work does not.
+    first stack again. For ten times that, it is promoted again only when
+    its objects pass the high it had: a leak does, a cycle of the same work
+    does not; then growth alone does again, so that a slow leak below an
+    old high, at a busy site reached from many paths, still gets its own
+    stacks within minutes.
     """
 
     def __init__(self, session, demote_after_s: float):
@@ -53,7 +56,7 @@ class Promoter:
         self.demote_after_s = demote_after_s
         self._aged: dict[tuple, int] = {}  # call site -> aged objects under its first stack, last look
         self._high: dict[tuple, tuple[int, float]] = {}  # promoted site -> (its most aged objects, when)
-        self._demoted: dict[tuple, int] = {}  # demoted site -> the most aged objects it had
+        self._demoted: dict[tuple, tuple[int, float]] = {}  # demoted site -> (its most aged objects, when)
 
     def decide(self, objects, now: float) -> tuple[list, list]:
         """(sites to promote, sites to demote) at time ``now`` (monotonic s),
@@ -66,8 +69,10 @@ class Promoter:
             total[key] = total.get(key, 0) + o.count
             if o.site_stack:
                 aged[key] = aged.get(key, 0) + o.count
+        barrier = 10 * self.demote_after_s
         grown = [k for k, n in aged.items() if k in self._aged and n > self._aged[k] and k not in self._high
-                 and total[k] > self._demoted.get(k, -1)]
+                 and (k not in self._demoted or total[k] > self._demoted[k][0]
+                      or now - self._demoted[k][1] >= barrier)]
         self._aged = aged
         demote = []
         for k, (high, since) in list(self._high.items()):
@@ -76,7 +81,7 @@ class Promoter:
                 self._high[k] = (n, now)
             elif now - since >= self.demote_after_s:
                 demote.append(k)
-                self._demoted[k] = high
+                self._demoted[k] = (high, now)
                 del self._high[k]
         for k in grown:
             self._high[k] = (total[k], now)

@@ -54,3 +54,14 @@ def test_a_promoted_site_whose_objects_are_all_freed_is_demoted():
     p.decide(look(20), 2)
     assert p.decide([], 20) == ([], [])
     assert p.decide([], 32) == ([], [SITE])
+
+
+def test_ten_demotion_windows_later_growth_alone_promotes_a_demoted_site_again():
+    p = Promoter(session=None, demote_after_s=60)
+    p.decide(look(10), 0)
+    p.decide(look(20), 2)
+    p.decide(look(20, own=80), 4)
+    assert p.decide(look(20, own=80), 64) == ([], [SITE])  # a high of 100
+    assert p.decide(look(30), 70) == ([], [])
+    assert p.decide(look(40), 663) == ([], [])  # growth below the high, 599 s after the demotion
+    assert p.decide(look(50), 664) == ([SITE], [])  # 600 s: growth is enough again
