@@ -27,9 +27,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak import layout  # noqa: E402
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
-from interleave import cpu_s, programs, stop  # noqa: E402
+from interleave import bpf_stats, cpu_s, programs, run_deltas, start_tracer, stop, tarball  # noqa: E402
 
-SOURCE = "/usr/lib/python3.11"
 LOOP = "while :; do rm -rf {work}/x; mkdir {work}/x && tar xf {tarball} -C {work}/x; done"
 PROGRAMS = ("alloc_kmem_cache", "alloc_kmalloc")
 INDEX = {name: idx for idx, name in layout.COUNTER_NAMES.items()}
@@ -46,34 +45,28 @@ def counters() -> dict:
     return {name: sums.get(idx, 0) for name, idx in INDEX.items()}
 
 
-def measure(demote_after: str, tarball: str, work: str, warmup: float, seconds: float) -> dict:
-    cmd = [sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--kinds", "allocs", "--no-scan",
-           "--no-census", "--demote-after", demote_after]
-    tracer = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in tracer.stdout:
-        if "Hit Ctrl-C" in line:
-            break
-    else:
-        raise SystemExit("kleaktrace did not start")
-    loop = subprocess.Popen(["taskset", "-c", "1", "sh", "-c", LOOP.format(work=work, tarball=tarball)],
+def measure(demote_after: str, tree: str, work: str, warmup: float, seconds: float) -> dict:
+    tracer = start_tracer([sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--kinds", "allocs",
+                           "--no-scan", "--no-census", "--demote-after", demote_after])
+    loop = subprocess.Popen(["taskset", "-c", "1", "sh", "-c", LOOP.format(work=work, tarball=tree)],
                             start_new_session=True)
     try:
         time.sleep(warmup)
-        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+        bpf_stats(True)
         start, count0, cpu0 = programs(), counters(), cpu_s(tracer.pid)
         time.sleep(seconds)
         end, count1, cpu1 = programs(), counters(), cpu_s(tracer.pid)
-        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"], check=True)
+        bpf_stats(False)
     finally:
         os.killpg(loop.pid, signal.SIGKILL)  # tar or rm with it
         loop.wait()
         subprocess.run(["rm", "-rf", os.path.join(work, "x")])
         stop(tracer)
     runs = {name: [0, 0] for name in PROGRAMS}
-    for pid, (name, n, ns) in end.items():
-        if name in runs and pid in start:
-            runs[name][0] += n - start[pid][1]
-            runs[name][1] += ns - start[pid][2]
+    for name, n, ns in run_deltas(start, end):
+        if name in runs:
+            runs[name][0] += n
+            runs[name][1] += ns
     allocs = count1["allocs"] - count0["allocs"]
     return {"runs": runs, "allocs": allocs, "own": count1["own_stacks"] - count0["own_stacks"],
             "tracer_s": cpu1 - cpu0}
@@ -84,15 +77,14 @@ def main():
     ap.add_argument("--warmup", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=60.0)
     args = ap.parse_args()
-    tree = find_headers(warn=lambda m: None)
-    if tree:
-        os.environ["BCC_KERNEL_SOURCE"] = tree
+    headers = find_headers(warn=lambda m: None)
+    if headers:
+        os.environ["BCC_KERNEL_SOURCE"] = headers
     with tempfile.TemporaryDirectory(dir="/tmp") as work:
-        tarball = os.path.join(work, "tree.tar")
-        subprocess.run(["tar", "cf", tarball, "-C", os.path.dirname(SOURCE), os.path.basename(SOURCE)], check=True)
+        tree = tarball(work)
         rows = {}
         for label, after in (("promoted for good (--demote-after 1h)", "1h"), ("demoted after 60 s (default)", "60s")):
-            rows[label] = measure(after, tarball, work, args.warmup, args.seconds)
+            rows[label] = measure(after, tree, work, args.warmup, args.seconds)
             print(f"{label}: done", file=sys.stderr, flush=True)
     print(f"kleaktrace system-wide over a loop of untars, {args.seconds:.0f} s measured after {args.warmup:.0f} s")
     for label, r in rows.items():

@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
-from interleave import interleaved  # noqa: E402
+from interleave import interleaved, start_tracer  # noqa: E402
 
 
 def workload(sockets, churn):
@@ -66,11 +66,8 @@ def pump(proc, lines, marker=None, seen=None):
 
 def kleaktrace_round(sockets, churn, extra=()):
     w = workload(sockets, churn)
-    t = subprocess.Popen([sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--top", "100000",
-                          *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in t.stderr:
-        if "Hit Ctrl-C" in line:
-            break
+    t = start_tracer([sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--top", "100000", *extra],
+                     merged=False)
     run_leak(w)
     time.sleep(2.0)
     t.send_signal(signal.SIGINT)
@@ -124,11 +121,8 @@ def maple_active() -> int:
 
 
 def kleaktrace_churn():
-    t = subprocess.Popen([sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--top", "100000"],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in t.stderr:
-        if "Hit Ctrl-C" in line:
-            break
+    t = start_tracer([sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--top", "100000"],
+                     merged=False)
     subprocess.run(["sh", "-c", CHURN], check=True)
     time.sleep(3.0)
     active = maple_active()

@@ -1,5 +1,6 @@
-"""Interleaved benchmark rounds, and what the overhead benchmarks read of a
-tracer: its CPU, its BPF programs' run times."""
+"""Interleaved benchmark rounds, and what the overhead benchmarks share: a
+tracer started and stopped, its CPU, its BPF programs' run times with
+kernel.bpf_stats_enabled, the untar workload's tarball."""
 
 import json
 import os
@@ -8,6 +9,8 @@ import subprocess
 import sys
 
 TICK = os.sysconf("SC_CLK_TCK")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = "/usr/lib/python3.11"  # the untar workloads' tree: Debian's Python standard library
 
 
 def interleaved(runs: dict, rounds: int, show) -> dict:
@@ -30,6 +33,40 @@ def cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / TICK
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def start_tracer(cmd, ready: str = "Hit Ctrl-C", cwd: str = ROOT, merged: bool = True) -> subprocess.Popen:
+    """Start a tracer and wait until it prints ``ready``. ``merged``: read
+    its stdout and stderr as one (kleaktrace says it is ready on stderr,
+    memleak and bench/floor.py on stdout); otherwise its stderr only (its
+    stdout, a JSON report, is left to read at its end)."""
+    tracer = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, text=True,
+                              stderr=subprocess.STDOUT if merged else subprocess.PIPE)
+    for line in tracer.stdout if merged else tracer.stderr:
+        if ready in line:
+            return tracer
+    tracer.wait()
+    raise SystemExit(f"{' '.join(cmd[:3])} did not start")
+
+
+def bpf_stats(on: bool) -> None:
+    """kernel.bpf_stats_enabled: two clock reads per program run while on."""
+    subprocess.run(["sysctl", "-q", f"kernel.bpf_stats_enabled={int(on)}"], check=on)
+
+
+def run_deltas(start: dict, end: dict, before=()) -> list:
+    """[(name, runs, ns)] of each program in ``start`` and ``end``
+    (programs() before and after a measurement) that ran between them and
+    was not in ``before`` (programs loaded before the tracer)."""
+    return [(name, runs - start[p][1], ns - start[p][2]) for p, (name, runs, ns) in end.items()
+            if p not in before and p in start and runs > start[p][1]]
+
+
+def tarball(work: str) -> str:
+    """SOURCE tarred once into ``work``: the untar workloads' input."""
+    path = os.path.join(work, "tree.tar")
+    subprocess.run(["tar", "cf", path, "-C", os.path.dirname(SOURCE), os.path.basename(SOURCE)], check=True)
+    return path
 
 
 def programs() -> dict:

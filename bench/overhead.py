@@ -36,7 +36,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
-from interleave import cpu_s, interleaved, programs, stop  # noqa: E402
+from interleave import bpf_stats, cpu_s, interleaved, programs, run_deltas, start_tracer, stop  # noqa: E402
 
 
 def build_storm(dest: str) -> str:
@@ -67,15 +67,9 @@ def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, sta
                                       stdout=subprocess.PIPE, text=True)
         time.sleep(0.1)
         cmd = cmd + ["-p", str(storm_proc.pid)]
-    # memleak says it is ready on stdout, kleaktrace on stderr: read both
-    tracer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
-    for line in tracer.stdout:
-        if ready in line:
-            break
-    else:
-        raise SystemExit(f"{cmd[0]} did not start")
+    tracer = start_tracer(cmd, ready, cwd)
     if stats is not None:
-        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+        bpf_stats(True)
         start = programs()
     cpu0 = cpu_s(tracer.pid)
     if target_pid:
@@ -86,10 +80,9 @@ def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, sta
     cpu = cpu_s(tracer.pid) - cpu0
     if stats is not None:
         end = programs()
-        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"], check=True)
-        for pid, (name, runs, ns) in end.items():
-            if pid not in before and pid in start and runs > start[pid][1]:
-                stats[name] = (runs - start[pid][1], ns - start[pid][2])
+        bpf_stats(False)
+        for name, runs, ns in run_deltas(start, end, before):
+            stats[name] = (runs, ns)
     stop(tracer)
     return result, cpu
 

@@ -40,9 +40,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from bpftrace_leak.kernel.headers import find_headers  # noqa: E402
-from interleave import cpu_s, interleaved, programs, stop  # noqa: E402
-
-SOURCE = "/usr/lib/python3.11"
+from interleave import SOURCE, bpf_stats, cpu_s, interleaved, programs, run_deltas, start_tracer, stop, tarball  # noqa: E402,E501
 
 WORKLOAD = r"""
 sync
@@ -53,8 +51,8 @@ done
 """
 
 
-def workload(tarball: str, work: str, repeat: int):
-    script = WORKLOAD.format(tarball=tarball, work=work, repeat=repeat)
+def workload(tree: str, work: str, repeat: int):
+    script = WORKLOAD.format(tarball=tree, work=work, repeat=repeat)
     return subprocess.Popen(["taskset", "-c", "1", "sh", "-c", script], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
 
@@ -68,32 +66,24 @@ def finish(proc) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def traced(cmd, tarball, work, repeat, target=False, cost=None, ready="Hit Ctrl-C") -> float:
+def traced(cmd, tree, work, repeat, target=False, cost=None, ready="Hit Ctrl-C") -> float:
     """The workload's CPU seconds under the tracer ``cmd``, once it printed
     ``ready``; with ``cost`` (a dict), bpf_stats on: cost gets runs and bpf_s
     (its programs' runs and run time during the run) and tracer_s (the tracer
     process's CPU during it)."""
     before = set(programs()) if cost is not None else set()
-    proc = workload(tarball, work, repeat)
+    proc = workload(tree, work, repeat)
     if target:
         cmd = cmd + ["-p", str(proc.pid), "--children"]
-    # kleaktrace says it is ready on stderr, bench/floor.py on stdout: read both
-    # (kleaktrace's JSON report goes to stdout only at its end)
-    tracer = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in tracer.stdout:
-        if ready in line:
-            break
-    else:
-        raise SystemExit(f"{' '.join(cmd[:3])} did not start")
+    tracer = start_tracer(cmd, ready)
     if cost is not None:
-        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
+        bpf_stats(True)
         start, cpu0 = programs(), cpu_s(tracer.pid)
     took = finish(proc)
     if cost is not None:
         end, cost["tracer_s"] = programs(), cpu_s(tracer.pid) - cpu0
-        subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=0"], check=True)
-        ours = [(name, runs - start[p][1], ns - start[p][2]) for p, (name, runs, ns) in end.items()
-                if p not in before and p in start]
+        bpf_stats(False)
+        ours = run_deltas(start, end, before)
         cost["runs"], cost["bpf_s"] = sum(r for _, r, _ in ours), sum(ns for _, _, ns in ours) / 1e9
         cost["top"] = sorted(ours, key=lambda o: -o[2])[:3]
     stop(tracer)
@@ -106,34 +96,33 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="extract+delete cycles per run")
     ap.add_argument("--dir", default="/tmp", help="where to extract")
     args = ap.parse_args()
-    tree = find_headers(warn=lambda m: None)
-    if tree:
-        os.environ["BCC_KERNEL_SOURCE"] = tree
+    headers = find_headers(warn=lambda m: None)
+    if headers:
+        os.environ["BCC_KERNEL_SOURCE"] = headers
     kleak = [sys.executable, "-m", "bpftrace_leak.cli", "--format", "json", "--kinds", "allocs"]
     serve = [sys.executable, "-m", "bpftrace_leak.cli", "serve", "--listen", "127.0.0.1:0", "--kinds", "allocs"]
     fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "--target", args.dir],
                             capture_output=True, text=True).stdout.strip()
     with tempfile.TemporaryDirectory(dir=args.dir) as work:
-        tarball = os.path.join(work, "tree.tar")
-        subprocess.run(["tar", "cf", tarball, "-C", os.path.dirname(SOURCE), os.path.basename(SOURCE)], check=True)
+        tree = tarball(work)
         files = sum(len(f) + len(d) for _, d, f in os.walk(SOURCE))
         runs = {
-            "untraced": lambda: finish(workload(tarball, work, args.repeat)),
-            "kleaktrace (system-wide)": lambda: traced(kleak, tarball, work, args.repeat),
-            "kleaktrace -p --children": lambda: traced(kleak, tarball, work, args.repeat, target=True),
-            "kleaktrace serve": lambda: traced(serve, tarball, work, args.repeat),
+            "untraced": lambda: finish(workload(tree, work, args.repeat)),
+            "kleaktrace (system-wide)": lambda: traced(kleak, tree, work, args.repeat),
+            "kleaktrace -p --children": lambda: traced(kleak, tree, work, args.repeat, target=True),
+            "kleaktrace serve": lambda: traced(serve, tree, work, args.repeat),
         }
         times = interleaved(runs, args.rounds, lambda v: f"{v:.2f} s")
         costs = {}
         for name, target, cmd in (("kleaktrace (system-wide)", False, kleak),
                                   ("kleaktrace -p --children", True, kleak), ("kleaktrace serve", False, serve)):
             cost: dict = {}
-            costs[name] = (traced(cmd, tarball, work, args.repeat, target=target, cost=cost), cost)
+            costs[name] = (traced(cmd, tree, work, args.repeat, target=target, cost=cost), cost)
         # the floor's empty programs on the slab tracepoints, with the stats, in
         # one more run: their ns per run is the stats' own clock reads, none
         # of it a program's work
         floor: dict = {}
-        traced([sys.executable, os.path.join(ROOT, "bench", "floor.py"), "empty"], tarball, work,
+        traced([sys.executable, os.path.join(ROOT, "bench", "floor.py"), "empty"], tree, work,
                args.repeat, cost=floor, ready="ready")
         floor_ns = floor["bpf_s"] * 1e9 / max(1, floor["runs"])
     base = statistics.median(times["untraced"])

@@ -57,6 +57,18 @@ enum counter {
 	NR_COUNTERS = 13,
 };
 
+/*
+ * Kernel functions the programs call (kfuncs, BTF-typed, 6.2+). BCC compiles
+ * no __ksym externs, so a program calls one as a helper of this number (no
+ * helper has one so high), and tracer/bcc.py rewrites each such call into a
+ * kfunc call (src_reg BPF_PSEUDO_KFUNC_CALL, imm the function's BTF id)
+ * before the program loads. A call left as it was fails to load ("invalid
+ * func unknown#30001").
+ */
+enum kfunc_call {
+	KFUNC_RDONLY_CAST = 30001,	/* bpf_rdonly_cast(obj, btf_id) */
+};
+
 /* Raw-tracepoint slab free events, each attached as up to FREE_COPIES copies. */
 enum free_event {
 	FREE_EV_KFREE = 0,

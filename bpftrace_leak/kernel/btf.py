@@ -48,7 +48,7 @@ class Btf:
         self._members: dict[int, list[tuple[str, int, int]]] = {}  # id -> [(name, type, bit offset)]
         self._by_name: dict[str, int] = {}
         self._params: dict[int, list[str]] = {}  # FUNC_PROTO id -> parameter names
-        self._funcs: dict[str, int] = {}  # FUNC name -> its FUNC_PROTO id
+        self._funcs: dict[str, int] = {}  # FUNC name -> its id (its FUNC_PROTO: _kinds[id][1])
         self._percpu: dict[str, int] = {}  # per-CPU variable -> its offset in the per-CPU area
         names: dict[int, str] = {}  # VAR id -> name
         # (VAR id, offset) of .data..percpu: named after the pass, as 7.x's
@@ -77,7 +77,7 @@ class Btf:
                 self._params[tid] = [self._str(struct.unpack_from("<I", types, pos + 8 * i)[0])
                                      for i in range(vlen)]
             elif kind == _FUNC:
-                self._funcs.setdefault(self._str(name_off), size_or_type)
+                self._funcs.setdefault(self._str(name_off), tid)
             elif kind == _VAR:
                 names[tid] = self._str(name_off)
             elif kind == _ENUM:
@@ -127,10 +127,23 @@ class Btf:
 
     def params(self, func: str) -> list[str]:
         """Parameter names of function ``func``, in order."""
-        proto = self._funcs.get(func)
+        fid = self._funcs.get(func)
+        proto = self._kinds[fid][1] if fid is not None else None
         if proto is None or proto not in self._params:
             raise BtfError(f"function {func} not in BTF")
         return self._params[proto]
+
+    def func_id(self, func: str) -> int:
+        """The type id of function ``func`` (what a call to it as a kfunc names)."""
+        if func not in self._funcs:
+            raise BtfError(f"function {func} not in BTF")
+        return self._funcs[func]
+
+    def struct_id(self, struct_name: str) -> int:
+        """The type id of ``struct struct_name``."""
+        if struct_name not in self._by_name:
+            raise BtfError(f"struct {struct_name} not in BTF")
+        return self._by_name[struct_name]
 
     def enumerator(self, name: str) -> int:
         """The value of enum member ``name`` (e.g. memory_cgrp_id)."""

@@ -35,6 +35,8 @@ class KernelFacts:
     ``cpus``: possible CPUs; ``nodes``: possible NUMA nodes.
     ``enums``: {enum member: value} from BTF; ``controllers``: /proc/cgroups,
     {controller: its hierarchy id (0: the unified v2 hierarchy)}.
+    ``kfuncs``: {kernel function callable from BPF: its BTF id}, of those
+    asked about that BTF has; ``types``: {struct: (its BTF id, its size)}.
     """
 
     release: str = "?"
@@ -57,6 +59,8 @@ class KernelFacts:
     nodes: int = 1
     enums: dict = field(default_factory=dict)
     controllers: dict = field(default_factory=dict)
+    kfuncs: dict = field(default_factory=dict)
+    types: dict = field(default_factory=dict)
 
     def has(self, event: str) -> bool:
         return self.events.get(event) is not None
@@ -99,10 +103,10 @@ def _controllers(path: str = "/proc/cgroups") -> dict[str, int]:
     return out
 
 
-def read_facts(events: dict, functions, structs, percpu=(), enums=()) -> KernelFacts:
+def read_facts(events: dict, functions, structs, percpu=(), enums=(), kfuncs=(), types=()) -> KernelFacts:
     """The facts for ``events`` ({``system/event``: BTF functions that may
     carry its arguments}), kernel ``functions`` and ``structs``
-    ("struct.member.path" offsets)."""
+    ("struct.member.path" offsets), ``kfuncs`` and struct ``types`` (BTF ids)."""
     try:
         btf, btf_error = Btf.load(), None
     except BtfError as e:
@@ -125,13 +129,16 @@ def read_facts(events: dict, functions, structs, percpu=(), enums=()) -> KernelF
         page_struct = 0
     values = _found(enums, btf.enumerator) if btf else {}
     pcpu = _found(percpu, btf.percpu) if btf else {}
+    kfunc_ids = _found(kfuncs, btf.func_id) if btf else {}
+    type_ids = _found(types, lambda name: (btf.struct_id(name), btf.size(name))) if btf else {}
     return KernelFacts(
         release=kernel_release(), events=found, offsets=offsets, btf_error=btf_error, pid_max=pid_max(),
         page_size=page_size(), user_page_gfp=gfp_bit("__GFP_HARDWALL"), kprobes=kprobes_available(),
         traceable=frozenset(traceable_functions(functions)), btf=os.path.exists(BTF_VMLINUX),
         ranges=function_ranges((TRAMPOLINE_SYMBOL, *functions)), params=params, page_struct=page_struct,
         mem_pages=_mem_pages(), max_pfn=_max_pfn(), percpu=pcpu, cpus=_count_of("/sys/devices/system/cpu/possible"),
-        nodes=_count_of("/sys/devices/system/node/possible"), enums=values, controllers=_controllers())
+        nodes=_count_of("/sys/devices/system/node/possible"), enums=values, controllers=_controllers(),
+        kfuncs=kfunc_ids, types=type_ids)
 
 
 def _found(names, lookup) -> dict:

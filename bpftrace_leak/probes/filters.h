@@ -25,18 +25,51 @@ static __always_inline u32 task_tgid(struct task_struct *t)
 
 /*
  * The task's system call number (pt_regs->orig_ax; in interrupt context the
- * interrupted task's): a helper call (bpf_task_pt_regs: the registers' BTF
- * type comes only from it) and a load from that BTF-typed pointer, where a
- * bpf_probe_read_kernel cost 39 ns more (bench/micro.py's syscall_* rows).
- * The most costly part of an allocation after its slot: 15 to 20 ns, the
- * helper nearly all of it (pt_regs_noload 83, pt_regs_only 80, task_btf 62
- * ns/run, 2026-12-06); bench/ablation.py's "no syscall number" row, -16 to
- * -21 ns. A call site's paths from different system calls get their own
- * first stack by it (docs/stacks.md).
+ * interrupted task's). A call site's paths from different system calls get
+ * their own first stack by it (docs/stacks.md). Where the kernel has
+ * bpf_rdonly_cast (6.2+): two loads, task->stack and the registers at
+ * its top, and no call: bench/ablation.py --base affc7d9 (2026-12-07),
+ * alloc_kmem_cache 218 -> 185 ns/run, and "no syscall number" 189, i.e.
+ * the number now costs nothing measurable. Before (and on 6.1, the lab's
+ * bookworm): the helper bpf_task_pt_regs, the registers' BTF type coming
+ * only from it, 15 to 27 ns of an allocation (pt_regs_only 80 against
+ * task_btf 62 ns/run in bench/micro.py, 2026-12-06), nearly all the call
+ * (this host's AMD EPYC returns through SRSO's safe RET); a
+ * bpf_probe_read_kernel cost 39 ns more.
  */
+#ifdef PT_REGS_AT
+/*
+ * bpf_rdonly_cast(obj, btf_id): ``obj`` typed as BTF type ``btf_id``, for
+ * reading only. The verifier turns the call into a move and the loads
+ * through its result into fault-safe loads (BPF_PROBE_MEM): no call is
+ * left. Called as a helper of number KFUNC_RDONLY_CAST (layout.h says why).
+ */
+static void *(*rdonly_cast)(void *obj, u32 btf_id) = (void *)KFUNC_RDONLY_CAST;
+
+/*
+ * Where the kernel's task_pt_regs() puts the current task's registers,
+ * as an offset from its stack: tracer/session.py runs this once at load
+ * and compiles again if PT_REGS_AT, a guess from BTF (x86-64: four pages
+ * of stack, struct pt_regs at its top), is not it (KASAN doubles the
+ * stack, FRED keeps 16 bytes above the registers).
+ */
+int regs_at(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	u64 stack = *(volatile u64 *)((char *)t + TASK_STACK_OFF);
+	return (u64)bpf_task_pt_regs(t) - stack;
+}
+#endif
+
 static __always_inline u32 task_syscall(struct task_struct *t)
 {
-#ifdef PT_REGS_ORIG_AX_OFF
+#ifdef PT_REGS_AT
+	/* the registers at task->stack + PT_REGS_AT, typed by bpf_rdonly_cast:
+	 * two loads and no call, where bpf_task_pt_regs was a helper call */
+	u64 stack = *(volatile u64 *)((char *)t + TASK_STACK_OFF);
+	char *regs = rdonly_cast((void *)(stack + PT_REGS_AT), PT_REGS_BTF_ID);
+	return *(volatile u64 *)(regs + PT_REGS_ORIG_AX_OFF);
+#elif defined(PT_REGS_ORIG_AX_OFF)
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
 	return *(volatile u64 *)((char *)regs + PT_REGS_ORIG_AX_OFF);
 #else

@@ -12,13 +12,15 @@ import contextlib
 import ctypes
 import os
 import re
+import struct
 import sys
 import tempfile
 
 from ..errors import KleakError
 
 __all__ = ["load_bcc", "compile_module", "captured_output", "failure_line", "attach_raw", "attach_kprobe",
-           "attach_fentry", "detach_kprobe", "detach_fentry", "program_fd", "release_compiler_memory", "test_run", "iterate"]
+           "attach_fentry", "detach_kprobe", "detach_fentry", "program_fd", "release_compiler_memory", "test_run", "iterate",
+           "rewrite_kfunc_calls"]
 
 
 def load_bcc():
@@ -89,9 +91,10 @@ def source(src_file: str) -> str:
     return _PART.sub(part, text)
 
 
-def compile_module(src_file: str, cflags: list[str], headers: str | None):
+def compile_module(src_file: str, cflags: list[str], headers: str | None, kfunc_calls: dict | None = None):
     """Compile ``src_file`` with ``cflags`` against header tree ``headers``
-    (None: BCC's default); loads nothing into the kernel yet."""
+    (None: BCC's default); loads nothing into the kernel yet. ``kfunc_calls``:
+    {placeholder helper number: kfunc BTF id}, rewritten at load (program_fd)."""
     BPF, _lib = load_bcc()
 
     class _Module(BPF):
@@ -106,7 +109,25 @@ def compile_module(src_file: str, cflags: list[str], headers: str | None):
     except Exception as e:  # BCC raises bare Exception for compile errors
         raise KleakError(f"cannot load the BPF programs: {failure_line(e, ''.join(log))}") from None
     release_compiler_memory()
+    module.kfunc_calls = dict(kfunc_calls or {})
     return module
+
+
+_BPF_CALL, _BPF_PSEUDO_KFUNC_CALL = 0x85, 2
+
+
+def rewrite_kfunc_calls(insns, calls: dict) -> int:
+    """Rewrite, in the program ``insns`` (a writable buffer of 8-byte BPF
+    instructions), each call to helper number P of ``calls`` ({P: BTF id})
+    into a call to that kernel function: src_reg BPF_PSEUDO_KFUNC_CALL, imm
+    its BTF id, off 0 (vmlinux's BTF). Returns how many were rewritten."""
+    done = 0
+    for i in range(0, len(insns) - 7, 8):
+        code, regs, _off, imm = struct.unpack_from("<BBhi", insns, i)
+        if code == _BPF_CALL and (regs >> 4) == 0 and imm in calls:
+            struct.pack_into("<BBhi", insns, i, code, (regs & 0x0F) | _BPF_PSEUDO_KFUNC_CALL << 4, 0, calls[imm])
+            done += 1
+    return done
 
 
 def release_compiler_memory() -> None:
@@ -123,6 +144,13 @@ def program_fd(module, program: str, kind: str) -> int:
     BPF, _lib = load_bcc()
     # iter: BCC finds the iterator's target from the program's bpf_iter__ name
     prog_type = {"raw": BPF.RAW_TRACEPOINT, "kprobe": BPF.KPROBE, "fentry": BPF.TRACING, "iter": BPF.TRACING}[kind]
+    calls = getattr(module, "kfunc_calls", None)
+    if calls and program.encode() not in module.funcs:
+        # the instructions BCC compiled, in its module's memory, which it loads from
+        start = _lib.bpf_function_start(module.module, program.encode())
+        if start:
+            size = _lib.bpf_function_size(module.module, program.encode())
+            rewrite_kfunc_calls((ctypes.c_uint8 * size).from_address(start), calls)
     try:
         with captured_output() as log:
             return module.load_func(program.encode(), prog_type).fd

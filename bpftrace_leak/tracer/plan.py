@@ -12,12 +12,14 @@ trying: session.py falls back to the next way).
 import secrets
 from dataclasses import dataclass, field
 
+from .. import layout
 from ..errors import KleakError
 from ..kernel.functions import kprobe_why
 from . import catalog, cgroups_plan, census_plan, pins_plan, refs_plan, scan_plan
 from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 
-__all__ = ["Plan", "plan", "STRUCTS", "FUNCTIONS", "PERCPU", "PERCPU_OPTIONAL", "ENUMS", "slot_bits"]
+__all__ = ["Plan", "plan", "STRUCTS", "FUNCTIONS", "PERCPU", "PERCPU_OPTIONAL", "ENUMS", "KFUNCS", "TYPES",
+           "slot_bits"]
 
 PERCPU, PERCPU_OPTIONAL = census_plan.PERCPU, census_plan.PERCPU_OPTIONAL
 
@@ -30,7 +32,12 @@ _OFFSETS = {
     "TASK_SIGNAL_OFF": "task_struct.signal",
     "SIGNAL_LIVE_OFF": "signal_struct.live",
     "PT_REGS_ORIG_AX_OFF": "pt_regs.orig_ax",
+    "TASK_STACK_OFF": "task_struct.stack",
 }
+#: kernel functions the programs call where BTF has them (layout.h: enum kfunc_call)
+KFUNCS = {"bpf_rdonly_cast": "KFUNC_RDONLY_CAST"}
+#: structs whose BTF id and size the programs need
+TYPES = ("pt_regs",)
 ENUMS = cgroups_plan.ENUMS
 STRUCTS = tuple(_OFFSETS.values()) + refs_plan.STRUCTS + cgroups_plan.STRUCTS \
     + census_plan.STRUCTS + pins_plan.STRUCTS + scan_plan.STRUCTS
@@ -57,6 +64,7 @@ class Plan:
     cgroups: dict = field(default_factory=dict)  # {"hierarchy": id, "version": 1 or 2} when tracked
     scan: dict = field(default_factory=dict)  # what tracer/scan.py needs: offsets (scan_plan.py)
     addr_key: int = 0  # probes.c MANGLE: addresses in maps not mmap()ed are XORed with it
+    kfunc_calls: dict = field(default_factory=dict)  # {placeholder helper number: kfunc BTF id} (tracer/bcc.py)
 
     def refs_off(self, why: str, allocs: bool) -> None:
         """Reference tracking is not possible: say so once, and why."""
@@ -165,6 +173,7 @@ def _base_flags(p: Plan, config, facts, targets: bool) -> list[str]:
     for name, path in _OFFSETS.items():
         if path in facts.offsets:
             flags.append(f"-D{name}={facts.offsets[path]}")
+    flags += _regs_flags(p, config, facts)
     if (config.children or not targets) and "task_struct.tgid" not in facts.offsets:
         raise KleakError("following forks needs task_struct's pid and tgid offsets from kernel BTF")
     # struct vmap_area is bookkeeping whether or not the vmalloc events exist:
@@ -174,6 +183,21 @@ def _base_flags(p: Plan, config, facts, targets: bool) -> list[str]:
         for i, (start, end) in enumerate(r for fn in _VMAP_ALLOC for r in facts.ranges.get(fn, [])[:2]):
             flags += [f"-DVMAP_ALLOC_START_{i}={start:#x}ULL", f"-DVMAP_ALLOC_END_{i}={end:#x}ULL"]
     return flags
+
+
+def _regs_flags(p: Plan, config, facts) -> list[str]:
+    """An allocation's system call number read with no helper call
+    (probes/filters.h: task_syscall) where the kernel has bpf_rdonly_cast
+    (6.2+) and BTF the offsets: PT_REGS_AT guesses where the registers are
+    (x86-64: at the top of a four-page stack); session.py checks it."""
+    regs = facts.types.get("pt_regs")
+    if not (config.allocs and regs and "bpf_rdonly_cast" in facts.kfuncs and "task_struct.stack" in facts.offsets
+            and "pt_regs.orig_ax" in facts.offsets):
+        return []
+    for name, placeholder in KFUNCS.items():
+        if name in facts.kfuncs:
+            p.kfunc_calls[layout.ENUMS["kfunc_call"][placeholder]] = facts.kfuncs[name]
+    return [f"-DPT_REGS_BTF_ID={regs[0]}", f"-DPT_REGS_AT={4 * facts.page_size - regs[1]}"]
 
 
 def _events(p: Plan, config, facts, targets: bool, flags: list[str], retire: bool) -> list[str]:

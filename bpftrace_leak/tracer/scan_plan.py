@@ -55,7 +55,8 @@ def flags(p, config, facts) -> list[str]:
         p.scan["sheaf"] = {k: found[v] for k, v in _SHEAF.items()}
     p.scan["via"] = config.scan_via
     live = [f"-D{k}={found[v]}" for k, v in _LIVE_STACK.items() if v in found]
-    return ["-DHOLDER_SCAN", f"-DTASK_STACK_OFF={found[_STACK]}"] + (live if len(live) == len(_LIVE_STACK) else [])
+    # TASK_STACK_OFF is a base flag (plan.py: _OFFSETS), found here
+    return ["-DHOLDER_SCAN"] + (live if len(live) == len(_LIVE_STACK) else [])
 
 
 def fpu_regs_offset(btf) -> int | None:

@@ -21,7 +21,7 @@ from . import bcc, catalog
 from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 from ..layout import PACKAGE, PROBES_C
 from .clock import KernelClock
-from .plan import ENUMS, FUNCTIONS, PERCPU, PERCPU_OPTIONAL, STRUCTS, plan
+from .plan import ENUMS, FUNCTIONS, KFUNCS, PERCPU, PERCPU_OPTIONAL, STRUCTS, TYPES, plan
 from .refs_plan import ref_probes, refs_why
 
 __all__ = ["Session"]
@@ -86,11 +86,13 @@ class Session:
         check_privileges()
         bcc.load_bcc()
         ensure_tracefs()
-        facts = read_facts(catalog.events(), FUNCTIONS, STRUCTS, (*PERCPU.values(), *PERCPU_OPTIONAL), ENUMS)
+        facts = read_facts(catalog.events(), FUNCTIONS, STRUCTS, (*PERCPU.values(), *PERCPU_OPTIONAL), ENUMS,
+                           tuple(KFUNCS), TYPES)
         self.plan = plan(self.config, facts, bool(self.targets))
         headers = find_headers(self.config.kernel_headers, warn=self.warn)
-        self.module = bcc.compile_module(PROBES_C, [f"-I{PACKAGE}"] + self.plan.cflags, headers)
+        self.module = self._compile(headers)
         try:
+            self._check_regs(headers)
             # the set first: the probes filter from their first event
             if self.targets:
                 self._set_targets(self.targets)
@@ -112,6 +114,30 @@ class Session:
         except BaseException:
             self.close()
             raise
+
+    def _compile(self, headers):
+        return bcc.compile_module(PROBES_C, [f"-I{PACKAGE}"] + self.plan.cflags, headers, self.plan.kfunc_calls)
+
+    def _check_regs(self, headers) -> None:
+        """Before anything is attached: PT_REGS_AT (plan.py: _regs_flags, a guess)
+        is where regs_at finds this task's registers, or the programs are
+        compiled again with what it found (nothing sane: with the helper)."""
+        flag = next((f for f in self.plan.cflags if f.startswith("-DPT_REGS_AT=")), None)
+        if flag is None:
+            return
+        try:
+            at = bcc.test_run(bcc.program_fd(self.module, "regs_at", RAW), [0])
+        except (OSError, KleakError):
+            at = -1
+        if f"-DPT_REGS_AT={at}" == flag:
+            return
+        self.plan.cflags.remove(flag)
+        if 0 < at < 1 << 20:
+            self.plan.cflags.append(f"-DPT_REGS_AT={at}")
+        else:
+            self.plan.probes = [(probe, n) for probe, n in self.plan.probes if "PT_REGS_AT" not in probe.needs]
+        self.module.cleanup()
+        self.module = self._compile(headers)
 
     def _attach(self, probe, copies: int) -> None:
         if probe.attach == RAW:
