@@ -37,7 +37,7 @@ static __always_inline u32 task_tgid(struct task_struct *t)
  * (this host's AMD EPYC returns through SRSO's safe RET); a
  * bpf_probe_read_kernel cost 39 ns more.
  */
-#ifdef PT_REGS_AT
+#ifdef PT_REGS_BTF_ID
 /*
  * bpf_rdonly_cast(obj, btf_id): ``obj`` typed as BTF type ``btf_id``, for
  * reading only. The verifier turns the call into a move and the loads
@@ -46,30 +46,56 @@ static __always_inline u32 task_tgid(struct task_struct *t)
  */
 static void *(*rdonly_cast)(void *obj, u32 btf_id) = (void *)KFUNC_RDONLY_CAST;
 
+/* where a task's registers are, from its stack: regs_at's finding, 0 until it found it */
+BPF_ARRAY(regs_offset, u64, 1);
+
 /*
- * Where the kernel's task_pt_regs() puts the current task's registers,
- * as an offset from its stack: tracer/session.py runs this once at load
- * and compiles again if PT_REGS_AT, a guess from BTF (x86-64: four pages
- * of stack, struct pt_regs at its top), is not it (KASAN doubles the
- * stack, FRED keeps 16 bytes above the registers).
+ * Where the kernel's task_pt_regs() puts the current task's registers, as
+ * an offset from its stack, among the layouts x86-64 has: four or eight
+ * pages of stack (KASAN doubles it), 0 or 16 bytes above the registers
+ * (the lab, 2026-12-07: 6.1 to this host's 6.18 keep none, Debian's 7.2
+ * keeps 16). Left in regs_offset; tracer/session.py runs it once, before
+ * anything is attached; none found: the allocations use the helper.
+ * Compared, not subtracted: 6.12's verifier refuses arithmetic on the
+ * registers' pointer (7.2's allows it).
  */
+#define REGS_AT(pages, pad) ((pages) * PAGE_BYTES - (pad) - PT_REGS_SIZE)
+
 int regs_at(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	u64 stack = *(volatile u64 *)((char *)t + TASK_STACK_OFF);
-	return (u64)bpf_task_pt_regs(t) - stack;
+	u64 regs = (u64)bpf_task_pt_regs(t), found = 0;
+	if (regs == stack + REGS_AT(4, 0))
+		found = REGS_AT(4, 0);
+	else if (regs == stack + REGS_AT(4, 16))
+		found = REGS_AT(4, 16);
+	else if (regs == stack + REGS_AT(8, 0))
+		found = REGS_AT(8, 0);
+	else if (regs == stack + REGS_AT(8, 16))
+		found = REGS_AT(8, 16);
+	int zero = 0;
+	u64 *at = regs_offset.lookup(&zero);
+	if (at)
+		*at = found;
+	return found;
 }
 #endif
 
 static __always_inline u32 task_syscall(struct task_struct *t)
 {
-#ifdef PT_REGS_AT
-	/* the registers at task->stack + PT_REGS_AT, typed by bpf_rdonly_cast:
-	 * two loads and no call, where bpf_task_pt_regs was a helper call */
-	u64 stack = *(volatile u64 *)((char *)t + TASK_STACK_OFF);
-	char *regs = rdonly_cast((void *)(stack + PT_REGS_AT), PT_REGS_BTF_ID);
-	return *(volatile u64 *)(regs + PT_REGS_ORIG_AX_OFF);
-#elif defined(PT_REGS_ORIG_AX_OFF)
+#ifdef PT_REGS_BTF_ID
+	/* the registers at task->stack + regs_offset, typed by bpf_rdonly_cast:
+	 * an array load and two loads, no call */
+	int zero = 0;
+	u64 *at = regs_offset.lookup(&zero);
+	if (at && *at) {
+		u64 stack = *(volatile u64 *)((char *)t + TASK_STACK_OFF);
+		char *regs = rdonly_cast((void *)(stack + *at), PT_REGS_BTF_ID);
+		return *(volatile u64 *)(regs + PT_REGS_ORIG_AX_OFF);
+	}
+#endif
+#ifdef PT_REGS_ORIG_AX_OFF
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
 	return *(volatile u64 *)((char *)regs + PT_REGS_ORIG_AX_OFF);
 #else

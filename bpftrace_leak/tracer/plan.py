@@ -188,8 +188,8 @@ def _base_flags(p: Plan, config, facts, targets: bool) -> list[str]:
 def _regs_flags(p: Plan, config, facts) -> list[str]:
     """An allocation's system call number read with no helper call
     (probes/filters.h: task_syscall) where the kernel has bpf_rdonly_cast
-    (6.2+) and BTF the offsets: PT_REGS_AT guesses where the registers are
-    (x86-64: at the top of a four-page stack); session.py checks it."""
+    (6.2+) and BTF the offsets; where the registers are is found at load
+    (regs_at: session.py)."""
     regs = facts.types.get("pt_regs")
     if not (config.allocs and regs and "bpf_rdonly_cast" in facts.kfuncs and "task_struct.stack" in facts.offsets
             and "pt_regs.orig_ax" in facts.offsets):
@@ -197,7 +197,7 @@ def _regs_flags(p: Plan, config, facts) -> list[str]:
     for name, placeholder in KFUNCS.items():
         if name in facts.kfuncs:
             p.kfunc_calls[layout.ENUMS["kfunc_call"][placeholder]] = facts.kfuncs[name]
-    return [f"-DPT_REGS_BTF_ID={regs[0]}", f"-DPT_REGS_AT={4 * facts.page_size - regs[1]}"]
+    return [f"-DPT_REGS_BTF_ID={regs[0]}", f"-DPT_REGS_SIZE={regs[1]}"]
 
 
 def _events(p: Plan, config, facts, targets: bool, flags: list[str], retire: bool) -> list[str]:

@@ -90,9 +90,10 @@ class Session:
                            tuple(KFUNCS), TYPES)
         self.plan = plan(self.config, facts, bool(self.targets))
         headers = find_headers(self.config.kernel_headers, warn=self.warn)
-        self.module = self._compile(headers)
+        self.module = bcc.compile_module(PROBES_C, [f"-I{PACKAGE}"] + self.plan.cflags, headers,
+                                         self.plan.kfunc_calls)
         try:
-            self._check_regs(headers)
+            self._find_regs()
             # the set first: the probes filter from their first event
             if self.targets:
                 self._set_targets(self.targets)
@@ -115,29 +116,13 @@ class Session:
             self.close()
             raise
 
-    def _compile(self, headers):
-        return bcc.compile_module(PROBES_C, [f"-I{PACKAGE}"] + self.plan.cflags, headers, self.plan.kfunc_calls)
-
-    def _check_regs(self, headers) -> None:
-        """Before anything is attached: PT_REGS_AT (plan.py: _regs_flags, a guess)
-        is where regs_at finds this task's registers, or the programs are
-        compiled again with what it found (nothing sane: with the helper)."""
-        flag = next((f for f in self.plan.cflags if f.startswith("-DPT_REGS_AT=")), None)
-        if flag is None:
-            return
-        try:
-            at = bcc.test_run(bcc.program_fd(self.module, "regs_at", RAW), [0])
-        except (OSError, KleakError):
-            at = -1
-        if f"-DPT_REGS_AT={at}" == flag:
-            return
-        self.plan.cflags.remove(flag)
-        if 0 < at < 1 << 20:
-            self.plan.cflags.append(f"-DPT_REGS_AT={at}")
-        else:
-            self.plan.probes = [(probe, n) for probe, n in self.plan.probes if "PT_REGS_AT" not in probe.needs]
-        self.module.cleanup()
-        self.module = self._compile(headers)
+    def _find_regs(self) -> None:
+        """Before anything is attached, regs_at finds where this kernel keeps
+        a task's registers (probes/filters.h); if it cannot, the allocation
+        programs read them through the helper."""
+        if "regs_at" in (p.program for p, _ in self.plan.probes):
+            with contextlib.suppress(OSError, KleakError):
+                bcc.test_run(bcc.program_fd(self.module, "regs_at", RAW), [0])
 
     def _attach(self, probe, copies: int) -> None:
         if probe.attach == RAW:
