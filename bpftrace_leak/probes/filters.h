@@ -27,10 +27,10 @@ static __always_inline u32 task_tgid(struct task_struct *t)
  * The task's system call number (pt_regs->orig_ax; in interrupt context the
  * interrupted task's). A call site's paths from different system calls get
  * their own first stack by it (docs/stacks.md). Where the kernel has
- * bpf_rdonly_cast (6.2+): two loads, task->stack and the registers at
- * its top, and no call: bench/ablation.py --base affc7d9 (2026-12-07),
- * alloc_kmem_cache 218 -> 185 ns/run, and "no syscall number" 189, i.e.
- * the number now costs nothing measurable. Before (and on 6.1, the lab's
+ * bpf_rdonly_cast (6.2+): loads only, regs_offset, task->stack and the
+ * registers near its top, and no call: bench/ablation.py --base affc7d9
+ * (2026-12-07), alloc_kmem_cache 232 -> 187 ns/run, and "no syscall
+ * number" 183, i.e. the number now costs nothing measurable. Before (and on 6.1, the lab's
  * bookworm): the helper bpf_task_pt_regs, the registers' BTF type coming
  * only from it, 15 to 27 ns of an allocation (pt_regs_only 80 against
  * task_btf 62 ns/run in bench/micro.py, 2026-12-06), nearly all the call
