@@ -30,11 +30,11 @@ static __always_inline u32 task_tgid(struct task_struct *t)
  * bpf_rdonly_cast (6.2+): loads only, regs_offset, task->stack and the
  * registers near its top, and no call: bench/ablation.py --base affc7d9
  * (2026-12-07), alloc_kmem_cache 232 -> 187 ns/run, and "no syscall
- * number" 183, i.e. the number now costs nothing measurable. Before (and on 6.1, the lab's
- * bookworm): the helper bpf_task_pt_regs, the registers' BTF type coming
- * only from it, 15 to 27 ns of an allocation (pt_regs_only 80 against
- * task_btf 62 ns/run in bench/micro.py, 2026-12-06), nearly all the call
- * (this host's AMD EPYC returns through SRSO's safe RET); a
+ * number" 183, i.e. the number now costs nothing measurable. Before (and
+ * on 6.1, the lab's bookworm): the helper bpf_task_pt_regs, the registers'
+ * BTF type coming only from it, 15 to 27 ns of an allocation (pt_regs_only
+ * 80 against task_btf 62 ns/run in bench/micro.py, 2026-12-06), nearly all
+ * the call (this host's AMD EPYC returns through SRSO's safe RET); a
  * bpf_probe_read_kernel cost 39 ns more.
  */
 #ifdef PT_REGS_BTF_ID

@@ -146,9 +146,9 @@ PROBES = (
     Probe("cgroup/cgroup_rmdir", "cgroup_removed", RAW, "cgroups", args=("cgrp", "path"), template="cgroup", part="probes/events.h"),
     Probe("cgroup/cgroup_attach_task", "cgroup_moved", RAW, "cgroups", template="cgroup_migrate", part="probes/events.h"),
     Probe("sched/sched_process_fork", "task_fork", RAW, "forks", required=True, args=("child",), part="probes/events.h"),
-    # the slab census (tracer/census.py), run on demand
     # where a task's registers are, found once at load (session.py: _find_regs)
     Probe("regs", "regs_at", RUN, "allocs", needs=("PT_REGS_BTF_ID",), part="probes/filters.h"),
+    # the slab census (tracer/census.py), run on demand
     Probe("clock", "clock_now", RUN, "allocs", part="probes/objects.h"),
     Probe("census", "census_peek", RUN, "census", part="probes/census.h"),
     Probe("census", "census_cpu", RUN, "census", part="probes/census.h"),
