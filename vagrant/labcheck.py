@@ -57,6 +57,13 @@ def through(group: dict, func: str) -> bool:
     return any(frame.split("+", 1)[0] == func for frame in group["stack"])
 
 
+def pid_idr_node(group: dict) -> bool:
+    """A group of radix tree nodes alloc_pid() added to the pid idr, every
+    one of them found held by the holder scan."""
+    return group.get("cache") == "radix_tree_node" and through(group, "alloc_pid") \
+        and group.get("held", 0) == group["objects"] > 0
+
+
 def check_refs(refs: list, func: str, how: str, expected: int) -> tuple[int, str]:
     """(references found on dentries, status) for a reference-count scenario."""
     mine = [r for r in refs if through(r, func)]
@@ -88,7 +95,14 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
                 found, status = check_refs(report["refs"], func, how, expected)
             else:
                 found, status = 0, "pending"
-        elif how in ("decoy", "churn"):
+        elif how == "churn":
+            # a node of the pid idr one of the churn's forks added, still in
+            # the tree because a task forked meanwhile outside it (a kworker)
+            # has its pid there: alive and held, no phantom (6.12, 1 in 5 runs)
+            phantoms = [g for g in groups if not pid_idr_node(g)]
+            found = sum(g["objects"] for g in phantoms)
+            status = "pass" if not phantoms else "FAIL"
+        elif how == "decoy":
             status = "pass" if not groups else "FAIL"
         elif how in VERDICT:
             found = sum(g.get(VERDICT[how], 0) for g in counted)

@@ -1,10 +1,11 @@
 /*
  * The reference census's programs and the task iterators (tracer/pins.py);
- * the task iterator also lists kernel stacks for the holder scan.
+ * the task iterator also lists kernel stacks for the holder scan and for the
+ * slab census's recycled stacks (CENSUS_TASKS, tracer/census.py).
  * Part of probes.c (one compile unit: tracer/bcc.py source() writes it in place).
  */
 #ifdef TRACK_ALLOCS
-#if defined(PIN_CENSUS) || defined(HOLDER_SCAN)
+#if defined(PIN_CENSUS) || defined(HOLDER_SCAN) || defined(CENSUS_TASKS)
 /* The iterators' contexts (the kernel's bpf_iter__<target>; the verifier
  * checks accesses against its BTF, so only the layout matters here) */
 struct pins_iter_meta {
@@ -186,16 +187,17 @@ int bpf_iter__task_vma(struct pins_iter_task_vma *ctx)
 
 #endif /* PIN_CENSUS */
 
-#if defined(PIN_CENSUS) || defined(HOLDER_SCAN)
+#if defined(PIN_CENSUS) || defined(HOLDER_SCAN) || defined(CENSUS_TASKS)
 /* every task's fs_struct (pwd, root), executable and mount namespace (the
- * reference census), and its kernel stack (the holder scan names it) */
+ * reference census), and its kernel stack (the holder scan names it, the
+ * slab census finds the cached stacks fork handed on) */
 int bpf_iter__task(struct pins_iter_task *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	u64 task = (u64)ctx->task;
 	if (!task)
 		return 0;
-#ifdef HOLDER_SCAN
+#if defined(HOLDER_SCAN) || defined(CENSUS_TASKS)
 	/* mnt: the saved stack pointer of a task not on a CPU (its frames
 	 * below it are dead); 0 when the whole stack is to be read */
 	struct pin_holder st = {.holder = kread(task + TASK_STACK_OFF), .dentry = task, .kind = PIN_STACK,

@@ -45,7 +45,8 @@ class Probe:
     tracking), "targets" (a PID filter), "forks" (--children, or the
     tracer's own children left out system-wide), "refs"
     (reference counts), "targets-only" (a PID filter, not --cgroup), "scan" (the
-    holder scan: plan.py decides), "pins-or-scan", "retire" (freed slab pages retire their objects:
+    holder scan: plan.py decides), "tasks" (the task iterator: the reference census, the
+    holder scan or the census's recycled stacks), "retire" (freed slab pages retire their objects:
     plan.py decides), "census" (the slab census: plan.py decides), "pins" (the
     reference census: plan.py decides), "cgroups"
     (each allocation's cgroup: plan.py decides), "always".
@@ -165,7 +166,7 @@ PROBES = (
     Probe("pins", "pins_children", RUN, "pins", part="probes/pins.h"),
     Probe("task_file", "bpf_iter__task_file", ITER, "pins", part="probes/pins.h"),
     Probe("task_vma", "bpf_iter__task_vma", ITER, "pins", part="probes/pins.h"),
-    Probe("task", "bpf_iter__task", ITER, "pins-or-scan", part="probes/pins.h"),
+    Probe("task", "bpf_iter__task", ITER, "tasks", part="probes/pins.h"),
     # the holder scan (tracer/scan.py), run on demand
     Probe("scan", "scan_read", RUN, "scan", part="probes/scan.h"),
     Probe("scan", "scan_task", RUN, "scan", part="probes/scan.h"),

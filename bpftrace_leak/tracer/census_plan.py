@@ -45,11 +45,17 @@ PERCPU = {"PCPU_RUNQUEUES": "runqueues", "PCPU_THIS_CPU_OFF": "this_cpu_off"}
 #: the census reads it from Python (tracer/census.py: cached_stacks)
 _STACK_CACHE = {"var": "cached_stacks", "addr_off": "vm_struct.addr", "pages_off": "vm_struct.pages"}
 PERCPU_OPTIONAL = (_STACK_CACHE["var"],)
+#: ... and, to tell a cached stack handed to a task its recorder did not fork
+#: (tracer/census.py: recycled_stacks), each task's parent and stack area,
+#: listed by the task iterator (probes/pins.h, CENSUS_TASKS)
+_RECYCLED = {"real_parent": "task_struct.real_parent", "tgid": "task_struct.tgid",
+             "stack_vm_area": "task_struct.stack_vm_area"}
 #: ... and each CPU's idle task (swapper/N: pid 0, never in the task list),
 #: its runqueue's rq.idle: the holder scan leaves their stacks out (tracer/census.py: idle_stacks)
 _IDLE = {"rq_idle": "rq.idle", "task_stack": "task_struct.stack"}
 STRUCTS = tuple(_CENSUS_OFFSETS.values()) + tuple(path for group in _CENSUS_OPTIONAL for path in group.values()) \
-    + (_STACK_CACHE["addr_off"], _STACK_CACHE["pages_off"]) + tuple(_ALTERNATIVES.values()) + tuple(_IDLE.values())
+    + (_STACK_CACHE["addr_off"], _STACK_CACHE["pages_off"]) + tuple(_ALTERNATIVES.values()) + tuple(_IDLE.values()) \
+    + tuple(_RECYCLED.values())
 
 
 def flags(p, facts, ratio: int) -> list[str]:
@@ -77,6 +83,9 @@ def flags(p, facts, ratio: int) -> list[str]:
         p.census["stacks"] = {"var": facts.percpu[_STACK_CACHE["var"]],
                               "addr_off": facts.offsets[_STACK_CACHE["addr_off"]],
                               "pages_off": facts.offsets[_STACK_CACHE["pages_off"]]}
+        if all(path in facts.offsets for path in _RECYCLED.values()):
+            p.census["stacks"]["tasks"] = {k: facts.offsets[path] for k, path in _RECYCLED.items()}
+            flags.append("-DCENSUS_TASKS")
     if all(path in facts.offsets for path in _IDLE.values()):
         p.census["idle"] = {"runqueues": facts.percpu[PERCPU["PCPU_RUNQUEUES"]],
                             **{k: facts.offsets[path] for k, path in _IDLE.items()}}

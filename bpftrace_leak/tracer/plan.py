@@ -83,7 +83,7 @@ def slot_bits(max_objects: int) -> int:
 def _wanted(probe, config, targets: bool, p: "Plan", retire: bool) -> bool:
     forks = config.children or not targets and not config.include_self and not config.cgroups
     return {"always": True, "allocs": config.allocs, "targets": targets or bool(config.cgroups),
-            "targets-only": targets, "forks": forks, "scan": bool(p.scan), "pins-or-scan": bool(p.pins or p.scan),
+            "targets-only": targets, "forks": forks, "scan": bool(p.scan), "tasks": bool(p.pins or p.scan or "tasks" in p.census.get("stacks", {})),
             "refs": config.refs, "retire": retire, "census": bool(p.census), "cgroups": bool(p.cgroups),
             "pins": bool(p.pins)}[probe.when]
 

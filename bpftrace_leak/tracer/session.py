@@ -207,6 +207,16 @@ class Session:
             self.plan.notes.append("objects of freed slab pages not retired and no slab census: the kernel "
                                    "side could not learn where struct pages map")
 
+    def traces(self, tgid: int) -> bool | None:
+        """Whether process ``tgid``'s allocations are recorded now (the
+        targets' bits, or the left-out ones'); None under --cgroup."""
+        if self.cgroup_ids:
+            return None
+        if not self.targets and self.config.include_self:
+            return True
+        bit = bool(self.map("targets")[ctypes.c_int(tgid // 64)].value >> (tgid % 64) & 1)
+        return bit if self.targets else not bit
+
     def _set_targets(self, pids) -> None:
         """Trace ``pids``. target_count is set before any bit: from then on
         only the kernel side changes it, atomically (a target forks, or exits)."""

@@ -4,7 +4,9 @@ such a cache still counted exactly. This host has no kprobes: what retires
 those objects is a freed slab page (probes.c: retire_page), an address
 handed out again, and the slab census (tracer/census.py)."""
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -55,6 +57,73 @@ def test_process_churn_leaves_no_phantoms(tmp_path):
     # a slab whose counters read 0 left its whole freelist of records (a page
     # of 16 maple nodes) unwalked: 2 runs in 24 before census.h read s->oo
     assert count(report, "maple_node", "slab") < 16, report["totals"]
+
+
+def fork_stacks(report: dict) -> list:
+    """The kernel stacks (vmalloc areas) of the report recorded at a fork."""
+    return [g for g in report["groups"] if g["kind"] == "vmalloc"
+            and any(f.split("+", 1)[0] == "copy_process" for f in g["stack"])]
+
+
+# fork.c keeps 2 freed kernel stacks per CPU and hands them to the next fork
+# on that CPU with no event; everything here runs on CPU 0. A serial churn
+# would pass the same 2 cached stacks, made before tracing, from child to
+# child: 4 children at a time empty the cache, so fresh stacks (recorded)
+# are made and the 2 the cache keeps are the churn's
+SPAWN = """import os, sys, time
+go, n, keep = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "keep"
+for _ in range(n // 4):
+    for pid in [os.posix_spawn("/bin/true", ["/bin/true"], {}) for _ in range(4)]:
+        os.waitpid(pid, 0)
+kept = [os.posix_spawn("/bin/sleep", ["/bin/sleep", "60"], {}) for _ in range(4 if keep else 0)]
+with open(go, "w") as f:
+    f.write(" ".join(map(str, kept)))
+time.sleep(float(sys.argv[4]))
+"""
+HELPER = """import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+for _ in range(4):
+    os.posix_spawn("/bin/sleep", ["/bin/sleep", "60"], {})
+time.sleep(60)
+"""
+
+
+def test_a_cached_kernel_stack_handed_to_an_untraced_task_is_not_the_churns(tmp_path):
+    # before the census retired them (tracer/census.py: recycled_stacks):
+    # 2 stacks, 6 objects (area, vm_struct, page array) through copy_process,
+    # the stacks of the helper's sleeps, alive; the lab's 6.12 churn decoy
+    # failed so in 3 of 5 runs (a kworker started amid the churn)
+    (tmp_path / "spawn.py").write_text(SPAWN)
+    (tmp_path / "helper.py").write_text(HELPER)
+    go = tmp_path / "go"
+    helper = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(tmp_path / "helper.py"), str(go)],
+                              start_new_session=True)
+    try:
+        report = traced(f"taskset -c 0 {sys.executable} {tmp_path / 'spawn.py'} {go} 300 free 2", tmp_path=tmp_path)
+    finally:
+        os.killpg(helper.pid, signal.SIGKILL)
+        helper.wait()
+    assert not fork_stacks(report), [(g["objects"], g["stack"][:3]) for g in fork_stacks(report)]
+    assert report["totals"]["allocs"] > 10_000
+
+
+def test_a_traced_childs_stack_stays_while_the_child_lives(tmp_path):
+    # the rule's other side: live children of the traced process keep the
+    # stacks their forks took. 4 at once: the cache gives 2 (recorded or
+    # not: a fork outside the session may have left one there), 2 are made
+    (tmp_path / "spawn.py").write_text(SPAWN)
+    go = tmp_path / "go"
+    out = tmp_path / "r.json"
+    cmd = f"taskset -c 0 {sys.executable} {tmp_path / 'spawn.py'} {go} 100 keep 30"
+    res = subprocess.run(CLI + ["-c", cmd, "--children", "--format", "json", "--top", "100000", "--duration", "8s",
+                                "--output", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    with contextlib.suppress(ProcessLookupError):  # the session's end kills the command's group
+        for pid in go.read_text().split():
+            os.kill(int(pid), signal.SIGKILL)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(out.read_text().splitlines()[-1])
+    assert 2 <= sum(g["objects"] for g in fork_stacks(report)) <= 4, fork_stacks(report)
 
 
 def test_shell_pipelines_leave_no_phantoms(tmp_path):
