@@ -214,7 +214,10 @@ class Session:
             return None
         if not self.targets and self.config.include_self:
             return True
-        bit = bool(self.map("targets")[ctypes.c_int(tgid // 64)].value >> (tgid % 64) & 1)
+        try:
+            bit = bool(self.map("targets")[ctypes.c_int(tgid // 64)].value >> (tgid % 64) & 1)
+        except (KeyError, IndexError):  # past pid_max: no process
+            return None
         return bit if self.targets else not bit
 
     def _set_targets(self, pids) -> None:
