@@ -15,11 +15,17 @@ SOURCE = "/usr/lib/python3.11"  # the untar workloads' tree: Debian's Python sta
 
 def interleaved(runs: dict, rounds: int, show) -> dict:
     """Run every entry of ``runs`` ({name: fn() -> figure}) once per round, in
-    turn, so that slow drifts of a shared host hit every entry alike; ``show``
-    formats a figure for the progress lines on stderr. Returns {name: figures}."""
+    turn, so that slow drifts of a shared host hit every entry alike; each
+    round starts one entry further on, so no entry is always first (in one
+    fixed order, bench/ablation.py's first row ran 10-16 ns/run slower on
+    every program, those its variants leave alone included, 2026-12-07);
+    ``show`` formats a figure for the progress lines on stderr. Returns
+    {name: figures}."""
     figures = {name: [] for name in runs}
+    names = list(runs)
     for r in range(rounds):
-        for name, fn in runs.items():
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = runs[name]
             figures[name].append(fn())
             print(f"round {r + 1}: {name}: {show(figures[name][-1])}", file=sys.stderr, flush=True)
     return figures
