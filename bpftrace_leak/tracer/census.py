@@ -167,13 +167,16 @@ class Census:
         """Retire the kernel stacks fork.c holds for reuse, with their vm_struct and page array."""
         if "census_drop" not in self.fds:
             return
-        where = self.session.plan.census.get("stacks")
-        vmalloc, slab = layout.ENUMS["space"]["SPACE_VMALLOC"], layout.ENUMS["space"]["SPACE_SLAB"]
         for vm in self.stack_cache():
-            for addr, space in ((self.stack_address(vm), vmalloc), (vm, slab),
-                                (self.u64(vm + where["pages_off"]), slab)):
-                if addr:
-                    bcc.test_run(self.fds["census_drop"], [addr, space])
+            self._drop_stack(self.stack_address(vm), vm)
+
+    def _drop_stack(self, stack: int | None, vm: int) -> None:
+        """Retire a kernel stack's records: its area, its vm_struct, its page array."""
+        vmalloc, slab = layout.ENUMS["space"]["SPACE_VMALLOC"], layout.ENUMS["space"]["SPACE_SLAB"]
+        pages = self.u64(vm + self.session.plan.census["stacks"]["pages_off"])
+        for addr, space in ((stack, vmalloc), (vm, slab), (pages, slab)):
+            if addr:
+                bcc.test_run(self.fds["census_drop"], [addr, space])
 
     def recycled_stacks(self) -> int:
         """Retire the records of kernel stacks fork.c took from its cache for
@@ -184,8 +187,7 @@ class Census:
             return 0
         from .scan_regions import task_stacks
         live = self.session.map("live")
-        vmalloc, slab = layout.ENUMS["space"]["SPACE_VMALLOC"], layout.ENUMS["space"]["SPACE_SLAB"]
-        addr_off, pages_off = (self.session.plan.census["stacks"][k] for k in ("addr_off", "pages_off"))
+        vmalloc = layout.ENUMS["space"]["SPACE_VMALLOC"]
         retired = 0
         for stack, task, tgid, _sp in task_stacks(self.session):
             try:  # probes.c MANGLE: the live hash's addresses
@@ -198,11 +200,9 @@ class Census:
                     or self.session.traces(ptgid & 0xFFFFFFFF):
                 continue
             vm = self.u64(task + where["stack_vm_area"])
-            if not vm or self.u64(vm + addr_off) != stack:
+            if not vm or self.stack_address(vm) != stack:
                 continue  # the task is going away, or not what was read
-            for addr, space in ((stack, vmalloc), (vm, slab), (self.u64(vm + pages_off), slab)):
-                if addr:
-                    bcc.test_run(self.fds["census_drop"], [addr, space])
+            self._drop_stack(stack, vm)
             retired += 1
         return retired
 
