@@ -36,11 +36,11 @@ sleeps forked amid 2,000 traced spawns). The census lists every task's stack
 (the task iterator) and retires the records of a stack whose task was forked
 by a process not traced, when they name neither the task nor its parent
 (recycled_stacks). A traced parent's fork that took a stack another traced
-process's fork made keeps it: the stack is a traced fork's either way. A
-child reparented after its traced parent exited, and forked its stack from
-the cache, cannot be told from a recycled stack's holder: under --cgroup
-(whose traced processes Python does not list) the rule is the records'
-names alone.
+process's fork made keeps it: the stack is a traced fork's either way.
+Under --cgroup (whose traced processes Python does not list) the rule is
+the records' names alone. Known limit: a child whose stack came from the
+cache and whose traced parent exited before it (reparented) cannot be told
+from a recycled stack's holder, and loses the stack's three records.
 
 Cost, measured with bench/report_scale.py: see README "Accuracy".
 """
