@@ -16,6 +16,8 @@ import json
 import os
 import sys
 
+from bpftrace_leak.analysis.holders import VERDICTS
+
 # scenario: (module function, what to count, objects per trigger, kind of check)
 #   "leak": the count must equal objects per trigger x times
 #   "decoy": nothing may be reported through the function
@@ -90,6 +92,7 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
         found = sum(g["objects"] for g in counted)
         expected = per * times[name] if how in ("leak", "refs", *VERDICT) else 0
         refs = [r for r in report.get("refs", []) if through(r, func)]
+        extra = {}
         if how.startswith("refs"):
             if tracked:
                 found, status = check_refs(report["refs"], func, how, expected)
@@ -108,12 +111,15 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
             found = sum(g.get(VERDICT[how], 0) for g in counted)
             held_by_kept = how != "held" or any("kept" in h["holder"] for g in counted for h in g.get("holders", []))
             status = "pass" if found == expected == sum(g["objects"] for g in counted) and held_by_kept else "FAIL"
+            if status == "FAIL":  # what held them: the CI log shows the row, not OUT/
+                extra["holders"] = [h for g in counted for h in g.get("holders", [])]
+                extra["verdicts"] = {v: sum(g.get(v, 0) for g in counted) for v in VERDICTS}
         else:
             status = "pass" if found == expected and counted else "FAIL"
         if name in errors:  # the driver could not run it
             status = f"FAIL (driver: {errors[name]})"
         rows.append({"scenario": name, "kind": how, "function": func, "expected": expected,
-                     "found": found, "status": status})
+                     "found": found, "status": status} | extra)
         sub = dict(report, groups=groups, refs=refs)
         sub["totals"] = dict(report["totals"], objects=sum(g["objects"] for g in groups),
                              bytes=sum(g["bytes"] for g in groups))

@@ -38,3 +38,16 @@ def test_an_idr_node_not_found_held_still_fails_the_churn():
 def test_a_kernel_stack_through_copy_process_fails_the_churn():
     row = churn_row([group(STACK, kind="vmalloc", bytes=16384), group(IDR, cache="radix_tree_node", held=1)])
     assert row["status"] == "FAIL" and row["found"] == 1
+
+
+def test_a_failed_orphan_row_names_what_held_the_objects():
+    """The CI log shows a failed row, not the lab's OUT/: the row says what held them."""
+    holder = {"holder": "kernel stack of 7 (kworker/0:1)", "kind": "stack", "objects": 2}
+    report = {"groups": [group(["kleaklab_orphan+0x1b [kleaklab]"], objects=19, orphaned=17, held=2,
+                               holders=[holder])], "totals": {"objects": 19, "bytes": 0}, "kernel": "test"}
+    row = labcheck.check({"orphan": 19}, report)[0][0]
+    assert (row["status"], row["found"]) == ("FAIL", 17)
+    assert row["holders"] == [holder] and row["verdicts"]["held"] == 2
+    report["groups"][0].update(orphaned=19, held=0, holders=[])
+    row = labcheck.check({"orphan": 19}, report)[0][0]
+    assert row["status"] == "pass" and "holders" not in row
