@@ -165,11 +165,17 @@ def kallsyms_symbol(names, path: str = "/proc/kallsyms") -> dict[str, int]:
 class PageTables:
     """Virtual -> physical through the kernel's page tables (x86-64, 4- or
     5-level), read with ``peek`` through the direct map at ``base``; whole
-    tables are read once and kept."""
+    tables are read once and kept until forget()."""
 
     def __init__(self, peek, base: int, pgd: int, levels: int):
         self.peek, self.base, self.pgd, self.levels = peek, base, pgd, levels
         self._tables: dict[int, np.ndarray | None] = {}
+
+    def forget(self) -> None:
+        """Drop the tables read: vmalloc maps and unmaps all the time (a
+        task's stack comes and goes with it), so what was read for one scan
+        is wrong for the next (tracer/scan.py calls it before each pass)."""
+        self._tables.clear()
 
     def _table(self, va_of_table: int):
         if va_of_table not in self._tables:

@@ -40,7 +40,7 @@ from .memory import PAGE, BpfMemory, KcoreMemory, KernelLayout, PageTables
 from .scan_match import free_frames, kernel_frames, read_pass, target_ranges
 from .scan_names import Names
 from .scan_plan import fpu_regs_offset
-from .scan_regions import KSTACK, Regions, task_stacks
+from .scan_regions import Regions
 from .scan_watch import Stopped, Watch, Watched
 
 __all__ = ["HolderScan"]
@@ -65,14 +65,6 @@ class HolderScan:
     def close(self) -> None:
         if self._bpf:
             self._bpf.close()
-
-    def _stacks(self) -> list[tuple[int, int, int, int]]:
-        """(stack, task, tgid, live from) of every task and each CPU's idle
-        task, dead whole: it holds nothing across its loop. CPU 0's stack
-        (init_stack, kernel data) was "kernel data (no symbol near)" before:
-        likely the holder of a lab orphan cycle's pair (bookworm, 2026-12-06)."""
-        idle = [(stack, task, 0, stack + KSTACK) for stack, task in self.census.idle_stacks()]
-        return task_stacks(self.session) + idle
 
     # -- the kernel's layout, found once -------------------------------------------------
 
@@ -194,6 +186,16 @@ class HolderScan:
 
     # -- the scan a report asks for ------------------------------------------------------------
 
+    def _regions(self, flags) -> Regions:
+        """What the frames a scan reads are, named afresh (page tables,
+        stacks: Regions.restack; a session scans every 10 minutes under serve)."""
+        self.census.cpu_offsets()
+        regions = Regions(self.layout, self.tables, self.census.peek, self.off, self.percpu_vars,
+                          self.census.cpu_bases(), flags)
+        regions.restack(self.session, self.census)
+        regions.vmalloc()
+        return regions
+
     def run(self, recs: dict, describe: list[str], everything: dict, current, stop=None) -> dict:
         """run_once (below) that stops when ``stop()`` says so or past
         SCAN_LIMIT_S: then {"section": {"skipped": why}}, the verdicts unknown."""
@@ -219,14 +221,9 @@ class HolderScan:
         why = self._unready(recs, everything, frames)
         if why:
             return {"section": {"skipped": why}}
-        self.census.cpu_offsets()
-        regions = Regions(self.layout, self.tables, self.census.peek, self.off, self.percpu_vars,
-                          self.census.cpu_bases(), flags)
+        regions = self._regions(flags)
         del flags  # 8 bytes a frame: each pass reads its own
-        regions.stacks(self._stacks())
         memmap_vas, _ = regions.memmap()
-        regions.vmalloc()
-        regions.dead_stacks(a for a in (self.census.stack_address(vm) for vm in self.census.stack_cache()) if a)
         methods = ["bpf", "kcore"] if self.off["via"] == "both" else [self.off["via"]]
         results = {}
         for method in methods:
@@ -237,6 +234,8 @@ class HolderScan:
             # kleaktrace's mmap()ed maps hold object addresses as they are (the
             # slot arrays: every object): their frames are not the kernel's holders
             regions.excluded.update(self.session.view_frames())
+            if results:  # the first method's passes took a while
+                regions.restack(self.session, self.census)
             try:
                 results[method] = self._twice(memory, recs, regions, frames, memmap_vas, everything["addr"], describe)
             finally:
@@ -284,7 +283,7 @@ class HolderScan:
             stats["phantoms"] = len(phantom)
             again = again[~np.isin(again, phantom)]
         if len(again):
-            regions.stacks(self._stacks())  # the stack pointers of now
+            regions.restack(self.session, self.census)  # the stacks and stack pointers of now
             v2, p2, l2, s2 = self._once(memory, recs["addr"][again], recs["space"][again], recs["size"][again],
                                         *args, recs["key"][again])
             verdict = confirm(verdict, again, v2)

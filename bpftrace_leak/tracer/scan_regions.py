@@ -139,6 +139,15 @@ class Regions:
                 elif va < live:
                     self.live_from[pfn] = live - va
 
+    def restack(self, session, census) -> None:
+        """Before a pass: every task's stack and stack pointer as they are
+        now (all_stacks), through the page tables as they are now (stacks of
+        tasks forked since the last pass are in tables read before they
+        were), and the stacks fork.c caches now."""
+        self.tables.forget()
+        self.stacks(all_stacks(session, census))
+        self.dead_stacks(a for a in (census.stack_address(vm) for vm in census.stack_cache()) if a)
+
     def stale(self, pfn: int, offset: int) -> bool:
         """Whether the word at ``offset`` in frame ``pfn`` is in a dead stack frame."""
         return offset < self.live_from.get(pfn, 0)
@@ -153,10 +162,11 @@ class Regions:
 
     def dead_stacks(self, addresses) -> None:
         """Leave out the stacks fork.c keeps for reuse (census.stack_cache):
-        what a dead task left on them is stale."""
+        what a dead task left on them is stale. Called after each stacks():
+        a task that exits during a scan leaves its stack there."""
         for stack in addresses:
             _vas, pfns = self.tables.pfns(int(stack), int(stack) + KSTACK)
-            self.excluded.update(pfns.tolist())
+            self.dead.update(pfns.tolist())
 
     def memmap(self) -> tuple[np.ndarray, np.ndarray]:
         """(virtual page addresses, PFNs) of the memmap's pages; they are read
@@ -214,3 +224,11 @@ def task_stacks(session) -> list[tuple[int, int, int, int]]:
     rows = np.frombuffer(data, PIN_HOLDER, count=len(data) // PIN_HOLDER.itemsize)
     rows = rows[rows["kind"] == layout.ENUMS["pin_kind"]["PIN_STACK"]]
     return list(zip(rows["holder"].tolist(), rows["dentry"].tolist(), rows["tgid"].tolist(), rows["mnt"].tolist()))
+
+
+def all_stacks(session, census) -> list[tuple[int, int, int, int]]:
+    """task_stacks and each CPU's idle task, dead whole: it holds nothing
+    across its loop. CPU 0's stack (init_stack, kernel data) was "kernel data
+    (no symbol near)" before: likely the holder of a lab orphan cycle's pair
+    (bookworm, 2026-12-06)."""
+    return task_stacks(session) + [(stack, task, 0, stack + KSTACK) for stack, task in census.idle_stacks()]
