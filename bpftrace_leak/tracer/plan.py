@@ -21,7 +21,7 @@ from .catalog import FENTRY, ITER, KPROBE, RAW, RUN, TAIL
 __all__ = ["Plan", "plan", "STRUCTS", "FUNCTIONS", "PERCPU", "PERCPU_OPTIONAL", "ENUMS", "KFUNCS", "TYPES",
            "slot_bits"]
 
-PERCPU, PERCPU_OPTIONAL = census_plan.PERCPU, census_plan.PERCPU_OPTIONAL
+PERCPU, PERCPU_OPTIONAL = census_plan.PERCPU, census_plan.PERCPU_OPTIONAL + scan_plan.PERCPU_OPTIONAL
 
 #: struct offsets the programs follow, as compile flags: {flag: "struct.member"}
 _OFFSETS = {
@@ -37,7 +37,7 @@ _OFFSETS = {
 #: kernel functions the programs call where BTF has them (layout.h: enum kfunc_call)
 KFUNCS = {"bpf_rdonly_cast": "KFUNC_RDONLY_CAST"}
 #: structs whose BTF id and size the programs need
-TYPES = ("pt_regs",)
+TYPES = ("pt_regs",) + scan_plan.TYPES
 ENUMS = cgroups_plan.ENUMS
 STRUCTS = tuple(_OFFSETS.values()) + refs_plan.STRUCTS + cgroups_plan.STRUCTS \
     + census_plan.STRUCTS + pins_plan.STRUCTS + scan_plan.STRUCTS

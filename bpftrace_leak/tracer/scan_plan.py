@@ -5,7 +5,7 @@ as numbers for the reads done from Python. Pure, as plan.py.
 
 from ..kernel.btf import BtfError
 
-__all__ = ["STRUCTS", "flags", "fpu_regs_offset"]
+__all__ = ["STRUCTS", "PERCPU_OPTIONAL", "TYPES", "flags", "fpu_regs_offset"]
 
 #: followed from Python: the page tables' root (a task's mm), names of the
 #: tasks whose kernel stacks hold something, the fields of struct page that
@@ -23,13 +23,30 @@ _OPTIONAL = {"page_memcg_data": "page.memcg_data"}
 #: free objects, whose slots keep pointing at objects handed out since: no holder
 _SHEAF = {"sheaf_cache": "slab_sheaf.cache", "sheaf_size": "slab_sheaf.size", "sheaf_objects": "slab_sheaf.objects",
           "cache_sheaf_capacity": "kmem_cache.sheaf_capacity"}
+#: kfree_rcu's pages of pointers (struct kvfree_rcu_bulk_data: records of
+#: objects to free after a grace period), each CPU's (per-CPU krc): the pages
+#: it caches for reuse (bkvcache, an llist) keep every record they had, and a
+#: page in use keeps, past nr_records, what its last use wrote. Freed objects'
+#: addresses, handed out again since: on 6.1 a cached page "held" one pair
+#: of the lab's planted orphan cycle (its stale next, and records). 6.1 chains
+#: a channel's pages by next (bkvhead, bkvhead_free); 6.2 on lists (bulk_head,
+#: bulk_head_free: list_head first in the page)
+_RCU_PAGES = {"cache": "kfree_rcu_cpu.bkvcache", "cached": "kfree_rcu_cpu.nr_bkv_objs",
+              "nr_records": "kvfree_rcu_bulk_data.nr_records", "records": "kvfree_rcu_bulk_data.records",
+              "works": "kfree_rcu_cpu.krw_arr"}
+_RCU_CHAINS = ({"heads": "kfree_rcu_cpu.bulk_head", "free_heads": "kfree_rcu_cpu_work.bulk_head_free",
+                "list": "kvfree_rcu_bulk_data.list"},
+               {"heads": "kfree_rcu_cpu.bkvhead", "free_heads": "kfree_rcu_cpu_work.bkvhead_free",
+                "next": "kvfree_rcu_bulk_data.next"})
+PERCPU_OPTIONAL = ("krc",)
+TYPES = ("kfree_rcu_cpu_work",)
 _STACK = "task_struct.stack"
 #: a sleeping task's stack below its saved stack pointer is dead frames: the
 #: words there are stale (7.2: a kworker's dead frame "held" a lab orphan).
 #: on_cpu (CONFIG_SMP) says the saved one is out of date: the task runs
 _LIVE_STACK = {"TASK_SP_OFF": "task_struct.thread.sp", "TASK_ON_CPU_OFF": "task_struct.on_cpu"}
 STRUCTS = tuple(_OFFSETS.values()) + tuple(_OPTIONAL.values()) + tuple(_SHEAF.values()) + (_STACK,) \
-    + tuple(_LIVE_STACK.values())
+    + tuple(_LIVE_STACK.values()) + tuple(_RCU_PAGES.values()) + tuple(v for c in _RCU_CHAINS for v in c.values())
 
 
 def flags(p, config, facts) -> list[str]:
@@ -54,6 +71,11 @@ def flags(p, config, facts) -> list[str]:
     if all(v in found for v in _SHEAF.values()):
         p.scan["sheaf"] = {k: found[v] for k, v in _SHEAF.items()}
     p.scan["via"] = config.scan_via
+    chain = next((c for c in _RCU_CHAINS if all(v in found for v in c.values())), None)
+    if "krc" in facts.percpu and chain and all(v in found for v in _RCU_PAGES.values()) \
+            and "kfree_rcu_cpu_work" in facts.types:
+        p.scan["rcu_pages"] = {"var": facts.percpu["krc"], "work_size": facts.types["kfree_rcu_cpu_work"][1],
+                               **{k: found[v] for k, v in (_RCU_PAGES | chain).items()}}
     live = [f"-D{k}={found[v]}" for k, v in _LIVE_STACK.items() if v in found]
     # TASK_STACK_OFF is a base flag (plan.py: _OFFSETS), found here
     return ["-DHOLDER_SCAN"] + (live if len(live) == len(_LIVE_STACK) else [])

@@ -25,6 +25,7 @@ from .. import layout
 from ..kernel.pageflags import bit
 from . import bcc
 from .memory import PAGE, kallsyms_symbol
+from .scan_rcu import rcu_pages
 
 __all__ = ["Regions", "data_symbols"]
 
@@ -61,6 +62,7 @@ class Regions:
         self.vmalloced: set[int] = set()  # frames mapped in the vmalloc region (vmalloc())
         self.dead: set[int] = set()  # stack frames wholly below a sleeping task's stack pointer
         self.live_from: dict[int, int] = {}  # stack frame -> offset of its first live word
+        self.stale_from: dict[int, int] = {}  # kfree_rcu page in use -> offset of its first stale word
         self._stack_pfns: list[int] = []
         self._image(layout, flags)
         self._percpu_areas(cpu_bases)
@@ -147,10 +149,21 @@ class Regions:
         self.tables.forget()
         self.stacks(all_stacks(session, census))
         self.dead_stacks(a for a in (census.stack_address(vm) for vm in census.stack_cache()) if a)
+        for pfn in self.stale_from:
+            self.named.pop(pfn, None)
+        where = session.plan.scan.get("rcu_pages")
+        if where:
+            dead, tails = rcu_pages(census, where)
+            pfn = lambda va: (va - self.layout.direct) // PAGE  # noqa: E731
+            self.dead.update(pfn(va) for va in dead)
+            self.stale_from = {pfn(va): off for va, off in tails.items()}
+            for va in tails:
+                self.named.setdefault(pfn(va), ("rcu", "", va))
 
     def stale(self, pfn: int, offset: int) -> bool:
-        """Whether the word at ``offset`` in frame ``pfn`` is in a dead stack frame."""
-        return offset < self.live_from.get(pfn, 0)
+        """Whether the word at ``offset`` in frame ``pfn`` is in a dead stack
+        frame, or past the records of a kfree_rcu page (scan_rcu.py)."""
+        return offset < self.live_from.get(pfn, 0) or offset >= self.stale_from.get(pfn, PAGE)
 
     def vmalloc(self) -> None:
         """The frames mapped in the vmalloc region (between the direct map and
@@ -211,6 +224,8 @@ class Regions:
             return "percpu", f"per-CPU data{var}"
         if kind == "stack":
             return "stack", f"kernel stack of {self._task(int(what.split()[1], 16))}"
+        if kind == "rcu":
+            return "page", "kfree_rcu's records (objects freed after a grace period)"
         return None
 
 

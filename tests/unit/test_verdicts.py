@@ -96,7 +96,7 @@ def test_a_sleeping_tasks_dead_frames_hold_nothing():
             return vas, (vas - 0x1000000) // PAGE
 
     regions = Regions.__new__(Regions)
-    regions.tables, regions.named, regions._stack_pfns = Tables(), {}, []
+    regions.tables, regions.named, regions._stack_pfns, regions.stale_from = Tables(), {}, [], {}
     stack = 0x1000000 + 16 * PAGE
     regions.stacks([(stack, 0xAA, 1, stack + 2 * PAGE + 0x100), (stack + 8 * PAGE, 0xBB, 2, 0)])
     assert regions.dead == {16, 17}

@@ -20,7 +20,9 @@ import os
 import sys
 import time
 
-ROUNDS = int(os.environ.get("ORPHANHITS_ROUNDS", 3))
+import numpy as np
+
+ROUNDS = int(os.environ.get("ORPHANHITS_ROUNDS", 2))
 PLANTED = ("kleaklab_orphan", "kleaklab_cycle")
 
 
@@ -44,13 +46,24 @@ def main() -> int:
         labels, hit_label = f["labels"], f["hit_label"]
         planted = {i for i in range(n) if any(p in describe[key[i]] for p in PLANTED)}
         hits = []
+        me, where = f["self"], np.concatenate([f["w1"], f["w2"]])
+        lay, flags = me.layout, f["flags"]
         for j in range(len(target)):
             t = int(target[j])
             if t in planted:
                 s = int(source[j])
-                hits.append({"target": hex(int(addr[t])), "group": describe[key[t]],
-                             "from": "root" if s < 0 else describe[key[s]] + (" (itself)" if s == t else ""),
-                             "label": list(labels[hit_label[j]]), "stale": bool(stale[j])})
+                hit = {"target": hex(int(addr[t])), "group": describe[key[t]],
+                       "from": "root" if s < 0 else describe[key[s]] + (" (itself)" if s == t else ""),
+                       "label": list(labels[hit_label[j]]), "stale": bool(stale[j]), "at": hex(int(where[j]))}
+                if s < 0 and not stale[j] and j >= len(f["w1"]):  # a root in pass 2's frames: what the page is
+                    pfn = (int(where[j]) - lay.direct) // 4096
+                    page = me.census.peek(lay.vmemmap + pfn * 64, 64)
+                    near = me.census.peek(int(where[j]) & ~63, 64)
+                    hit.update(pfn=pfn, kpageflags=hex(int(flags[pfn])) if pfn < len(flags) else None,
+                               struct_page=page.hex() if page else None, words=near.hex() if near else None,
+                               excluded=pfn in f["regions"].excluded, dead=pfn in f["regions"].dead,
+                               vmalloced=pfn in f["regions"].vmalloced)
+                hits.append(hit)
         calls.append({"method": f["memory"].method, "targets": n, "planted": len(planted),
                       "verdicts": {name: int((v[sorted(planted)] == code).sum()) for code, name in
                                    enumerate(("held", "orphaned", "orphan_cycle", "unknown"))},
@@ -86,7 +99,9 @@ def main() -> int:
                          f"unknown marked {c['unknown_in']}, {len(live)} live roots, {len(stale)} stale words")
             for h in live + stale:
                 lines.append(f"    {'stale' if h['stale'] else 'ROOT '} -> {h['target']} {h['group'][:40]}: "
-                             f"{h['label']}")
+                             f"{h['label']} at {h['at']}" + (f" pfn {h['pfn']:#x} flags {h['kpageflags']} "
+                             f"page {h['struct_page']} words {h['words']} excluded {h['excluded']} dead {h['dead']} "
+                             f"vmalloced {h['vmalloced']}" if "pfn" in h else ""))
     passed = all(f.get("objects") == (f.get("orphaned") or 0) + (f.get("orphan_cycle") or 0)
                  for r in rounds for f in r["final"].values())
     with open(os.path.join(out, "rounds.json"), "w") as f:
