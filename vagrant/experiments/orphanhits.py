@@ -106,13 +106,11 @@ def main() -> int:
                  for r in rounds for f in r["final"].values())
     with open(os.path.join(out, "rounds.json"), "w") as f:
         json.dump(rounds, f, indent=1)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump({"kernel": os.uname().release, "experiment": "orphanhits", "passed": passed,
-                   "scenarios": []}, f, indent=1)
-    with open(os.path.join(out, "summary.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    for line in lines:
-        print(f"lab: {line}")
+    summary = {"kernel": os.uname().release, "experiment": "orphanhits", "passed": passed, "scenarios": []}
+    for name, text in (("summary.json", json.dumps(summary, indent=1)), ("summary.txt", "\n".join(lines) + "\n")):
+        with open(os.path.join(out, name), "w") as f:
+            f.write(text)
+    print("\n".join(f"lab: {line}" for line in lines))
     return 0
 
 
