@@ -165,6 +165,17 @@ class Regions:
         frame, or past the records of a kfree_rcu page (scan_rcu.py)."""
         return offset < self.live_from.get(pfn, 0) or offset >= self.stale_from.get(pfn, PAGE)
 
+    def stale_at(self, words) -> np.ndarray:
+        """stale() of each direct-map word address in ``words`` (the words
+        inside targets: a kfree_rcu page or a kernel stack recorded as one,
+        7.2's lab: 4 planted orphans "held" by outstanding pages)."""
+        words = np.asarray(words, np.uint64)
+        pfns = ((words - np.uint64(self.layout.direct)) // np.uint64(PAGE)).astype(np.int64)
+        out = np.zeros(len(words), bool)
+        for i in np.flatnonzero(np.isin(pfns, list(self.live_from) + list(self.stale_from))).tolist():
+            out[i] = self.stale(int(pfns[i]), int(words[i]) % PAGE)
+        return out
+
     def vmalloc(self) -> None:
         """The frames mapped in the vmalloc region (between the direct map and
         the memmap: vmalloc'd tables, BPF maps, module memory, kernel

@@ -185,3 +185,20 @@ def test_saved_user_registers_in_a_task_struct_hold_nothing():
     assert stale.tolist() == [False, True, True, False]
     names.fpu_regs = None  # no struct fpu in BTF: nothing left out
     assert not names.roots(words, flags, np.zeros(len(flags), bool), regions, starts)[1].any()
+
+
+def test_words_inside_a_target_can_be_stale_too():
+    """A kfree_rcu page or a kernel stack recorded as an object is a target:
+    the words past its records, or in its dead frames, are stale as edges
+    too (7.2's lab: 4 planted orphans "held" by outstanding pages)."""
+    import numpy as np
+    from types import SimpleNamespace
+    from bpftrace_leak.tracer.scan_regions import Regions, PAGE
+
+    regions = Regions.__new__(Regions)
+    direct = 0xFFFF888000000000
+    regions.layout = SimpleNamespace(direct=direct)
+    regions.live_from, regions.stale_from = {3: 0x100}, {5: 40 + 8 * 7}
+    words = np.array([direct + 5 * PAGE + 48, direct + 5 * PAGE + 96, direct + 3 * PAGE + 0x80,
+                      direct + 3 * PAGE + 0x100, direct + 9 * PAGE], np.uint64)
+    assert regions.stale_at(words).tolist() == [False, True, True, False, False]
