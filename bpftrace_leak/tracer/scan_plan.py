@@ -31,7 +31,7 @@ _SHEAF = {"sheaf_cache": "slab_sheaf.cache", "sheaf_size": "slab_sheaf.size", "s
 #: of the lab's planted orphan cycle (its stale next, and records). 6.1 chains
 #: a channel's pages by next (bkvhead, bkvhead_free); 6.2 on lists (bulk_head,
 #: bulk_head_free: list_head first in the page)
-_RCU_PAGES = {"cache": "kfree_rcu_cpu.bkvcache", "cached": "kfree_rcu_cpu.nr_bkv_objs",
+_RCU_PAGES = {"cache": "kfree_rcu_cpu.bkvcache",
               "nr_records": "kvfree_rcu_bulk_data.nr_records", "records": "kvfree_rcu_bulk_data.records",
               "works": "kfree_rcu_cpu.krw_arr"}
 _RCU_CHAINS = ({"heads": "kfree_rcu_cpu.bulk_head", "free_heads": "kfree_rcu_cpu_work.bulk_head_free",

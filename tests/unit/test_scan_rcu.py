@@ -4,9 +4,9 @@ chains over a fake memory, on 6.1's layout (pointers, next) and 6.2's (lists).""
 from bpftrace_leak.tracer.scan_rcu import MAX_PAGES, PAGE, rcu_pages
 
 BASE = 0x100000  # the one CPU's per-CPU area
-LIST = {"var": 0x800, "work_size": 120, "cache": 568, "cached": 576, "nr_records": 32, "records": 40,
+LIST = {"var": 0x800, "work_size": 120, "cache": 568, "nr_records": 32, "records": 40,
         "works": 64, "heads": 24, "free_heads": 80, "list": 0}  # this host's 6.18
-NEXT = {"var": 0x800, "work_size": 64, "cache": 400, "cached": 408, "nr_records": 0, "records": 16,
+NEXT = {"var": 0x800, "work_size": 64, "cache": 400, "nr_records": 0, "records": 16,
         "works": 24, "heads": 8, "free_heads": 40, "next": 8}  # bookworm's 6.1
 
 
