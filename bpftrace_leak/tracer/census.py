@@ -137,7 +137,13 @@ class Census:
         # the list's head (slab_caches) is no kmem_cache: keep what reads like one
         return {c for c in found if self.cache_name(c)}
 
-    def _slab_cache(self, page: int) -> int | None:
+    def kmem_caches(self, page: int) -> set[int]:
+        """The kernel's kmem_caches: the last walk's, else walked from slab ``page``'s (a struct page)."""
+        seed = None if self.known else self.kmem_cache_of(page)
+        return self.known or (self._caches({seed}) if seed else set())
+
+    def kmem_cache_of(self, page: int) -> int | None:
+        """The kmem_cache of slab ``page`` (a struct page), or None."""
         info = self.u64(page + self.offsets["PAGE_COMPOUND_HEAD_OFF"])
         if info is None:
             return None
@@ -249,7 +255,7 @@ class Census:
         a page that is no slab of theirs any more retires them."""
         if not len(pages):
             return
-        seeds = set(seeds) | {c for c in (self._slab_cache(int(p)) for p in pages[:4]) if c}
+        seeds = set(seeds) | {c for c in (self.kmem_cache_of(int(p)) for p in pages[:4]) if c}
         caches = self._caches(seeds)
         if caches != self.known:
             known = self.session.map("census_known")

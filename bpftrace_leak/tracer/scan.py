@@ -157,7 +157,7 @@ class HolderScan:
         hit_label[len(o1):] = lab2
         stale = np.zeros(len(o1) + len(o2), bool)
         stale[len(o1):][root] = root_stale
-        stale[len(o1):][~root] = regions.stale_at(w2[~root])  # a target can be a kfree_rcu page, a stack
+        stale[len(o1):][~root] = self.names.stale_inside(w2[~root], addr[src2[~root]], space[src2[~root]], regions)
         target = np.concatenate([o1, o2])
         source = np.concatenate([np.full(len(o1), -1), src2])
         unknown = np.zeros(n, bool)

@@ -8,6 +8,7 @@ import ctypes
 
 import numpy as np
 
+from .. import layout
 from .census import page_head
 from .memory import PAGE
 
@@ -133,13 +134,46 @@ class Names:
         out: dict[int, int] = {}
         if not o:
             return out
+        capacities: dict[int, int] = {}  # a kmem_cache's sheaf capacity, 0: none (no sheaves, or no cache)
+        caches: set[int] | None = None
         for start in np.unique(starts).tolist():
             raw = self.census.peek(start + o["sheaf_cache"], 16)
             if not raw:
                 continue
             cache, size = int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:12], "little")
-            cap = self.census.peek(cache + o["cache_sheaf_capacity"], 4) if cache >> 47 == 0x1FFFF else None
-            capacity = int.from_bytes(cap, "little") if cap else 0
-            if 0 < capacity <= 4096 and size <= capacity and self.census.cache_name(cache):
+            if cache >> 47 != 0x1FFFF:
+                continue
+            if caches is None:  # one of the kernel's caches, not a pointer that reads like one
+                caches = self.census.kmem_caches(self._page(start))
+            if cache not in capacities:
+                cap = self.census.peek(cache + o["cache_sheaf_capacity"], 4) if cache in caches else None
+                capacity = int.from_bytes(cap, "little") if cap else 0
+                capacities[cache] = capacity if 0 < capacity <= 4096 else 0
+            if 0 < capacities[cache] >= size and self._fits(start, o["sheaf_objects"] + 8 * capacities[cache]):
                 out[start] = o["sheaf_objects"]
         return out
+
+    def _page(self, va: int) -> int:
+        """The struct page of direct-map address ``va``."""
+        return self.layout.vmemmap + (va - self.layout.direct) // PAGE * 64
+
+    def _fits(self, start: int, need: int) -> bool:
+        """Whether the slab object at ``start`` is of a cache ``need`` bytes fit in."""
+        own = self.census.kmem_cache_of(self._page(start))
+        raw = self.census.peek(own + self.off["cache_size"], 4) if own else None
+        return bool(raw) and int.from_bytes(raw, "little") >= need
+
+    def stale_inside(self, words: np.ndarray, owners: np.ndarray, spaces: np.ndarray, regions) -> np.ndarray:
+        """Which ``words`` inside targets (each at its target's address
+        ``owners``, in ``spaces``) are stale: in a kernel stack's dead frames
+        or past a kfree_rcu page's records (Regions.stale_at), or in a
+        sheaf's objects[]. A sheaf kmalloc'd during the session is a target
+        (7.x: a traced task's refill or kfree_rcu takes one,
+        tests/unit/test_report.py), and its slots point at objects handed out
+        since, as a root sheaf's do."""
+        stale = regions.stale_at(words)
+        owners = np.where(spaces == layout.ENUMS["space"]["SPACE_SLAB"], owners, 0).astype(np.uint64)
+        sheaves = self.sheaves(owners[owners != 0]) if len(owners) else {}
+        for i in np.flatnonzero(np.isin(owners, np.array(list(sheaves), np.uint64))).tolist():
+            stale[i] |= int(words[i]) - int(owners[i]) >= sheaves[int(owners[i])]
+        return stale

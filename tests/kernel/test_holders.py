@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -351,3 +352,36 @@ def test_kfree_rcu_pages_are_dead_or_stale_past_their_records():
         assert where["records"] <= tail <= PAGE and regions.stale(pfn, PAGE - 8) == (tail < PAGE)
         assert regions.stale(pfn, where["records"]) == (tail == where["records"])
         assert regions.name(pfn, tail)[0] == "page"
+
+
+def test_this_kernels_sheaves_are_told_from_other_objects():
+    """6.18 gives maple_node sheaves (7.x every cache): each CPU's main
+    sheaf, read from the cache's cpu_sheaves, is a sheaf to the scan: its
+    objects[] stale, its header not, whether a root or a target. Tasks (a
+    kernel address where a sheaf keeps its cache) and kmem_caches are not."""
+    from bpftrace_leak.kernel.pageflags import read_flags
+    slab = layout.ENUMS["space"]["SPACE_SLAB"]
+    with Session(Config(refs=False), targets=[1]) as t:
+        census = Census(t, Reader(t))
+        scan = HolderScan(t, Reader(t), census)
+        tasks = [task for _stack, task, _tgid, _sp in task_stacks(t)]
+        deadline = time.monotonic() + 10
+        while scan._find_layout(tasks[0], len(read_flags())) and time.monotonic() < deadline:
+            scan.layout = None
+            time.sleep(0.2)
+        names, co, objects = scan.names, census.offsets, t.plan.scan["sheaf"]["sheaf_objects"]
+        caches = census.kmem_caches(names._page(tasks[0]))
+        maple = [c for c in caches if census.cache_name(c) == "maple_node"]
+        assert maple and "KMEM_CACHE_CPU_SHEAVES_OFF" in co, (len(caches), sorted(co))
+        pcs = census.u64(maple[0] + co["KMEM_CACHE_CPU_SHEAVES_OFF"])
+        mains = sorted({census.u64(pcs + off + co["SHEAVES_MAIN_OFF"]) for off in census.cpu_offsets().values()})
+        mains = [m for m in mains if m]
+        found = names.sheaves(np.array(mains, np.uint64))
+        others = names.sheaves(np.array(tasks[:200] + sorted(caches)[:50], np.uint64))
+        owners = np.repeat(np.array(mains, np.uint64), 2)
+        words = owners + np.tile(np.array([0, objects + 8], np.uint64), len(mains))
+        inside = names.stale_inside(words, owners, np.full(len(words), slab), SimpleNamespace(
+            stale_at=lambda w: np.zeros(len(w), bool)))
+    assert mains and found == {m: objects for m in mains}, ([hex(m) for m in mains], found)
+    assert inside.tolist() == [False, True] * len(mains)
+    assert not others, others
