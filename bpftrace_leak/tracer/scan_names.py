@@ -57,8 +57,7 @@ class Names:
         heads: dict[int, tuple] = {}
         starts, names, caches = np.zeros(len(words), np.uint64), [], []
         for i, w in enumerate(words.tolist()):
-            pfn = (w - lay.direct) // PAGE
-            page = lay.vmemmap + pfn * 64
+            page = self._page(w)
             info = self.census.u64(page + co["PAGE_COMPOUND_HEAD_OFF"])
             head = page_head(page, info) if info is not None else page
             if head not in heads:

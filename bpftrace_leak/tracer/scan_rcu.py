@@ -3,9 +3,10 @@ the rest go stale (tracer/scan_plan.py: _RCU_PAGES says why). Read from
 Python with the census's peeks; a chain longer than MAX_PAGES, or a count
 no page holds, is a misread and ends the walk there."""
 
+from .memory import PAGE
+
 __all__ = ["rcu_pages"]
 
-PAGE = 4096
 MAX_PAGES = 64  # per chain; the kernel caches at most rcu_min_cached_objs (5) pages a CPU
 CHANNELS, BATCHES = 2, 2  # FREE_N_CHANNELS (kmalloc'd, vmalloc'd), KFREE_N_BATCHES
 

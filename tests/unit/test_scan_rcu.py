@@ -1,7 +1,8 @@
 """kfree_rcu's pages (tracer/scan_rcu.py): the walk of each CPU's cache and
 chains over a fake memory, on 6.1's layout (pointers, next) and 6.2's (lists)."""
 
-from bpftrace_leak.tracer.scan_rcu import MAX_PAGES, PAGE, rcu_pages
+from bpftrace_leak.tracer.memory import PAGE
+from bpftrace_leak.tracer.scan_rcu import MAX_PAGES, rcu_pages
 
 BASE = 0x100000  # the one CPU's per-CPU area
 LIST = {"var": 0x800, "work_size": 120, "cache": 568, "nr_records": 32, "records": 40,
