@@ -165,6 +165,20 @@ static inline __attribute__((always_inline)) u64 site_hash(u64 call_site, u64 ca
 }
 
 /*
+ * A page allocation's call site: the event has none, so its gfp flags and
+ * order stand for one, in the site key's `cache`, both above site_hash's
+ * >> 3. The order was once at bit 0 and shifted out: a gfp's sites of every
+ * order shared one mark, and an allocation of another order than the
+ * first's took STACK_SITE with no `sites` entry of its own: "[stack not
+ * recorded]" (7.2's order-1 pgd_alloc beside order-0 pages of a driver;
+ * a socket's page frags of orders 0 to 3 on this host).
+ */
+static inline __attribute__((always_inline)) u64 page_site(u64 gfp, u32 order)
+{
+	return (gfp << 8) | ((u64)(order & 31) << 3);
+}
+
+/*
  * ---- slab pages that go back to the page allocator (probes.c: retire_page) ----
  * A leaked object pins its slab page, so when a slab page is freed every
  * object recorded inside it is dead, whatever path freed it (bulk frees,

@@ -110,11 +110,11 @@ int alloc_page(struct bpf_raw_tracepoint_args *ctx)
 	struct live_obj obj = {.kind = kind};
 	obj.bytes = (u64)PAGE_BYTES << (u32)ARG(mm_page_alloc, order);
 	/* No call site in this event: the gfp flags and order stand for one, in
-	 * `cache` (shifted past site_hash's >> 3), so that a site's first page
-	 * takes the stack its others share until it grows (tracer/sites.py), as
-	 * slab call sites do. A stack for every page cost 3 to 4 us, a tenth of
-	 * the tracer's time on the allocation storm (bench/overhead.py). */
-	obj.cache = ((u64)ARG(mm_page_alloc, gfp_flags) << 8) | (u32)ARG(mm_page_alloc, order);
+	 * `cache` (layout.h: page_site), so that a site's first page takes the
+	 * stack its others share until it grows (tracer/sites.py), as slab call
+	 * sites do. A stack for every page cost 3 to 4 us, a tenth of the
+	 * tracer's time on the allocation storm (bench/overhead.py). */
+	obj.cache = page_site(ARG(mm_page_alloc, gfp_flags), ARG(mm_page_alloc, order));
 	struct site_key sk = {.cache = obj.cache, .kind = kind};
 	record(ctx, task, &key, &obj, &sk, 0);
 	return 0;

@@ -45,6 +45,32 @@ def test_site_hash_is_the_c_one(tmp_path):
     assert [int(x) for x in out] == [site_hash(*case) for case in cases]
 
 
+def test_page_sites_of_every_order_hash_apart(tmp_path):
+    """A page's call site is its gfp flags and order (layout.h: page_site):
+    each order of one gfp its own site_hash, so its own mark and `sites`
+    entry. With the order at bit 0, shifted out by site_hash, orders 0-7
+    shared one: pages of the second order seen had "[stack not recorded]"."""
+    import shutil
+    import subprocess
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed (./setup --tests installs gcc)"
+    prog = tmp_path / "pages.c"
+    prog.write_text(
+        "#include <stdint.h>\n#include <stdio.h>\n"
+        "typedef uint64_t u64; typedef uint32_t u32; typedef int32_t s32; typedef int64_t s64;\n"
+        "typedef uint16_t u16; typedef uint8_t u8;\n"
+        f'#include "{layout.HEADER}"\n'
+        "int main(void) {\n"
+        "  u64 gfps[] = {0xcc0, 0x152cc0, 0x2800, 0x3fffffff};\n"
+        "  for (int g = 0; g < 4; g++) for (u32 o = 0; o <= 12; o++)\n"
+        f"    printf(\"%llu\\n\", (unsigned long long)site_hash(0, page_site(gfps[g], o), {layout.KINDS['KIND_PAGE']}, 1));\n"
+        "  return 0;\n}\n")
+    subprocess.run([cc, "-O2", "-o", str(tmp_path / "pages"), str(prog)], check=True)
+    out = subprocess.run([str(tmp_path / "pages")], capture_output=True, text=True, check=True).stdout.split()
+    marks = {int(x) & ~layout.DEFINES["SITE_MARK_STATE"] for x in out}
+    assert len(out) == 4 * 13 and len(marks) == len(out)
+
+
 def test_catalog_names_every_program_of_probes_c_once():
     """Each program probes.c defines is in the probe catalog, and each catalog
     program is defined in probes.c: the two never drift apart."""
