@@ -111,6 +111,10 @@ TRACER = [
                  show_default=True,
                  help="Read kernel memory with BPF programs run on demand, through /proc/kcore where the "
                       "kernel has it, or both, compared object by object."),
+    click.option("--scan-limit", "scan_limit_s", type=Duration("s"), default=f"{default('scan_limit_s'):g}s",
+                 show_default=True,
+                 help="Stop a read of kernel memory that takes longer, and say so (its verdicts unknown): "
+                      "2-3 s on a 2-core host, minutes in an emulated guest."),
     click.option("--shake", is_flag=True,
                  help="Before the final report, drop clean page cache, unused dentries and inodes "
                       "system-wide (sync, then 3 > /proc/sys/vm/drop_caches): what stays outstanding is "

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from .errors import KleakError
+from .tracer.scan_watch import SCAN_LIMIT_S
 
 __all__ = ["Config", "default", "MIN_INTERVAL_S"]
 
@@ -42,6 +43,7 @@ class Config:
     ref_census: bool = True  # --census: who holds the outstanding dentries (tracer/pins.py)
     scan: bool = True  # --scan: who points at each outstanding object (tracer/scan.py)
     scan_via: str = "bpf"  # --scan-via: read kernel memory with BPF, /proc/kcore, or both (compared)
+    scan_limit_s: float = SCAN_LIMIT_S  # --scan-limit: each read of kernel memory stops past it
     scan_every_s: float | None = None  # serve --scan-every: periodic reports scan this often (None: by cost)
     by: str | None = None  # --by cgroup: a per-cgroup table before the groups
     split_by: str | None = None  # --split cgroup: a group per cgroup (default: a group lists its cgroups)
@@ -108,6 +110,8 @@ class Config:
             if value is not None and value < MIN_INTERVAL_S:
                 bad(f"{name} must be at least {MIN_INTERVAL_S * 1000:.0f}ms: a report reads every map "
                     "(1ms took 98% of a core)")
+        if self.scan_limit_s < 1:
+            bad("--scan-limit must be at least 1s: a scan reads every page the kernel holds")
         if self.scan_every_s is not None and self.scan_every_s < 1:
             bad("--scan-every must be at least 1s: a scan reads every page the kernel holds")
         if not self.allocs and not self.refs:

@@ -114,6 +114,8 @@ def check(times: dict, report: dict) -> tuple[list[dict], dict]:
             if status == "FAIL":  # what held them: the CI log shows the row, not OUT/
                 extra["holders"] = [h for g in counted for h in g.get("holders", [])]
                 extra["verdicts"] = {v: sum(g.get(v, 0) for g in counted) for v in VERDICTS}
+                if (report.get("scan") or {}).get("skipped"):  # no verdicts at all: why
+                    extra["scan"] = report["scan"]["skipped"]
         else:
             status = "pass" if found == expected and counted else "FAIL"
         if name in errors:  # the driver could not run it

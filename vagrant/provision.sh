@@ -38,7 +38,10 @@ run() {
 	# default 16,384 (a collision cost 7.2's fentry pathref its stacks once)
 	# --scan-via both: the holder scan reads kernel memory with BPF and through
 	# /proc/kcore (these kernels have it), and the two must agree object for object
-	PYTHONPATH=$src python3 -m bpftrace_leak.cli --children --stack-slots 65536 --scan-via both \
+	# --scan-limit: a read of memory takes 25-50 s in these emulated guests,
+	# past 60 s beside CI's load (a CI run's bookworm: 120 s for both, its
+	# verdicts lost); 300 s each keeps the guest within its 900 s
+	PYTHONPATH=$src python3 -m bpftrace_leak.cli --children --stack-slots 65536 --scan-via both --scan-limit 300 \
 		-c "python3 $src/vagrant/driver.py --expect $out/expected.json" \
 		--format json --top 100000 --min-age 1000ms > "$out/report.json"
 	# the session above takes fentry where the kernel allows it (6.1 does);

@@ -199,8 +199,8 @@ class HolderScan:
 
     def run(self, recs: dict, describe: list[str], everything: dict, current, stop=None) -> dict:
         """run_once (below) that stops when ``stop()`` says so or past
-        SCAN_LIMIT_S: then {"section": {"skipped": why}}, the verdicts unknown."""
-        self._watch = Watch(stop)
+        its limit (--scan-limit): then {"section": {"skipped": why}}, the verdicts unknown."""
+        self._watch = Watch(stop, self.off["limit_s"])
         try:
             return self.run_once(recs, describe, everything, current)
         except Stopped as e:

@@ -70,7 +70,7 @@ def flags(p, config, facts) -> list[str]:
     p.scan.update({k: found[v] for k, v in _OPTIONAL.items() if v in found})
     if all(v in found for v in _SHEAF.values()):
         p.scan["sheaf"] = {k: found[v] for k, v in _SHEAF.items()}
-    p.scan["via"] = config.scan_via
+    p.scan["via"], p.scan["limit_s"] = config.scan_via, config.scan_limit_s
     chain = next((c for c in _RCU_CHAINS if all(v in found for v in c.values())), None)
     if "krc" in facts.percpu and chain and all(v in found for v in _RCU_PAGES.values()) \
             and "kfree_rcu_cpu_work" in facts.types:

@@ -38,6 +38,14 @@ def test_intervals_have_a_floor(args):
         res.stderr
 
 
+def test_a_scan_limit_under_a_second_is_refused():
+    from bpftrace_leak.config import Config
+    from bpftrace_leak.errors import KleakError
+    Config(pids=(1,), scan_limit_s=1).validate()
+    with pytest.raises(KleakError, match="--scan-limit must be at least 1s"):
+        Config(pids=(1,), scan_limit_s=0.5).validate()
+
+
 def test_cgroup_paths_out_of_the_hierarchy(tmp_path):
     """Issue #24 C: '..', '../..' and '' were accepted and traced everything."""
     from bpftrace_leak.kernel.cgroups import resolve

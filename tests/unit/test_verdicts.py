@@ -125,6 +125,14 @@ def test_a_scan_stops_at_its_limit_or_when_told_and_says_so(tmp_path):
     late = Watch(limit_s=0.0)
     with pytest.raises(Stopped, match="after 0 s, its limit"):
         late.check()
+    import time
+    both = Watch(limit_s=0.05)  # --scan-via both: each read of memory has the whole limit
+    time.sleep(0.06)
+    both.lap()
+    both.check()
+    time.sleep(0.06)
+    with pytest.raises(Stopped, match="its limit"):
+        both.check()
     flags = tmp_path / "kpageflags"
     flags.write_bytes(bytes(8 * 3 << 20))  # three reads of a million frames
     calls = []
