@@ -20,29 +20,33 @@ def test_layout_h_kinds_cover_the_json_schema():
     assert layout.DEFINES["CACHE_NAME_LEN"] == 32
 
 
-def test_site_hash_is_the_c_one(tmp_path):
-    """tracer/sites.py's site_hash() against layout.h's, compiled by the host's compiler."""
+def run_with_layout(tmp_path, body: str) -> list[int]:
+    """What C ``body`` (main's, with layout.h included) prints, a number a
+    line, compiled by the host's compiler."""
     import shutil
     import subprocess
-
-    from bpftrace_leak.tracer.sites import site_hash
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc, "a C compiler is needed (./setup --tests installs gcc)"
-    cases = [(0, 0, 0, 0), (0xffffffff81234567, 0xffff888012345600, 1, 257), (0xffffffffc0001234, 0, 3, 53),
-             (2**64 - 1, 2**64 - 1, 5, 2**32 - 1), (0x1234, 0xffff888100000000, 2, 0)]
-    prog = tmp_path / "hash.c"
+    prog = tmp_path / "prog.c"
     prog.write_text(
         "#include <stdint.h>\n#include <stdio.h>\n"
         "typedef uint64_t u64; typedef uint32_t u32; typedef int32_t s32; typedef int64_t s64;\n"
         "typedef uint16_t u16; typedef uint8_t u8;\n"
         f'#include "{layout.HEADER}"\n'
-        "int main(void) {\n"
-        + "".join(f"  printf(\"%llu\\n\", (unsigned long long)site_hash({a}ULL, {b}ULL, {k}, {n}U));\n"
-                  for a, b, k, n in cases)
-        + "  return 0;\n}\n")
-    subprocess.run([cc, "-O2", "-o", str(tmp_path / "hash"), str(prog)], check=True)
-    out = subprocess.run([str(tmp_path / "hash")], capture_output=True, text=True, check=True).stdout.split()
-    assert [int(x) for x in out] == [site_hash(*case) for case in cases]
+        f"int main(void) {{\n{body}  return 0;\n}}\n")
+    subprocess.run([cc, "-O2", "-o", str(tmp_path / "prog"), str(prog)], check=True)
+    return [int(x) for x in subprocess.run([str(tmp_path / "prog")], capture_output=True, text=True,
+                                           check=True).stdout.split()]
+
+
+def test_site_hash_is_the_c_one(tmp_path):
+    """tracer/sites.py's site_hash() against layout.h's."""
+    from bpftrace_leak.tracer.sites import site_hash
+    cases = [(0, 0, 0, 0), (0xffffffff81234567, 0xffff888012345600, 1, 257), (0xffffffffc0001234, 0, 3, 53),
+             (2**64 - 1, 2**64 - 1, 5, 2**32 - 1), (0x1234, 0xffff888100000000, 2, 0)]
+    out = run_with_layout(tmp_path, "".join(
+        f"  printf(\"%llu\\n\", (unsigned long long)site_hash({a}ULL, {b}ULL, {k}, {n}U));\n" for a, b, k, n in cases))
+    assert out == [site_hash(*case) for case in cases]
 
 
 def test_page_sites_of_every_order_hash_apart(tmp_path):
@@ -50,24 +54,12 @@ def test_page_sites_of_every_order_hash_apart(tmp_path):
     each order of one gfp its own site_hash, so its own mark and `sites`
     entry. With the order at bit 0, shifted out by site_hash, orders 0-7
     shared one: pages of the second order seen had "[stack not recorded]"."""
-    import shutil
-    import subprocess
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "a C compiler is needed (./setup --tests installs gcc)"
-    prog = tmp_path / "pages.c"
-    prog.write_text(
-        "#include <stdint.h>\n#include <stdio.h>\n"
-        "typedef uint64_t u64; typedef uint32_t u32; typedef int32_t s32; typedef int64_t s64;\n"
-        "typedef uint16_t u16; typedef uint8_t u8;\n"
-        f'#include "{layout.HEADER}"\n'
-        "int main(void) {\n"
+    out = run_with_layout(tmp_path, (
         "  u64 gfps[] = {0xcc0, 0x152cc0, 0x2800, 0x3fffffff};\n"
         "  for (int g = 0; g < 4; g++) for (u32 o = 0; o <= 12; o++)\n"
-        f"    printf(\"%llu\\n\", (unsigned long long)site_hash(0, page_site(gfps[g], o), {layout.KINDS['KIND_PAGE']}, 1));\n"
-        "  return 0;\n}\n")
-    subprocess.run([cc, "-O2", "-o", str(tmp_path / "pages"), str(prog)], check=True)
-    out = subprocess.run([str(tmp_path / "pages")], capture_output=True, text=True, check=True).stdout.split()
-    marks = {int(x) & ~layout.DEFINES["SITE_MARK_STATE"] for x in out}
+        f"    printf(\"%llu\\n\", (unsigned long long)site_hash(0, page_site(gfps[g], o), "
+        f"{layout.KINDS['KIND_PAGE']}, 1));\n"))
+    marks = {x & ~layout.DEFINES["SITE_MARK_STATE"] for x in out}
     assert len(out) == 4 * 13 and len(marks) == len(out)
 
 
