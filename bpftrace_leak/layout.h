@@ -53,7 +53,7 @@ enum counter {
 	CNT_STACK_FULL = 9,	/* -ENOMEM: every entry of the stack table is taken */
 	CNT_FREED_WITH_SLAB = 10,	/* retired: their slab page went back to the page allocator */
 	CNT_FREED_BY_RCU = 11,	/* retired at kvfree_call_rcu(): dead to their owner (kprobe) */
-	CNT_FOUND_FREE = 12,	/* retired: the slab allocator holds them free (tracer/census.py) */
+	CNT_FOUND_FREE = 12,	/* retired: the allocator holds them free, on a slab list or in a free page block (tracer/census.py) */
 	NR_COUNTERS = 13,
 };
 

@@ -157,6 +157,7 @@ PROBES = (
     Probe("census", "census_slab", RUN, "census", part="probes/census.h"),
     Probe("census", "census_retire", RUN, "census", part="probes/census.h"),
     Probe("census", "census_freed", RUN, "census", needs=("PAGE_FREED_COUNT",), part="probes/census.h"),
+    Probe("census", "census_page", RUN, "census", needs=("PAGE_BUDDY_MASK",), part="probes/census.h"),
     Probe("census", "census_cpu_cache", RUN, "census", part="probes/census.h"),
     Probe("census", "census_barn", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",), part="probes/census.h"),
     Probe("census", "census_sheaf", RUN, "census", needs=("KMEM_CACHE_CPU_SHEAVES_OFF",), part="probes/census.h"),

@@ -35,14 +35,13 @@ never forked (3 of 5 lab runs on 6.12; on the host, 2 stacks of 6 untraced
 sleeps forked amid 2,000 traced spawns). The census lists every task's stack
 (the task iterator) and retires the records of a stack whose task was forked
 by a process not traced, when they name neither the task nor its parent
-(recycled_stacks). A traced parent's fork that took a stack another traced
-process's fork made keeps it: the stack is a traced fork's either way.
-Under --cgroup (whose traced processes Python does not list) the rule is
+(recycled_stacks); a traced parent's fork keeps a stack another traced
+fork made. Under --cgroup (whose processes Python does not list) the rule is
 the records' names alone. Known limit: a child whose stack came from the
 cache and whose traced parent exited before it (reparented) cannot be told
 from a recycled stack's holder, and loses the stack's three records.
 
-Cost, measured with bench/report_scale.py: see README "Accuracy".
+Page records: census_pages.py. Cost (bench/report_scale.py): README "Accuracy".
 """
 
 import ctypes
@@ -50,6 +49,7 @@ import struct
 
 from .. import layout
 from . import bcc
+from .census_pages import retire_free_pages
 
 __all__ = ["Census", "page_head"]
 
@@ -89,8 +89,7 @@ class Census:
         return self._peek_view[:n]
 
     def u64(self, addr: int) -> int | None:
-        """The u64 at ``addr``; None where unreadable."""
-        data = self.peek(addr, 8)
+        data = self.peek(addr, 8)  # the u64 there; None where unreadable
         return struct.unpack("<Q", data)[0] if data else None
 
     def cache_name(self, cache: int) -> str | None:
@@ -239,7 +238,9 @@ class Census:
         before = self.reader.counters().get("found_free", 0)
         self.cached_stacks()
         self.recycled_stacks()
-        pages, caches, sizes, stale = self.reader.records.slab_pages(min_age_ns)
+        recs = self.reader.records(min_age_ns)
+        retire_free_pages(self.fds, self.reader.records, recs, min_age_ns)
+        pages, caches, sizes, stale = self.reader.records.slab_pages(min_age_ns, recs)
         if "census_freed" in self.fds:  # records made before their page was freed
             for page in pages[stale].tolist():
                 bcc.test_run(self.fds["census_freed"], [page])

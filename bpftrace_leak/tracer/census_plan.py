@@ -3,7 +3,9 @@ kernel, as compile flags: struct offsets from BTF, per-CPU variables, and
 the parts some kernels lack. Pure, as plan.py.
 """
 
-__all__ = ["STRUCTS", "PERCPU", "PERCPU_OPTIONAL", "flags"]
+import re
+
+__all__ = ["STRUCTS", "PERCPU", "PERCPU_OPTIONAL", "ENUMS", "buddy_mark", "flags"]
 
 #: what the slab census follows (probes.c: census_*): always needed ...
 _CENSUS_OFFSETS = {
@@ -53,9 +55,34 @@ _RECYCLED = {"real_parent": "task_struct.real_parent", "tgid": "task_struct.tgid
 #: ... and each CPU's idle task (swapper/N: pid 0, never in the task list),
 #: its runqueue's rq.idle: the holder scan leaves their stacks out (tracer/census.py: idle_stacks)
 _IDLE = {"rq_idle": "rq.idle", "task_stack": "task_struct.stack"}
-STRUCTS = tuple(_CENSUS_OFFSETS.values()) + tuple(path for group in _CENSUS_OPTIONAL for path in group.values()) \
+#: ... and a free block's first struct page (probes/census.h: census_page): its
+#: type says buddy, its private the block's order
+_BUDDY = {"PAGE_TYPE_OFF": "page.page_type", "PAGE_PRIVATE_OFF": "page.private"}
+#: how page_type says buddy: 6.12 on, enum pagetype's PGTY_buddy in the top
+#: byte; before, a bit cleared under PAGE_TYPE_BASE (an enum from 6.10, with
+#: other values; #defines 0xf0000000 and 0x80 up to 6.8)
+ENUMS = ("PGTY_buddy", "PG_buddy", "PAGE_TYPE_BASE")
+#: the largest order of a free block (MAX_PAGE_ORDER, x86's default; a larger
+#: block is in no block the census sees: its records stay, soundly)
+PAGE_MAX_ORDER = 10
+STRUCTS = tuple(_BUDDY.values()) + tuple(_CENSUS_OFFSETS.values()) + tuple(path for group in _CENSUS_OPTIONAL for path in group.values()) \
     + (_STACK_CACHE["addr_off"], _STACK_CACHE["pages_off"]) + tuple(_ALTERNATIVES.values()) + tuple(_IDLE.values()) \
     + tuple(_RECYCLED.values())
+
+
+def buddy_mark(enums: dict, release: str) -> tuple[int, int] | None:
+    """(mask, value): page_type & mask == value on a free block's first page;
+    None where this kernel's encoding is not known."""
+    u32 = 0xFFFFFFFF
+    if "PGTY_buddy" in enums:
+        return 0xFF000000, (enums["PGTY_buddy"] & 0xFF) << 24
+    if "PG_buddy" in enums and "PAGE_TYPE_BASE" in enums:
+        base = enums["PAGE_TYPE_BASE"] & u32
+        return (base | enums["PG_buddy"]) & u32, base
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if m and (int(m[1]), int(m[2])) < (6, 9):
+        return 0xF0000080, 0xF0000000
+    return None
 
 
 def flags(p, facts, ratio: int) -> list[str]:
@@ -86,6 +113,14 @@ def flags(p, facts, ratio: int) -> list[str]:
         if all(path in facts.offsets for path in _RECYCLED.values()):
             p.census["stacks"]["tasks"] = {k: facts.offsets[path] for k, path in _RECYCLED.items()}
             flags.append("-DCENSUS_TASKS")
+    mark = buddy_mark(facts.enums, facts.release)
+    if mark and all(path in facts.offsets for path in _BUDDY.values()):
+        flags += [f"-DPAGE_BUDDY_MASK={mark[0]:#x}U", f"-DPAGE_BUDDY_VALUE={mark[1]:#x}U",
+                  f"-DPAGE_MAX_ORDER={PAGE_MAX_ORDER}"]
+        flags += [f"-D{name}={facts.offsets[path]}" for name, path in _BUDDY.items()]
+    else:
+        p.notes.append("page records whose free the kernel skipped stay until their page is allocated "
+                       "again (this kernel's free page blocks cannot be told)")
     if all(path in facts.offsets for path in _IDLE.values()):
         p.census["idle"] = {"runqueues": facts.percpu[PERCPU["PCPU_RUNQUEUES"]],
                             **{k: facts.offsets[path] for k, path in _IDLE.items()}}

@@ -38,7 +38,7 @@ _OFFSETS = {
 KFUNCS = {"bpf_rdonly_cast": "KFUNC_RDONLY_CAST"}
 #: structs whose BTF id and size the programs need
 TYPES = ("pt_regs",) + scan_plan.TYPES
-ENUMS = cgroups_plan.ENUMS
+ENUMS = cgroups_plan.ENUMS + census_plan.ENUMS
 STRUCTS = tuple(_OFFSETS.values()) + refs_plan.STRUCTS + cgroups_plan.STRUCTS \
     + census_plan.STRUCTS + pins_plan.STRUCTS + scan_plan.STRUCTS
 

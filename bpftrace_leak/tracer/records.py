@@ -103,7 +103,7 @@ class Records:
         import numpy as np
         return (recs["addr"] > np.uint64(layout.DEFINES["SLOT_BUSY"])) & (recs["ts"] <= self.cutoff(min_age_ns)[0])
 
-    def slab_pages(self, min_age_ns: int):
+    def slab_pages(self, min_age_ns: int, recs=None):
         """The struct pages (numpy u64) of the 4 KiB pages holding slab objects
         recorded at least ``min_age_ns`` ago (for the census), none before the
         kernel side learned where struct pages map (layout.h: page_calib);
@@ -111,13 +111,14 @@ class Records:
         size (kmalloc's) when they all agree, else 0 (probes/census.h:
         census_slab retires them from a page that is no such slab any more);
         and whether its frame was freed after one of them was made (a numpy
-        bool; census.h: census_freed retires those)."""
+        bool; census.h: census_freed retires those). ``recs``: this call's
+        (min_age_ns) records, when read already."""
         import numpy as np
         calib = self.session.map("page_calib")[ctypes.c_int(0)]
         ratio = self.session.plan.census.get("ratio", 0)
         if not calib.ready or not ratio:
             return (np.zeros(0, np.uint64),) * 3 + (np.zeros(0, bool),)
-        recs = self(min_age_ns)
+        recs = self(min_age_ns) if recs is None else recs
         slab = recs["space"] == layout.ENUMS["space"]["SPACE_SLAB"]
         leaf = self.session.map("live").Leaf
         def col(field):  # a field of the records' group bytes (after ts), shifted down

@@ -18,12 +18,10 @@ a target occupies, then a binary search among the targets' ranges):
    and page-allocator memory, boot-time tables (the dentry and TCP hash
    tables, memblock-allocated, which no list of "regions" would name).
 
-A word in a slab slot the allocator holds free is stale: the census's
-freelist walks tell (probes/scan.h: scan_query). What a target points at
-from its own memory is an edge; anything else is a root. A scan that finds
-orphans is repeated (analysis/holders.py: confirm), and an object whose
-record changed meanwhile is unknown.
-"""
+A word in a slab slot the allocator holds free is stale (the census's
+freelist walks: probes/scan.h). A target's word is an edge, any other a
+root. A scan that finds orphans is repeated (analysis/holders.py: confirm),
+an object whose record changed meanwhile is unknown."""
 
 import ctypes
 import os
@@ -37,7 +35,7 @@ from ..kernel.btf import Btf, BtfError
 from ..kernel.pageflags import bit, read_flags
 from . import bcc
 from .memory import PAGE, BpfMemory, KcoreMemory, KernelLayout, PageTables
-from .scan_match import free_frames, kernel_frames, read_pass, target_ranges
+from .scan_match import free_frames, kernel_frames, read_pass, target_ranges, unique_pairs
 from .scan_names import Names
 from .scan_plan import fpu_regs_offset
 from .scan_regions import Regions
@@ -139,6 +137,7 @@ class HolderScan:
         read_ok[pfns[ok2]] = True
         src2 = mem.find(w2)
         root = src2 < 0
+        self._watch.check()  # each step below is a pass over every hit: a slow host's limit holds
         root_labels, root_stale = self.names.roots(w2[root], flags, free, regions, allocated)
         labels, index = [], {}
 
@@ -166,10 +165,10 @@ class HolderScan:
         mpfn = ((mem.start - np.uint64(lay.direct)) // np.uint64(PAGE)).astype(np.int64)
         inside = (mpfn >= 0) & (mpfn < len(flags))
         unknown[mem.owner[inside][~read_ok[mpfn[inside]]]] = True
+        self._watch.check()
         verdict = verdicts(n, target, source, stale, unknown)
         keep = ~stale & (source != target)
-        pairs = np.unique(np.stack([target[keep], hit_label[keep]]), axis=1) if keep.any() \
-            else np.zeros((2, 0), np.int64)
+        pairs = unique_pairs(target[keep], hit_label[keep], len(labels))
         stats["stale_words"] = int(stale.sum())
         return verdict, pairs, labels, stats
 

@@ -12,7 +12,7 @@ from ..kernel.pageflags import any_of, bit
 from .memory import BATCH, PAGE
 
 __all__ = ["Ranges", "target_ranges", "match", "read_pass", "owned", "kernel_frames", "free_frames", "possible_cpus",
-           "KERNEL"]
+           "unique_pairs", "KERNEL"]
 
 KERNEL = np.uint64(0xFF00000000000000)  # the kernel half of the address space
 _BUCKET_BITS = 20  # 2 MiB buckets, folded modulo 2**20 (2 TiB)
@@ -198,3 +198,12 @@ def free_frames(flags, orders_of) -> np.ndarray:
     np.add.at(diff, heads, 1)
     np.add.at(diff, np.minimum(heads + (1 << orders), len(flags)), -1)
     return np.cumsum(diff, dtype=np.int8)[:len(flags)] > 0
+
+
+def unique_pairs(targets: np.ndarray, labels: np.ndarray, nlabels: int) -> np.ndarray:
+    """The distinct (target, label) pairs, a (2, n) int64 array sorted by
+    target: one int64 key each, sorted flat. np.unique(axis=1) sorts them
+    as void records, 13x slower (5 M pairs: 6.6 s against 0.5 s): a serve
+    scan in CI sat minutes in it, 5.4 GB, past its limit and its signals."""
+    key = np.unique(targets.astype(np.int64) * max(nlabels, 1) + labels.astype(np.int64))
+    return np.stack([key // max(nlabels, 1), key % max(nlabels, 1)])

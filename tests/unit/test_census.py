@@ -29,10 +29,10 @@ def test_tail_with_a_mask_on_7x():
     assert page_head(TAIL, mask | 1) == HEAD
 
 
-def _facts(offsets):
+def _facts(offsets, enums={}, release="6.18.0"):
     needed = {path: 8 * i for i, path in enumerate(census_plan._CENSUS_OFFSETS.values())}
     return SimpleNamespace(offsets={**needed, **offsets}, percpu={v: 0x100 for v in census_plan.PERCPU.values()},
-                           cpus=2, nodes=1, page_size=4096)
+                           cpus=2, nodes=1, page_size=4096, enums=enums, release=release)
 
 
 def test_the_objects_per_slab_offset_is_passed_where_btf_has_it():
@@ -42,6 +42,37 @@ def test_the_objects_per_slab_offset_is_passed_where_btf_has_it():
     assert "-DKMEM_CACHE_OO_OFF=52" in with_oo
     without = flags(SimpleNamespace(notes=[]), _facts({}), 64)
     assert "-DSLAB_CENSUS" in without and not any("KMEM_CACHE_OO_OFF" in f for f in without)
+
+
+# ---- free page blocks (probes/census.h: census_page) -------------------------
+# what page_type reads on a free block's first page, and on other pages
+BUDDY_HEADS = {"6.12": 0xF0000000, "6.10": 0xBFFFFFFF, "6.1": 0xFFFFFF7F}
+#: no type (_mapcount -1), mapcounts, and each era's other types (offline, table)
+NOT_BUDDY = {"6.12": [0xFFFFFFFF, 0, 5, 0xF1000000, 0xF2000000, 0xF5000000],
+             "6.10": [0xFFFFFFFF, 0, 5, 0xDFFFFFFF, 0xEFFFFFFF],
+             "6.1": [0xFFFFFFFF, 0, 5, 0xFFFFFEFF, 0xFFFFFDFF, 0x80]}
+
+
+def test_each_kernels_buddy_type_is_told():
+    marks = {"6.12": census_plan.buddy_mark({"PGTY_buddy": 0xF0}, "6.12.117+deb13-amd64"),
+             # 6.10-6.11: enum pagetype, the bit cleared under PAGE_TYPE_BASE (BTF: a signed 0x80000000)
+             "6.10": census_plan.buddy_mark({"PG_buddy": 0x40000000, "PAGE_TYPE_BASE": -0x80000000}, "6.10.3"),
+             "6.1": census_plan.buddy_mark({}, "6.1.0-57-amd64")}
+    for version, (mask, value) in marks.items():
+        assert BUDDY_HEADS[version] & mask == value, version
+        assert all(other & mask != value for other in NOT_BUDDY[version]), version
+    assert census_plan.buddy_mark({}, "6.9.1") is None  # #defines changed before the enum: unknown
+
+
+def test_the_page_census_is_built_where_the_buddy_type_is_known():
+    offsets = {"page.page_type": 48, "page.private": 40}
+    p = SimpleNamespace(notes=[])
+    flags = census_plan.flags(p, _facts(offsets, {"PGTY_buddy": 0xF0}), 64)
+    assert {"-DPAGE_BUDDY_MASK=0xff000000U", "-DPAGE_BUDDY_VALUE=0xf0000000U", "-DPAGE_TYPE_OFF=48",
+            "-DPAGE_PRIVATE_OFF=40"} <= set(flags) and not p.notes
+    p = SimpleNamespace(notes=[])
+    flags = census_plan.flags(p, _facts(offsets, {}, "6.9.1"), 64)
+    assert not any("PAGE_BUDDY" in f for f in flags) and "free the kernel skipped" in p.notes[0]
 
 
 # ---- page_freed (probes/retire.h, tracer/records.py) -------------------------

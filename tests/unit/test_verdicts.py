@@ -260,3 +260,12 @@ def test_a_sheaf_recorded_as_a_target_holds_nothing_by_its_slots():
     assert names.stale_inside(words, owners, spaces, regions).tolist() == [False, True, True] + [False] * 4
     assert 0x1000 + 16 not in read and f_op + 0x40 not in read
     assert read.count(cache + 0x40) == 1  # a cache's capacity read once
+
+
+def test_unique_pairs_are_numpys_unique_columns():
+    import numpy as np
+    from bpftrace_leak.tracer.scan_match import unique_pairs
+    rng = np.random.default_rng(7)
+    targets, labels = rng.integers(0, 500, 20000), rng.integers(0, 37, 20000)
+    assert (unique_pairs(targets, labels, 37) == np.unique(np.stack([targets, labels]), axis=1)).all()
+    assert unique_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), 0).shape == (2, 0)
