@@ -82,7 +82,7 @@ int census_drop(struct bpf_raw_tracepoint_args *ctx)
  * A page on a CPU's pcp list is in no block: kept until it is (sound, if
  * late). args: the struct page of a record, the jiffy aged records are at
  * or before: a page allocated since user space read the records has a newer
- * record, kept (tracer/census.py: free_pages).
+ * record, kept (tracer/census_pages.py).
  */
 int census_page(struct bpf_raw_tracepoint_args *ctx)
 {

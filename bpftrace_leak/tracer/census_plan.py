@@ -65,7 +65,8 @@ ENUMS = ("PGTY_buddy", "PG_buddy", "PAGE_TYPE_BASE")
 #: the largest order of a free block (MAX_PAGE_ORDER, x86's default; a larger
 #: block is in no block the census sees: its records stay, soundly)
 PAGE_MAX_ORDER = 10
-STRUCTS = tuple(_BUDDY.values()) + tuple(_CENSUS_OFFSETS.values()) + tuple(path for group in _CENSUS_OPTIONAL for path in group.values()) \
+STRUCTS = tuple(_BUDDY.values()) + tuple(_CENSUS_OFFSETS.values()) \
+    + tuple(path for group in _CENSUS_OPTIONAL for path in group.values()) \
     + (_STACK_CACHE["addr_off"], _STACK_CACHE["pages_off"]) + tuple(_ALTERNATIVES.values()) + tuple(_IDLE.values()) \
     + tuple(_RECYCLED.values())
 
