@@ -194,7 +194,9 @@ def free_frames(flags, orders_of) -> np.ndarray:
     heads = np.flatnonzero(bit(flags, "BUDDY"))
     orders = orders_of[heads]
     orders = np.where(orders <= _MAX_ORDER, orders, 0).astype(np.int64)
-    diff = np.zeros(len(flags) + 1, np.int8)  # free blocks never overlap: the sum is 0 or 1
+    # free blocks never overlap: the sum is 0 or 1, or 2 where 6.18 flags a
+    # block's other frames too (each then a block of order 0: kernel/pageflags.py)
+    diff = np.zeros(len(flags) + 1, np.int8)
     np.add.at(diff, heads, 1)
     np.add.at(diff, np.minimum(heads + (1 << orders), len(flags)), -1)
     return np.cumsum(diff, dtype=np.int8)[:len(flags)] > 0
