@@ -17,7 +17,9 @@ kernel.bpf_stats_enabled on for that run only (it adds two clock reads per
 program run), one storm under kleaktrace -p and one system-wide: runs and ns
 per run of each program, and BPF time as a share of the storm's time; the
 same for the floor's empty programs, whose ns per run is the stats' own
-cost (a program's net is its ns per run less that).
+cost (a program's net is its ns per run less that). The slab events of a
+storm cycle, counted by the floor's programs, turn each row's throughput
+into ns added per slab event: a cost with no clock read in it.
 
     sudo .venv/bin/python bench/overhead.py [--rounds 5] [--seconds 4]
 """
@@ -87,6 +89,14 @@ def with_tracer(cmd, ready: str, exe: str, seconds: float, target_pid=False, sta
     return result, cpu
 
 
+def added_ns(untraced: float, traced: float, per_cycle: float) -> float:
+    """The time a tracer adds to each slab event, from the storm's cycles per
+    second without and with it and the events of a cycle: no clock read in
+    the programs, unlike bpf_stats' ns per run (whose empty program measures
+    76-80 ns here, most of it the stats' own two clock reads)."""
+    return (1 / traced - 1 / untraced) * 1e9 / per_cycle
+
+
 def per_run(stats: dict) -> float:
     """Average ns per run over all of ``stats``' programs."""
     runs = sum(r for r, _ in stats.values())
@@ -139,18 +149,26 @@ def main():
         }
         results = interleaved(runs, args.rounds, lambda v: f"{v[0]:,.0f} cycles/s, tracer {v[1]:.2f} s CPU")
         stats_p, stats_all, stats_floor = {}, {}, {}
+        floor_rate = 0.0
         if not args.no_stats:
-            with_tracer(floor + ["empty"], "ready", exe, args.seconds, stats=stats_floor)
+            floor_rate, _ = with_tracer(floor + ["empty"], "ready", exe, args.seconds, stats=stats_floor)
             with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds, target_pid=True, stats=stats_p)
             with_tracer(kleak, "Hit Ctrl-C", exe, args.seconds, stats=stats_all)
     base = statistics.median(r for r, _ in results["untraced"])
     print(f"allocation storm (socketpair+close, open+close; one core), {args.rounds} rounds of "
           f"{args.seconds:g} s, median throughput vs untraced ({base:,.0f} cycles/s); the tracer's own CPU "
           "while the storm ran, in % of one core")
+    # slab events per storm cycle, counted by the floor's programs (all four
+    # tracepoints, every CPU: the storm's core is nearly all of them)
+    per_cycle = sum(r for r, _ in stats_floor.values()) / (floor_rate * args.seconds) if floor_rate else 0.0
     for name, vals in results.items():
-        ratio = statistics.median(r for r, _ in vals) / base
+        traced = statistics.median(r for r, _ in vals)
         cpu = statistics.median(c for _, c in vals) / args.seconds
-        print(f"  {name:28} {ratio:5.2f}x   tracer CPU {100 * cpu:5.1f}%")
+        added = f"   +{added_ns(base, traced, per_cycle):4.0f} ns/event" if per_cycle and traced else ""
+        print(f"  {name:28} {traced / base:5.2f}x   tracer CPU {100 * cpu:5.1f}%{added}")
+    if per_cycle:
+        print(f"  (ns/event: the storm's time added per slab event, {per_cycle:.2f} events a cycle, by "
+              "throughput, with no stats on: what a tracer costs the traced, the floor's share included)")
     floor_ns = per_run(stats_floor)
     if stats_floor:
         print(f"empty BPF programs: {floor_ns:.0f} ns/run with kernel.bpf_stats_enabled, the same storm "

@@ -113,14 +113,20 @@ class Names:
             starts, names, caches = self.slab_objects(words[slab_hits])
             unknown_holders = starts[~np.isin(starts, allocated)]
             free_ones = self.free_objects(unknown_holders) if len(unknown_holders) else set()
-            sheaves = self.sheaves(starts)
+            in_sheaf = self.in_sheaf_slots(words[slab_hits], starts)
             regs = self.fpu_regs if self.fpu_regs is not None else 1 << 62
-            for i, start, name, cache in zip(slab_hits, starts.tolist(), names, caches):
+            for j, (i, start, name, cache) in enumerate(zip(slab_hits, starts.tolist(), names, caches)):
                 labels[i] = ("slab", name)
-                slot = int(words[i]) - start - sheaves.get(start, 1 << 62)
                 registers = cache == "task_struct" and int(words[i]) - start >= regs  # a process's, saved
-                stale[i] = start in free_ones or 0 <= slot and slot % 8 == 0 or registers
+                stale[i] = start in free_ones or in_sheaf[j] or registers
         return labels, stale
+
+    def in_sheaf_slots(self, words: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Which ``words`` (each in the slab object at ``starts``) lie in a
+        sheaf's objects[]: stale, whether the sheaf is a root or a target."""
+        sheaves = self.sheaves(starts) if len(starts) else {}
+        base = np.array([sheaves.get(s, 1 << 62) for s in starts.tolist()], np.int64)
+        return (words.astype(np.int64) - starts.astype(np.int64)) >= base if len(starts) else np.zeros(0, bool)
 
     def sheaves(self, starts: np.ndarray) -> dict[int, int]:
         """{holder: where its objects[] start} for the slab objects among
@@ -171,8 +177,6 @@ class Names:
         tests/unit/test_report.py), and its slots point at objects handed out
         since, as a root sheaf's do."""
         stale = regions.stale_at(words)
-        owners = np.where(spaces == layout.ENUMS["space"]["SPACE_SLAB"], owners, 0).astype(np.uint64)
-        sheaves = self.sheaves(owners[owners != 0]) if len(owners) else {}
-        for i in np.flatnonzero(np.isin(owners, np.array(list(sheaves), np.uint64))).tolist():
-            stale[i] |= int(words[i]) - int(owners[i]) >= sheaves[int(owners[i])]
+        slab = np.flatnonzero(spaces == layout.ENUMS["space"]["SPACE_SLAB"])
+        stale[slab] |= self.in_sheaf_slots(words[slab], owners[slab].astype(np.uint64))
         return stale
