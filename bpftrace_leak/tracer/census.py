@@ -239,7 +239,7 @@ class Census:
         self.cached_stacks()
         self.recycled_stacks()
         recs = self.reader.records(min_age_ns)
-        retire_free_pages(self.fds, self.reader.records, recs, min_age_ns)
+        retire_free_pages(self.fds, self.reader, recs, min_age_ns)
         pages, caches, sizes, stale = self.reader.records.slab_pages(min_age_ns, recs)
         if "census_freed" in self.fds:  # records made before their page was freed
             for page in pages[stale].tolist():
