@@ -24,8 +24,9 @@
  *   decoy_rcuvol K objects of kleaklab_sheaf freed with kfree_rcu (write thousands:
  *                kvfree_rcu batches them into pages freed by kfree_bulk, and on
  *                6.18+ caches with sheaves batch them into rcu sheaves instead)
- *   orphan       kzalloc(128), the only pointer dropped: nothing points at it   K objects
- *   cycle        two kzalloc'd objects pointing at each other, nothing else     2K objects
+ *   orphan       an object of kleaklab_lone (128 bytes), the only pointer dropped:
+ *                nothing points at it                                       K objects
+ *   cycle        two kleaklab_lone objects pointing at each other, nothing else 2K objects
  *   hold         kzalloc'd objects kept on the module's list `kept` until unload K objects
  *                (the holder scan: orphaned, orphan cycle, held by `kept`)
  *
@@ -70,6 +71,14 @@ struct kleaklab_pair {
 
 static struct kmem_cache *kleaklab_cache;
 static struct kmem_cache *kleaklab_sheaf;
+/*
+ * The orphans' and cycles' cache, its own (a constructor: never merged).
+ * From kmalloc-128 they took addresses other kernel code had just freed
+ * (LIFO reuse): a stale copy of such an address in a live frame of a
+ * kworker's stack then "held" a planted orphan (CI, the 7.2 guest: 18 of
+ * 19, held by kworker/1:1H). Nothing but this module uses these addresses.
+ */
+static struct kmem_cache *kleaklab_lone;
 static LIST_HEAD(parked);
 static DEFINE_MUTEX(parked_lock);
 /* the hold scenario's objects: held by this list head, in the module's data */
@@ -83,6 +92,11 @@ static void *volatile sink;
 static void kleaklab_ctor(void *p)
 {
 	memset(p, 0, sizeof(struct kleaklab_obj));
+}
+
+static void kleaklab_lone_ctor(void *p)
+{
+	memset(p, 0, sizeof(struct kleaklab_pair));
 }
 
 static noinline int kleaklab_leak_kmalloc(void)
@@ -163,7 +177,7 @@ static noinline void kleaklab_scrub(void)
 
 static noinline int kleaklab_orphan(void)
 {
-	void *p = kzalloc(128, GFP_KERNEL);
+	void *p = kmem_cache_alloc(kleaklab_lone, GFP_KERNEL);
 
 	if (!p)
 		return -ENOMEM;
@@ -173,12 +187,14 @@ static noinline int kleaklab_orphan(void)
 
 static noinline int kleaklab_cycle(void)
 {
-	struct kleaklab_pair *a = kzalloc(sizeof(*a), GFP_KERNEL);
-	struct kleaklab_pair *b = kzalloc(sizeof(*b), GFP_KERNEL);
+	struct kleaklab_pair *a = kmem_cache_alloc(kleaklab_lone, GFP_KERNEL);
+	struct kleaklab_pair *b = kmem_cache_alloc(kleaklab_lone, GFP_KERNEL);
 
 	if (!a || !b) {
-		kfree(a);
-		kfree(b);
+		if (a)
+			kmem_cache_free(kleaklab_lone, a);
+		if (b)
+			kmem_cache_free(kleaklab_lone, b);
 		return -ENOMEM;
 	}
 	a->peer = b;
@@ -395,7 +411,10 @@ static int __init kleaklab_init(void)
 	if (!kleaklab_cache)
 		return -ENOMEM;
 	kleaklab_sheaf = make_sheaf_cache();
-	if (!kleaklab_sheaf) {
+	kleaklab_lone = kmem_cache_create("kleaklab_lone", sizeof(struct kleaklab_pair), 0, 0, kleaklab_lone_ctor);
+	if (!kleaklab_sheaf || !kleaklab_lone) {
+		kmem_cache_destroy(kleaklab_lone);
+		kmem_cache_destroy(kleaklab_sheaf);
 		kmem_cache_destroy(kleaklab_cache);
 		return -ENOMEM;
 	}
@@ -408,6 +427,7 @@ static int __init kleaklab_init(void)
 	return 0;
 fail:
 	proc_remove(dir);
+	kmem_cache_destroy(kleaklab_lone);
 	kmem_cache_destroy(kleaklab_sheaf);
 	kmem_cache_destroy(kleaklab_cache);
 	return -ENOMEM;
@@ -423,6 +443,7 @@ static void __exit kleaklab_exit(void)
 	kvfree_rcu_barrier();	/* kfree_rcu'd objects of kleaklab_sheaf */
 #endif
 	/* the leaked cache objects make this complain, which is the point */
+	kmem_cache_destroy(kleaklab_lone);
 	kmem_cache_destroy(kleaklab_sheaf);
 	kmem_cache_destroy(kleaklab_cache);
 }
