@@ -33,7 +33,7 @@ from bpftrace_leak.analysis.report import build_report  # noqa: E402
 from bpftrace_leak.config import Config  # noqa: E402
 from bpftrace_leak.reporter import render  # noqa: E402
 from bpftrace_leak.tracer.census import Census  # noqa: E402
-from bpftrace_leak.tracer import bcc  # noqa: E402
+from bpftrace_leak.tracer.census_pages import look_at_pages  # noqa: E402
 from bpftrace_leak.tracer.reader import Reader  # noqa: E402
 from bpftrace_leak.tracer.session import Session  # noqa: E402
 
@@ -75,10 +75,8 @@ def main():
         page_space = reader.records(500_000_000)["space"] == layout.ENUMS["space"]["SPACE_PAGE"]
         page_records = int(page_space.sum())
         began = time.perf_counter()
-        if census and "census_page" in census.fds:  # the page census alone, run whether or not a page
-            cutoff = int(reader.records.cutoff(500_000_000)[0])  # free was skipped (census_pages.py)
-            for page in reader.records(500_000_000)["addr"][page_space].tolist():
-                bcc.test_run(census.fds["census_page"], [page, cutoff])
+        if census and "census_page" in census.fds:  # the page census alone, skipped page free or not
+            look_at_pages(census.fds, reader, reader.records(500_000_000), 500_000_000)
         pages_took = time.perf_counter() - began
         skipped = layout.ENUMS["space"]["SPACE_PAGE"] in reader.skipped_spaces()
         began = time.perf_counter()

@@ -16,7 +16,7 @@ import numpy as np
 from .. import layout
 from . import bcc
 
-__all__ = ["retire_free_pages"]
+__all__ = ["retire_free_pages", "look_at_pages"]
 
 
 def retire_free_pages(fds: dict, reader, recs: dict, min_age_ns: int) -> None:
@@ -25,8 +25,13 @@ def retire_free_pages(fds: dict, reader, recs: dict, min_age_ns: int) -> None:
     kernel side retires and counts (found_free). Without a skipped free a
     page record outlives no page, and a run costs 5.3 us a record
     (bench/report_scale.py: 0.6 s for 114,000 records of user pages)."""
-    if "census_page" not in fds or layout.ENUMS["space"]["SPACE_PAGE"] not in reader.skipped_spaces():
-        return
+    if "census_page" in fds and layout.ENUMS["space"]["SPACE_PAGE"] in reader.skipped_spaces():
+        look_at_pages(fds, reader, recs, min_age_ns)
+
+
+def look_at_pages(fds: dict, reader, recs: dict, min_age_ns: int) -> None:
+    """census_page on each aged page record of ``recs``, skipped free or not
+    (bench/report_scale.py times it so)."""
     cutoff = int(reader.records.cutoff(min_age_ns)[0])  # a record newer than this is kept
     pages = recs["addr"][recs["space"] == np.uint32(layout.ENUMS["space"]["SPACE_PAGE"])]
     for page in pages.tolist():
