@@ -44,6 +44,8 @@ ABLATIONS = {
                                       "u64 old = slot->addr; if (!old) slot->addr = SLOT_BUSY;"),
     "no slot written": ("objects.h", "\tstruct slot_head *slot = NULL;\n\tif (in_slots(key->space)) {",
                         "\treturn;\n\tstruct slot_head *slot = NULL;\n\tif (in_slots(key->space)) {"),
+    "no time (jiffies)": ("objects.h", "obj->ts = bpf_jiffies64();", "obj->ts = 0;"),
+    "nothing past the filter": ("objects.h", "obj->ts = bpf_jiffies64();", "return;"),
 }
 PROGRAMS = ("alloc_kmem_cache", "alloc_kmalloc", "free_kmem_cache_free_0", "free_kfree_0")
 

@@ -94,24 +94,10 @@ int census_page(struct bpf_raw_tracepoint_args *ctx)
 		if (kread(head + PAGE_PRIVATE_OFF) < o)
 			return 1;	/* a smaller free block below it */
 		struct live_key key = {.addr = page, .space = SPACE_PAGE};
-		u32 idx = 0;
-		struct slot_head *slot = slot_of(&key, &idx);
-		if (!slot)
-			return 2;
-		struct live_obj *rec = slot->addr == page ? slot_obj(SPACE_PAGE, &idx) : NULL;
-		if (rec && rec->ts <= ctx->args[1] &&
-		    __sync_val_compare_and_swap(&slot->addr, page, 0) == page) {
-			count(CNT_FOUND_FREE);
-			return 0;
-		}
-		struct live_key k = hash_key(&key);	/* or spilled to the hash */
-		rec = slot->spilled ? live.lookup(&k) : NULL;
-		if (rec && rec->ts <= ctx->args[1] && live.delete(&k) == 0) {
-			__sync_fetch_and_add(&slot->spilled, -1);
-			count(CNT_FOUND_FREE);
-			return 0;
-		}
-		return 2;	/* no aged record of it */
+		if (!drop_aged(&key, ctx->args[1]))
+			return 2;	/* no aged record of it */
+		count(CNT_FOUND_FREE);
+		return 0;
 	}
 	return 1;
 }

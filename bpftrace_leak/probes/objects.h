@@ -79,6 +79,31 @@ static __always_inline int drop_record(struct live_key *key)
 }
 
 /*
+ * drop_record() of a slab or page record (a space kept in slots) made at or
+ * before jiffy ``max_ts`` only: a census that read the records a moment ago
+ * must not retire one made since at the same address. It reads the record,
+ * which a free never does: for the census (census.h), not the free programs.
+ */
+static __always_inline int drop_aged(struct live_key *key, u64 max_ts)
+{
+	u32 idx = 0;
+	struct slot_head *slot = slot_of(key, &idx);
+	if (!slot)
+		return 0;
+	struct live_obj *rec = slot->addr == key->addr ? slot_obj(key->space, &idx) : NULL;
+	if (rec && rec->ts <= max_ts &&
+	    __sync_val_compare_and_swap(&slot->addr, key->addr, 0) == key->addr)
+		return 1;
+	struct live_key k = hash_key(key);	/* or spilled to the hash */
+	rec = slot->spilled ? live.lookup(&k) : NULL;
+	if (rec && rec->ts <= max_ts && live.delete(&k) == 0) {
+		__sync_fetch_and_add(&slot->spilled, -1);
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * An untraced allocation at an address we still hold means its free was never
  * seen (a skipped or bulk free): retire the stale record now.
  */
