@@ -49,6 +49,50 @@ static __always_inline struct live_key hash_key(struct live_key *key)
 	return k;
 }
 
+#ifdef FRAME_COUNTS
+/*
+ * Sampled (--sample-bytes, serve's default): few slab objects are recorded,
+ * yet every free read its address's slot head, a line of its own for any
+ * object of 64 bytes or more, and on real work a cache miss: a slab free
+ * took 152-156 ns/run on the untar under serve, 58-94 on the storm
+ * (docs/overhead.md). frame_counts holds a u32 per 4 KiB of addresses
+ * (modulo FRAME_COUNTS, two to a u64: 16 frames, 64 KiB of slab, to a
+ * line): how many slab records have their address there, never fewer than
+ * there are (one is added before a record is stored and taken off after
+ * one is removed; a path that removes one without it leaves the frame
+ * looked up, as before). A free in a frame counted 0 has nothing to look
+ * up. Unsampled, every allocation would pay a locked add for it: off.
+ */
+BPF_ARRAY(frame_counts, u64, FRAME_COUNTS / 2);
+
+static __always_inline u64 *frame_word(u64 addr, u32 *shift)
+{
+	u32 f = (addr >> 12) & (FRAME_COUNTS - 1), i = f / 2;
+	*shift = (f & 1) * 32;
+	return frame_counts.lookup(&i);
+}
+
+/* no slab record has its address in ``key``'s frame */
+static __always_inline int frame_empty(struct live_key *key)
+{
+	u32 shift = 0;
+	u64 *w = key->space == SPACE_SLAB ? frame_word(key->addr, &shift) : NULL;
+	return w && !((*w >> shift) & 0xffffffffULL);
+}
+
+/* ``n`` (1 or -1) slab records more at ``key``'s frame */
+static __always_inline void frame_add(struct live_key *key, s64 n)
+{
+	u32 shift = 0;
+	u64 *w = key->space == SPACE_SLAB ? frame_word(key->addr, &shift) : NULL;
+	if (w)
+		__sync_fetch_and_add(w, (u64)n << shift);	/* -1: the u32 less one, no borrow (it is >= 1) */
+}
+#else
+#define frame_empty(key) 0
+#define frame_add(key, n) do { } while (0)
+#endif
+
 /* Delete ``key`` from the hash, where its slot said it may be. */
 static __always_inline int unspill(struct slot_head *slot, struct live_key *key)
 {
@@ -56,13 +100,14 @@ static __always_inline int unspill(struct slot_head *slot, struct live_key *key)
 	if (!slot->spilled || live.delete(&k) != 0)
 		return 0;
 	__sync_fetch_and_add(&slot->spilled, -1);
+	frame_add(key, -1);
 	return 1;
 }
 
 /* Delete a record of ``key`` wherever it is; 1 when there was one. */
 static __always_inline int drop_record(struct live_key *key)
 {
-	if (key->addr <= SLOT_BUSY)
+	if (key->addr <= SLOT_BUSY || frame_empty(key))
 		return 0;	/* kfree(NULL) fires the event too, and 0 marks a free slot */
 	if (in_slots(key->space)) {
 		u32 idx = 0;
@@ -70,8 +115,10 @@ static __always_inline int drop_record(struct live_key *key)
 		if (!slot)
 			return 0;
 		if (slot->addr == key->addr &&
-		    __sync_val_compare_and_swap(&slot->addr, key->addr, 0) == key->addr)
+		    __sync_val_compare_and_swap(&slot->addr, key->addr, 0) == key->addr) {
+			frame_add(key, -1);
 			return 1;
+		}
 		return unspill(slot, key);
 	}
 	struct live_key k = hash_key(key);
@@ -92,12 +139,15 @@ static __always_inline int drop_aged(struct live_key *key, u64 max_ts)
 		return 0;
 	struct live_obj *rec = slot->addr == key->addr ? slot_obj(key->space, &idx) : NULL;
 	if (rec && rec->ts <= max_ts &&
-	    __sync_val_compare_and_swap(&slot->addr, key->addr, 0) == key->addr)
+	    __sync_val_compare_and_swap(&slot->addr, key->addr, 0) == key->addr) {
+		frame_add(key, -1);
 		return 1;
+	}
 	struct live_key k = hash_key(key);	/* or spilled to the hash */
 	rec = slot->spilled ? live.lookup(&k) : NULL;
 	if (rec && rec->ts <= max_ts && live.delete(&k) == 0) {
 		__sync_fetch_and_add(&slot->spilled, -1);
+		frame_add(key, -1);
 		return 1;
 	}
 	return 0;
@@ -277,6 +327,7 @@ static __always_inline int store_slot(struct slot_head *slot, u32 idx, struct li
 	u64 old = __sync_val_compare_and_swap(&slot->addr, 0, SLOT_BUSY);
 	if (old == key->addr) {
 		count(CNT_MISSED_FREES);	/* still held: its free was not seen */
+		frame_add(key, -1);		/* replaced, not added */
 	} else if (old != 0) {
 		return 0;
 	} else if (unspill(slot, key)) {
@@ -363,6 +414,7 @@ static __always_inline void record(void *ctx, struct task_struct *task, struct l
 		slot = slot_of(key, &idx);
 		if (!slot)
 			return;
+		frame_add(key, 1);	/* before the record: a free of it looks */
 		if (store_slot(slot, idx, key, obj)) {
 			count_hot(CNT_ALLOCS);
 			return;
@@ -376,10 +428,12 @@ static __always_inline void record(void *ctx, struct task_struct *task, struct l
 		live.update(&k, obj);
 		if (slot)
 			__sync_fetch_and_add(&slot->spilled, -1);	/* replaced, not added */
+		frame_add(key, -1);
 	} else if (ret != 0) {
 		count(CNT_DROPPED);
 		if (slot)
 			__sync_fetch_and_add(&slot->spilled, -1);
+		frame_add(key, -1);
 		return;
 	}
 	count_hot(CNT_ALLOCS);
@@ -397,11 +451,14 @@ static __always_inline void record(void *ctx, struct task_struct *task, struct l
 static __always_inline int forget(u32 space, u64 addr)
 {
 	struct live_key key = {.addr = addr, .space = space};
+	if (frame_empty(&key))
+		return 0;
 	if (addr > SLOT_BUSY && in_slots(space)) {
 		u32 idx = 0;
 		struct slot_head *slot = slot_of(&key, &idx);
 		if (slot && slot->addr == addr) {
 			slot->addr = 0;
+			frame_add(&key, -1);
 			count_hot(CNT_FREES);
 			return 1;
 		}

@@ -166,8 +166,11 @@ static __always_inline void retire_records(u64 base, int how, u64 s, u32 size, u
 		u64 a = slot->addr;
 		struct live_obj *rec = a > SLOT_BUSY && (a >> 12) == (base >> 12) ? slot_obj(SPACE_SLAB, &idx) : NULL;
 		if (rec && retire_this(rec, how, s, size, freed) &&
-		    __sync_val_compare_and_swap(&slot->addr, a, 0) == a)
+		    __sync_val_compare_and_swap(&slot->addr, a, 0) == a) {
+			key.addr = a;
+			frame_add(&key, -1);
 			count(CNT_FREED_WITH_SLAB);
+		}
 		if (!slot->spilled)
 			continue;
 		key.addr = base + 16 * k;
@@ -185,6 +188,7 @@ static __always_inline void retire_records(u64 base, int how, u64 s, u32 size, u
 			struct live_obj *o = live.lookup(&hk);
 			if (o && retire_this(o, how, s, size, freed) && live.delete(&hk) == 0) {
 				__sync_fetch_and_add(&slot->spilled, -1);
+				frame_add(&key, -1);
 				count(CNT_FREED_WITH_SLAB);
 			}
 			key.addr += 8;

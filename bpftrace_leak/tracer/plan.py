@@ -154,7 +154,9 @@ def _base_flags(p: Plan, config, facts, targets: bool) -> list[str]:
     if config.stacks == "sites":
         flags.append("-DSTACKS_AT_SITES")
     if config.sample_bytes:
-        flags.append(f"-DSAMPLE_BYTES={config.sample_bytes}U")
+        # and the slab records counted by frame (probes/objects.h: frame_counts):
+        # 1 M u32s, 4 MiB, a frame's count shared with those 4 GiB apart
+        flags += [f"-DSAMPLE_BYTES={config.sample_bytes}U", f"-DFRAME_COUNTS={1 << 20}"]
     if targets:
         flags.append("-DFILTER_TARGETS")
     elif config.cgroups:
